@@ -1,0 +1,3 @@
+"""pria-ml: the learning loop behind PRIA's agent."""
+
+__version__ = "0.1.0"

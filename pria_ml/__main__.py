@@ -1,0 +1,3 @@
+from pria_ml.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""Shared fixtures: an embedded PostgreSQL for the session, a fresh database per test, a temp
+storage root, and a real S3-compatible server (moto) on loopback. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from pria_ml.db import Database, embedded_url
+from pria_ml.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's PRIA_* variables or the repository's .env file."""
+    for name in list(os.environ):
+        if name.startswith("PRIA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pria home whose embedded PostgreSQL is started once for the whole session."""
+    home = tmp_path_factory.mktemp("pria-home")
+    embedded_url(home)
+    return home
+
+
+@pytest.fixture
+def fresh_db(pg_home: Path) -> Iterator[Database]:
+    """An empty database of its own on the session's embedded server."""
+    import psycopg
+
+    admin = embedded_url(pg_home)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = Database(role="registry", url=admin.replace("/pria?", f"/{name}?"), embedded=False)
+    yield database
+    database.close()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(pg_home: Path, fresh_db: Database, tmp_path: Path) -> Settings:
+    """Settings on embedded parts: a fresh registry database, a temp storage root."""
+    return Settings(
+        home=pg_home,
+        database_url=fresh_db.url,
+        storage_url=(tmp_path / "storage").as_uri(),
+        pii_key="test-pii-key",
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's server mode) listening on loopback."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_endpoint: str) -> Settings:
+    """``settings`` with storage on a fresh bucket of the loopback S3 server."""
+    import boto3
+
+    bucket = f"pria-{uuid.uuid4().hex[:10]}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return settings.model_copy(
+        update={
+            "storage_url": f"s3://{bucket}/pria",
+            "s3_endpoint_url": s3_endpoint,
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": SecretStr("testing"),
+        }
+    )
