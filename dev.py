@@ -34,7 +34,9 @@ def ensure_env() -> None:
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing pria-ml and its dependencies (first run takes a few minutes)", flush=True)
-    run([BIN / "python", "-m", "pip", "install", "--quiet", TORCH, "-e", f"{ROOT}[dev]"])
+    # -qq: this machine's pip config names an optional local index that may be absent, and pip
+    # warns once per package about it; errors still print.
+    run([BIN / "python", "-m", "pip", "install", "-qq", TORCH, "-e", f"{ROOT}[dev]"])
     stamp_file.write_text(stamp.hexdigest())
 
 
