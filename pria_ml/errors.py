@@ -55,3 +55,13 @@ class BudgetExceeded(PriaError):
     """A training run would break the nightly cost budget."""
 
     exit_code = 8
+
+
+class RegistryBusy(RegistryError):
+    """The registry stayed locked by other changes through every retry; nothing was changed."""
+
+
+class EndpointRotationFailed(PriaError):
+    """Prod changed (committed) but the endpoint rotation hook did not confirm it."""
+
+    exit_code = 9
