@@ -9,6 +9,7 @@ a bounded number of times, and turns refusals into ``RegistryError``. Reading
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import getpass
 import json
@@ -24,10 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pria_ml.db import Database
-from pria_ml.errors import RegistryError
+from pria_ml.errors import EndpointRotationFailed, RegistryBusy, RegistryError
 
 if TYPE_CHECKING:
     import psycopg
+    from rich.console import RenderableType
+
+    from pria_ml.rotation import EndpointHook
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +45,6 @@ BUSY_BACKOFF_S = 0.05
 # lock_not_available, serialization_failure, deadlock_detected: nothing was changed, try again.
 _BUSY_SQLSTATES = {"55P03", "40001", "40P01"}
 NOTIFY_CHANNEL = "pria_model_endpoint"
-
-
-class RegistryBusy(RegistryError):
-    """The registry stayed locked by other changes through every retry; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -238,3 +238,296 @@ def artifact_referenced(db: Database, artifact_uri: str) -> bool:
         ).fetchone()
     assert row is not None
     return bool(row[0])
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The outcome of promote / rollback: what is prod now, what it replaced, and the event."""
+
+    changed: bool
+    adapter_id: uuid.UUID
+    previous_prod: uuid.UUID | None
+    event_id: int | None
+    message: str
+    rotated: bool = False
+
+
+def _transition(
+    db: Database, sql: str, params: tuple, *, what: str, hook: EndpointHook | None
+) -> Transition:
+    def work(conn: psycopg.Connection) -> Transition:
+        row = conn.execute(sql, params).fetchone()
+        assert row is not None
+        return Transition(*row)
+
+    transition = _transaction(db, work, what=what)
+    log.info("%s", transition.message)
+    if hook is None:
+        return transition
+    event_id = transition.event_id if transition.changed else _unrotated_prod_event(db)
+    if event_id is None:
+        return transition
+    _rotate(db, hook, event_id)
+    return dataclasses.replace(transition, rotated=True)
+
+
+def promote(
+    db: Database,
+    *,
+    adapter_id: uuid.UUID | str | None = None,
+    dataset_date: datetime.date | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    hook: EndpointHook | None = None,
+) -> Transition:
+    """Make an adapter prod: ``adapter_id``, or the gated candidate of ``dataset_date``.
+
+    One transaction under the registry lock: the current prod is superseded (back to
+    candidate, ``superseded_at`` set), the target becomes prod, a ``promote`` event is written
+    and ``pria_model_endpoint`` is notified. A candidate without a passing gate decision is
+    refused unless ``force`` with a ``reason`` (recorded in the event). Promoting the current
+    prod is a no-op (``changed`` False). After the commit the endpoint ``hook`` is called.
+
+    Raises RegistryError (unknown or archived adapter, refused gate, no gated candidate of the
+    date), RegistryBusy, DatabaseUnavailable, EndpointRotationFailed (prod changed, hook failed).
+    """
+    if (adapter_id is None) == (dataset_date is None):
+        raise RegistryError("promote needs exactly one of an adapter id or --date")
+    target = None if adapter_id is None else parse_adapter_id(adapter_id)
+    return _transition(
+        db,
+        "SELECT * FROM pria.promote(%s, %s, %s, %s, %s)",
+        (target, dataset_date, force, reason, actor()),
+        what=f"promote {target or dataset_date}",
+        hook=hook,
+    )
+
+
+def rollback(
+    db: Database,
+    *,
+    to: uuid.UUID | str | None = None,
+    reason: str | None = None,
+    hook: EndpointHook | None = None,
+) -> Transition:
+    """Bring back the adapter that was prod before the current one (from the event log), or
+    ``to``, an adapter that was prod before.
+
+    Same transaction, lock, event and notification as ``promote``; the gate is not asked
+    again. Rolling back to the current prod is a no-op. Raises RegistryError (no prod, no
+    previous prod, unknown / archived / never-prod target), RegistryBusy, DatabaseUnavailable,
+    EndpointRotationFailed.
+    """
+    target = None if to is None else parse_adapter_id(to)
+    return _transition(
+        db,
+        "SELECT * FROM pria.rollback(%s, %s, %s)",
+        (target, reason, actor()),
+        what=f"rollback to {target or 'previous prod'}",
+        hook=hook,
+    )
+
+
+def archive(db: Database, *, older_than: datetime.timedelta = datetime.timedelta(days=7)) -> list:
+    """Archive every former prod superseded more than ``older_than`` ago (spec: 7 days).
+
+    One transaction; one ``archive`` event per adapter. Returns the archived adapter ids.
+    """
+    if older_than < datetime.timedelta(0):
+        raise RegistryError(f"archive age must not be negative, got {older_than}")
+
+    def work(conn: psycopg.Connection) -> list[uuid.UUID]:
+        rows = conn.execute(
+            "SELECT pria.archive_superseded(%s, %s)", (older_than, actor())
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    archived = _transaction(db, work, what="archive")
+    log.info("archived %d superseded adapters", len(archived))
+    return archived
+
+
+def current_prod(db: Database) -> Adapter | None:
+    """The prod adapter, or None before the first promotion."""
+    with _reading(db) as conn:
+        row = conn.execute(
+            f"SELECT {_ADAPTER_COLUMNS} FROM pria.model_registry WHERE status = 'prod'"
+        ).fetchone()
+    return None if row is None else Adapter(*row)
+
+
+def adapters(db: Database, *, limit: int = 50) -> list[Adapter]:
+    """The newest ``limit`` adapters, newest first."""
+    with _reading(db) as conn:
+        rows = conn.execute(
+            f"SELECT {_ADAPTER_COLUMNS} FROM pria.model_registry"
+            " ORDER BY created_at DESC, adapter_id LIMIT %s",
+            (limit,),
+        ).fetchall()
+    return [Adapter(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One ``pria.registry_event`` row, with the adapter's dataset date."""
+
+    event_id: int
+    occurred_at: datetime.datetime
+    action: str
+    adapter_id: uuid.UUID
+    dataset_date: datetime.date
+    from_status: str | None
+    to_status: str | None
+    previous_prod: uuid.UUID | None
+    forced: bool
+    reason: str | None
+    actor: str
+    detail: dict[str, Any]
+
+
+def history(db: Database, *, limit: int = 30) -> list[Event]:
+    """The newest ``limit`` registry events, newest first."""
+    with _reading(db) as conn:
+        rows = conn.execute(
+            f"SELECT {', '.join(Event.__dataclass_fields__)} FROM pria.registry_history LIMIT %s",
+            (limit,),
+        ).fetchall()
+    return [Event(*row) for row in rows]
+
+
+def replay(events: list[Event]) -> dict[uuid.UUID, str]:
+    """Every adapter's status as the event log tells it (``events`` in any order)."""
+    state: dict[uuid.UUID, str] = {}
+    for event in sorted(events, key=lambda e: e.event_id):
+        if event.action == "register":
+            state[event.adapter_id] = "candidate"
+        elif event.action in ("promote", "rollback"):
+            if event.previous_prod is not None:
+                state[event.previous_prod] = "candidate"
+            state[event.adapter_id] = "prod"
+        elif event.action == "archive":
+            state[event.adapter_id] = "archived"
+    return state
+
+
+def _unrotated_prod_event(db: Database) -> int | None:
+    """The event that made the current prod prod, when no rotation call confirmed it."""
+    with _reading(db) as conn:
+        row = conn.execute(
+            """
+            SELECT e.event_id
+              FROM pria.registry_event e
+              JOIN pria.model_registry r ON r.adapter_id = e.adapter_id AND r.status = 'prod'
+             WHERE e.action IN ('promote', 'rollback')
+               AND NOT EXISTS (
+                   SELECT 1 FROM pria.registry_event x
+                    WHERE x.action = 'rotation' AND (x.detail ->> 'ok')::boolean
+                      AND (x.detail ->> 'for_event')::bigint = e.event_id)
+             ORDER BY e.event_id DESC
+             LIMIT 1
+            """
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+def _rotate(db: Database, hook: EndpointHook, event_id: int) -> None:
+    """Call the rotation hook for prod-change ``event_id`` and record the outcome as an event."""
+    with _reading(db) as conn:
+        row = conn.execute(
+            """
+            SELECT e.event_id, e.action, e.adapter_id, e.previous_prod, r.dataset_date,
+                   r.artifact_uri, r.artifact_sha256, r.base_model
+              FROM pria.registry_event e JOIN pria.model_registry r USING (adapter_id)
+             WHERE e.event_id = %s
+            """,
+            (event_id,),
+        ).fetchone()
+    assert row is not None
+    keys = ("event_id", "action", "adapter_id", "previous_prod", "dataset_date")
+    keys += ("artifact_uri", "artifact_sha256", "base_model")
+    payload = {
+        k: (str(v) if isinstance(v, uuid.UUID | datetime.date) else v)
+        for k, v in zip(keys, row, strict=True)
+    }
+    try:
+        result = hook.rotate(payload)
+    except EndpointRotationFailed as exc:
+        _record_rotation(db, event_id, ok=False, detail={"url": hook.url, "error": str(exc)})
+        raise EndpointRotationFailed(
+            f"prod is {payload['adapter_id']} in the registry (committed, event {event_id}), "
+            f"but MODEL_ENDPOINT was NOT rotated: {exc}. Fix the hook, then run "
+            f"`pria-ml promote {payload['adapter_id']}` to retry the rotation"
+        ) from None
+    _record_rotation(
+        db,
+        event_id,
+        ok=True,
+        detail={"url": hook.url, "status": result.status, "attempts": result.attempts},
+    )
+    log.info("endpoint rotated to %s (%d attempts)", payload["adapter_id"], result.attempts)
+
+
+def _record_rotation(db: Database, event_id: int, *, ok: bool, detail: dict) -> None:
+    """Best effort: a registry that went away after the change must not hide the outcome."""
+    from pria_ml.errors import PriaError
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute(
+            "SELECT pria.record_rotation(%s, %s, %s::jsonb, %s)",
+            (event_id, ok, json.dumps(detail), actor()),
+        )
+
+    try:
+        _transaction(db, work, what=f"record rotation of event {event_id}")
+    except PriaError as exc:
+        log.error("could not record the rotation outcome of event %d: %s", event_id, exc)
+
+
+def render_history(
+    prod: Adapter | None, rows: list[Adapter], events: list[Event]
+) -> RenderableType:
+    """The status / history view: adapters with their state, then the newest events."""
+    from rich.console import Group
+    from rich.table import Table
+
+    colours = {"prod": "bold green", "candidate": "cyan", "superseded": "yellow"}
+    adapters_table = Table(title="model_registry", title_justify="left")
+    for column in ("adapter_id", "date", "state", "gate", "safety", "created", "artifact"):
+        adapters_table.add_column(column)
+    for a in rows:
+        gate = {None: "-", True: "passed", False: "failed"}[a.gate_passed]
+        adapters_table.add_row(
+            str(a.adapter_id),
+            a.dataset_date.isoformat(),
+            f"[{colours.get(a.state, 'dim')}]{a.state}[/]",
+            gate,
+            "-" if a.safety_flags is None else str(a.safety_flags),
+            f"{a.created_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M}",
+            a.artifact_uri,
+        )
+    events_table = Table(title="registry_event (newest first)", title_justify="left")
+    for column in ("#", "when (UTC)", "action", "adapter_id", "from", "to", "previous", "by"):
+        events_table.add_column(column)
+    for e in events:
+        note = e.reason or ""
+        if e.forced:
+            note = f"[red]forced[/]: {note}"
+        if e.action == "rotation":
+            note = "ok" if e.detail.get("ok") else f"[red]failed[/] {e.detail.get('error', '')}"
+        events_table.add_row(
+            str(e.event_id),
+            f"{e.occurred_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M:%S}",
+            e.action,
+            str(e.adapter_id),
+            e.from_status or "",
+            e.to_status or "",
+            "" if e.previous_prod is None else str(e.previous_prod)[:8],
+            f"{e.actor} {note}".strip(),
+        )
+    headline = (
+        "[bold]prod:[/] none yet"
+        if prod is None
+        else f"[bold]prod:[/] [green]{prod.adapter_id}[/] ({prod.dataset_date}, promoted "
+        f"{prod.promoted_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC)"
+    )
+    return Group(headline, adapters_table, events_table)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +59,66 @@ def candidate(registry_db: Database) -> Register:
         return adapter_id
 
     return make
+
+
+# pgTAP is pure SQL (DESIGN.md section 7): Debian's package is downloaded once with apt-get,
+# extracted, cached under the ignored .pria/cache/pgtap, and copied into the embedded server's
+# extension directory. `apt-get update` runs only when the download fails (a fresh CI image).
+PGTAP_PACKAGE = "postgresql-15-pgtap"
+PGTAP_CACHE = Path(__file__).resolve().parents[2] / ".pria" / "cache" / "pgtap"
+
+
+def _extension_dir() -> Path:
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "share" / "postgresql" / "extension"
+
+
+def _download_pgtap(into: Path) -> None:
+    """Extract the pgtap extension files of the Debian package into ``into``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+
+        def download() -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["apt-get", "download", PGTAP_PACKAGE],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        if shutil.which("apt-get") is None:
+            pytest.fail(f"pgTAP is needed and apt-get is missing: install {PGTAP_PACKAGE}'s files")
+        result = download()
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, check=False)
+            result = download()
+        if result.returncode != 0:
+            pytest.fail(f"apt-get download {PGTAP_PACKAGE} failed: {result.stderr.strip()}")
+        (deb,) = work.glob("*.deb")
+        subprocess.run(["dpkg", "-x", str(deb), str(work / "x")], check=True)
+        (source,) = (work / "x").glob("usr/share/postgresql/*/extension")
+        staging = Path(tempfile.mkdtemp(dir=into.parent))
+        for path in source.glob("pgtap*"):
+            shutil.copy2(path, staging / path.name)
+        if into.exists():  # another run cached it meanwhile
+            shutil.rmtree(staging)
+        else:
+            os.replace(staging, into)
+
+
+@pytest.fixture(scope="session")
+def pgtap_installed() -> None:
+    """pgTAP available to CREATE EXTENSION on the embedded server (installed on first use)."""
+    target = _extension_dir()
+    if (target / "pgtap.control").exists():
+        return
+    if not (PGTAP_CACHE / "pgtap.control").exists():
+        PGTAP_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        _download_pgtap(PGTAP_CACHE)
+    for path in PGTAP_CACHE.glob("pgtap*"):
+        # Copy then rename, so a concurrent test run never sees a half-written file.
+        partial = target / f".{path.name}.{os.getpid()}"
+        shutil.copy2(path, partial)
+        os.replace(partial, target / path.name)
