@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 
 import typer
 from rich.console import Console
@@ -99,6 +100,105 @@ def db_migrate() -> None:
         console.print(f"[green]applied[/] {migration.path.name}")
     total = len(migrate.discover())
     console.print(f"{database.describe()}: schema current ({total} migrations, {len(applied)} new)")
+
+
+def _print_transition(transition) -> None:
+    colour = "green" if transition.changed else "yellow"
+    console.print(f"[{colour}]{escape(transition.message)}[/]")
+    if transition.rotated:
+        console.print("[green]MODEL_ENDPOINT rotated[/]")
+
+
+@app.command()
+def promote(
+    adapter_id: str | None = typer.Argument(None, help="Adapter to promote (a UUID)."),
+    date: datetime | None = typer.Option(
+        None, "--date", formats=["%Y-%m-%d"], help="Promote the gated candidate of this date."
+    ),
+    force: bool = typer.Option(False, "--force", help="Promote without a passing gate."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (required with --force)."),
+) -> None:
+    """Make an adapter prod: the given id, or the gated candidate of --date.
+
+    One transaction: the current prod is superseded, an event is recorded, the endpoint hook
+    is notified. A candidate that failed or never went through the gate is refused unless
+    --force --reason "..." (recorded). Promoting the current prod again changes nothing.
+    """
+    from pria_ml import db, registry
+    from pria_ml.rotation import EndpointHook
+
+    settings = load_settings()
+    transition = registry.promote(
+        db.database(settings),
+        adapter_id=adapter_id,
+        dataset_date=None if date is None else date.date(),
+        force=force,
+        reason=reason,
+        hook=EndpointHook.from_settings(settings),
+    )
+    _print_transition(transition)
+
+
+@app.command()
+def rollback(
+    to: str | None = typer.Option(None, "--to", help="A former prod adapter to return to."),
+    reason: str | None = typer.Option(None, "--reason", help="Why, for the event log."),
+) -> None:
+    """Bring back the adapter that was prod before the current one.
+
+    The target comes from the registry's event log (or --to ID, a former prod); one
+    transaction, recorded, endpoint hook notified. The gate is not asked again.
+    """
+    from pria_ml import db, registry
+    from pria_ml.rotation import EndpointHook
+
+    settings = load_settings()
+    transition = registry.rollback(
+        db.database(settings), to=to, reason=reason, hook=EndpointHook.from_settings(settings)
+    )
+    _print_transition(transition)
+
+
+@app.command()
+def history(
+    limit: int = typer.Option(30, "--limit", min=1, help="How many adapters and events."),
+) -> None:
+    """Show the registry: the prod adapter, every adapter's state, the newest events.
+
+    States: prod, candidate, superseded (a former prod, archived 7 days later), archived.
+    """
+    from pria_ml import db, registry
+
+    database = db.database(load_settings())
+    console.print(
+        registry.render_history(
+            registry.current_prod(database),
+            registry.adapters(database, limit=limit),
+            registry.history(database, limit=limit),
+        )
+    )
+
+
+@app.command()
+def archive(
+    older_than_days: float = typer.Option(
+        7.0, "--older-than-days", min=0, help="Archive former prods superseded this long ago."
+    ),
+) -> None:
+    """Archive former prod adapters superseded more than 7 days ago (spec section 7).
+
+    One transaction, one event per archived adapter; archived adapters are never promoted.
+    """
+    from datetime import timedelta
+
+    from pria_ml import db, registry
+
+    archived = registry.archive(
+        db.database(load_settings()), older_than=timedelta(days=older_than_days)
+    )
+    for adapter_id in archived:
+        console.print(f"[green]archived[/] {adapter_id}")
+    console.print(f"{len(archived)} adapters archived")
 
 
 def main(argv: list[str] | None = None) -> None:
