@@ -426,3 +426,28 @@ BEGIN
     RETURN NEXT is(pria_test.status(a), 'prod', 'and changes no status');
 END
 $body$;
+
+CREATE FUNCTION pria_test.test_lock_registry_holds_a_transaction_lock() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+BEGIN
+    PERFORM pria.lock_registry();
+    RETURN NEXT is(
+        (SELECT count(*) FROM pg_locks
+          WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted),
+        1::bigint, 'the registry lock is held by this transaction');
+END
+$body$;
+
+CREATE FUNCTION pria_test.test_registry_history_lists_events_newest_first() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    a uuid := pria_test.candidate('2026-11-07');
+BEGIN
+    PERFORM pria_test.promote(a);
+    RETURN NEXT results_eq(
+        'SELECT action, dataset_date FROM pria.registry_history',
+        $$ VALUES ('promote'::text, '2026-11-07'::date), ('gate', '2026-11-07'),
+                  ('register', '2026-11-07') $$,
+        'history shows every event with the dataset date, newest first');
+END
+$body$;
