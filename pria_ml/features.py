@@ -1,0 +1,798 @@
+"""build-features: raw.parquet -> train / val / test training examples and a dataset card.
+
+Reads ``datasets/D/raw.parquet`` (docs/data-contract.md) and writes
+``datasets/D/features/{train,val,test}.parquet`` plus ``datasets/D/features/manifest.json``.
+The run, in order (docs/features.md explains each rule):
+
+1. stage: download raw.parquet to a local temp dir and check its schema (Spark has no S3
+   connector offline, so every byte moves through ``pria_ml.storage``);
+2. examples: one Spark pass (``mapInArrow``) turns each event into a prompt / completion example,
+   counts tiktoken tokens, hashes the prompt and marks rows to drop (empty text, over-long);
+3. split: date cut points 80 / 10 / 10 over the usable rows; a trace, and an identical prompt,
+   belong to the first split they appear in and are dropped from later ones;
+4. up-sample: the minority reward class of train only, to at most 3x, deterministic by seed;
+5. write: a global sort by (example_id, upsample_copy), merged on the driver into one Parquet
+   file per split with fixed row groups, so the same input and seed give the same bytes;
+6. publish: the old manifest is deleted, the splits uploaded, the manifest uploaded last. A
+   features set is complete exactly when its manifest exists and the splits match its sha256s.
+
+The per-batch example logic, the cut points, the up-sampling plan, the split writer and the
+dataset card are plain functions shared with the single-process baseline in
+perf/bench_features.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pria_ml.errors import DataError
+from pria_ml.storage import open_storage, sha256_file
+from pria_ml.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens, load_encoding
+
+if TYPE_CHECKING:
+    import tiktoken
+    from pyspark.sql import DataFrame, SparkSession
+
+    from pria_ml.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+MAX_UPSAMPLE = 3  # the minority class ends with at most 3x its natural rows (spec 3.3)
+DEFAULT_MAX_TOKENS = 4096  # prompt + completion, in cl100k_base tokens
+DEFAULT_SEED = 0
+ROW_GROUP_ROWS = 32_768
+TOKEN_PERCENTILES = (50, 90, 95, 99)
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+PROMPT = pa.list_(MESSAGE)
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("trace_id", pa.string()),
+        ("record_date", pa.date32()),
+        ("event_type", pa.string()),
+        ("override_flag", pa.bool_()),
+        ("prompt_messages", PROMPT),
+        ("agent_output", pa.string()),
+        ("corrected_output", pa.string()),
+        ("category_id", pa.int32()),
+        ("expense_text", pa.string()),
+    ]
+)
+# The raw columns this stage reads; the others are checked, not used.
+RAW_INPUT = (
+    "event_id",
+    "trace_id",
+    "record_date",
+    "override_flag",
+    "prompt_messages",
+    "agent_output",
+    "corrected_output",
+)
+
+FEATURE_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("trace_id", pa.string()),
+        ("record_date", pa.date32()),
+        ("prompt", PROMPT),
+        ("completion", pa.string()),
+        ("override_flag", pa.bool_()),
+        ("reward", pa.float32()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("upsample_copy", pa.int16()),
+    ]
+)
+# What the example pass produces per raw row: the feature columns before up-sampling, plus
+# the prompt's hash (for the no-identical-prompt rule) and why the row is dropped, if it is.
+EXAMPLE_SCHEMA = pa.schema(
+    [f for f in FEATURE_SCHEMA if f.name != "upsample_copy"]
+    + [pa.field("prompt_hash", pa.string()), pa.field("drop_reason", pa.string())]
+)
+EXAMPLE_DDL = (
+    "example_id string, trace_id string, record_date date, "
+    "prompt array<struct<role:string,content:string>>, completion string, "
+    "override_flag boolean, reward float, prompt_tokens int, completion_tokens int, "
+    "prompt_hash string, drop_reason string"
+)
+
+# Why a raw row is not an example, in order of precedence (a row gets the first that applies).
+MISSING_KEY = "missing_key_field"  # trace_id, event_id, record_date or override_flag is null
+EMPTY_PROMPT = "empty_prompt"  # no message with non-blank content
+EMPTY_COMPLETION = "empty_completion"  # the approved action is null or blank
+OVER_LENGTH = "over_length"  # prompt_tokens + completion_tokens > max_tokens
+# Why a usable example is left out of its date's split (leakage rules).
+TRACE_CONFLICT = "trace_in_earlier_split"
+PROMPT_CONFLICT = "prompt_in_earlier_split"
+DROP_REASONS = (MISSING_KEY, EMPTY_PROMPT, EMPTY_COMPLETION, OVER_LENGTH)
+CONFLICT_REASONS = (TRACE_CONFLICT, PROMPT_CONFLICT)
+
+
+@dataclass
+class FeatureBuild:
+    """What build-features wrote: the dataset card and where the time went (seconds)."""
+
+    date: str
+    manifest: dict[str, Any]
+    manifest_uri: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def build(
+    settings: Settings,
+    date: str,
+    *,
+    seed: int = DEFAULT_SEED,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    encoding_file: str | None = None,
+    spark: SparkSession | None = None,
+) -> FeatureBuild:
+    """Build the train / val / test examples of ``date`` and publish them with their card.
+
+    Args:
+        settings: storage and Spark settings.
+        date: the dataset date ``D`` (``YYYY-MM-DD``); reads ``datasets/D/raw.parquet``.
+        seed: picks which minority rows get the last up-sampled copies (same seed, same bytes).
+        max_tokens: examples longer than this (prompt + completion, cl100k_base tokens) are
+            dropped and counted as ``over_length``.
+        encoding_file: a ``cl100k_base.tiktoken`` ranks file; default the one shipped with
+            pria-ml.
+        spark: a running session to use (tests share one); default starts one from settings
+            and stops it at the end.
+
+    Returns:
+        The manifest that was published and the time spent in each phase.
+
+    Raises:
+        DataError: raw.parquet is missing, has the wrong schema, or cannot be split (fewer than
+            three usable dates, one reward class, a split left empty, duplicate events).
+        EncodingMissing: the tiktoken ranks file is missing or altered.
+        StorageError: storage refused a read or write.
+
+    Nothing under ``datasets/D/features/`` is replaced unless every split was built.
+    """
+    _check_date(date)
+    if max_tokens < 1:
+        raise DataError(f"max_tokens must be positive, got {max_tokens}")
+    storage = open_storage(settings)
+    raw_key = f"datasets/{date}/raw.parquet"
+    if not storage.exists(raw_key):
+        raise DataError(
+            f"{storage.uri(raw_key)} does not exist: run `pria-ml extract --date {date}` first"
+        )
+    load_encoding(encoding_file)  # fail before Spark starts if the encoding is missing
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="pria-features-") as tmp_name:
+        tmp = Path(tmp_name)
+        start = time.perf_counter()
+        raw_path = storage.download(raw_key, tmp / "raw.parquet")
+        check_raw_schema(raw_path)
+        timings["download"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        own_session = False
+        if spark is None:
+            from pyspark.sql import SparkSession
+
+            from pria_ml.spark import session
+
+            # A session already running in this process (a notebook, the nightly chain) is
+            # used and left running; one started here is stopped here.
+            spark = SparkSession.getActiveSession()
+            if spark is None:
+                spark = session(settings, app_name=f"pria-ml build-features {date}")
+                own_session = True
+        timings["spark_start"] = time.perf_counter() - start
+        try:
+            result = _run_spark(
+                spark,
+                raw_path,
+                tmp,
+                seed=seed,
+                max_tokens=max_tokens,
+                encoding_file=encoding_file,
+                timings=timings,
+            )
+        finally:
+            if own_session:
+                spark.stop()
+
+        start = time.perf_counter()
+        manifest = dataset_card(
+            date=date,
+            split_paths=result.split_paths,
+            input_rows=result.input_rows,
+            input_sha256=sha256_file(raw_path),
+            drops=result.drops,
+            cuts=result.cuts,
+            upsampling=result.upsampling,
+            seed=seed,
+            max_tokens=max_tokens,
+            engine={"name": "spark", "version": spark.version, "master": settings.spark_master},
+        )
+        timings["card"] = time.perf_counter() - start
+        start = time.perf_counter()
+        manifest_uri = publish(storage, date, result.split_paths, manifest)
+        timings["upload"] = time.perf_counter() - start
+    return FeatureBuild(date=date, manifest=manifest, manifest_uri=manifest_uri, timings=timings)
+
+
+def _check_date(date: str) -> None:
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError:
+        raise DataError(f"--date {date!r} is not a date: use YYYY-MM-DD") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Input
+
+
+def check_raw_schema(path: Path) -> int:
+    """Check raw.parquet against docs/data-contract.md; return its row count.
+
+    Extra columns are allowed; ``large_string`` / ``large_list`` count as their plain kinds.
+
+    Raises:
+        DataError: naming each missing or mistyped column.
+    """
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"raw.parquet is not a readable Parquet file: {exc}") from None
+    schema = parquet.schema_arrow
+    problems = []
+    for expected in RAW_SCHEMA:
+        if expected.name not in schema.names:
+            problems.append(f"missing column {expected.name!r} ({expected.type})")
+            continue
+        actual = schema.field(expected.name).type
+        if _plain(actual) != expected.type:
+            problems.append(f"column {expected.name!r} is {actual}, expected {expected.type}")
+    if problems:
+        raise DataError(
+            "raw.parquet does not follow docs/data-contract.md: "
+            + "; ".join(problems)
+            + " (re-run extract)"
+        )
+    rows = parquet.metadata.num_rows
+    if rows == 0:
+        raise DataError("raw.parquet has no rows: nothing to build (check extract's manifest)")
+    return rows
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with large strings / lists replaced by the plain ones the contract names."""
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_list_view(kind):
+        return pa.list_(_plain_field(kind.value_field))
+    if pa.types.is_struct(kind):
+        return pa.struct([_plain_field(kind.field(i)) for i in range(kind.num_fields)])
+    return kind
+
+
+def _plain_field(item: pa.Field) -> pa.Field:
+    return pa.field(item.name, _plain(item.type))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure logic shared with the single-process baseline
+
+
+def example_batch(
+    batch: pa.RecordBatch,
+    encoding: tiktoken.Encoding,
+    *,
+    max_tokens: int,
+    num_threads: int = 1,
+) -> pa.RecordBatch:
+    """Raw rows -> example rows (EXAMPLE_SCHEMA), one for one, with drop reasons marked.
+
+    completion = corrected_output if override_flag else agent_output; reward = 1 -
+    override_flag; prompt_tokens = the tiktoken tokens of every message's content, summed;
+    completion_tokens = those of the completion. Equal texts in a batch are encoded once.
+    """
+    rows = batch.num_rows
+    override = batch.column("override_flag")
+    override_np = pc.fill_null(override, False).to_numpy(zero_copy_only=False)
+    completion = pc.if_else(
+        pa.array(override_np), batch.column("corrected_output"), batch.column("agent_output")
+    ).cast(pa.string())
+    prompt = batch.column("prompt_messages").cast(PROMPT)
+
+    messages = pc.list_flatten(prompt)
+    parents = pc.list_parent_indices(prompt).to_numpy()
+    role = pc.fill_null(pc.struct_field(messages, "role"), "")
+    content = pc.fill_null(pc.struct_field(messages, "content"), "")
+
+    message_tokens = _token_counts(content, encoding, num_threads)
+    prompt_tokens = np.bincount(parents, weights=message_tokens, minlength=rows)
+    completion_tokens = _token_counts(pc.fill_null(completion, ""), encoding, num_threads)
+    has_text = np.bincount(parents, weights=_nonblank(content), minlength=rows) > 0
+
+    # One string per prompt: role US content, messages joined by RS; its hash identifies the
+    # prompt for the no-identical-prompt-in-two-splits rule.
+    per_message = pc.binary_join_element_wise(role, content, "\x1f")
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parents, minlength=rows), out=offsets[1:])
+    canonical = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), per_message), "\x1e")
+    prompt_hash = [_digest(text) for text in canonical.to_pylist()]
+
+    trace_id = batch.column("trace_id")
+    event_id = batch.column("event_id")
+    example_id = [
+        _digest(f"{trace}\x1f{event}")
+        for trace, event in zip(
+            pc.fill_null(trace_id, "").to_pylist(),
+            pc.fill_null(event_id, "").to_pylist(),
+            strict=True,
+        )
+    ]
+
+    drop = np.full(rows, None, dtype=object)
+    drop[prompt_tokens + completion_tokens > max_tokens] = OVER_LENGTH
+    drop[~_nonblank(completion)] = EMPTY_COMPLETION
+    drop[~has_text] = EMPTY_PROMPT
+    key_missing = np.zeros(rows, dtype=bool)
+    for name in ("trace_id", "event_id", "record_date", "override_flag"):
+        key_missing |= batch.column(name).is_null().to_numpy(zero_copy_only=False)
+    drop[key_missing] = MISSING_KEY
+
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(example_id, pa.string()),
+            trace_id.cast(pa.string()),
+            batch.column("record_date"),
+            prompt,
+            completion,
+            override,
+            pa.array(np.where(override_np, 0.0, 1.0).astype(np.float32)),
+            pa.array(prompt_tokens.astype(np.int32)),
+            pa.array(completion_tokens.astype(np.int32)),
+            pa.array(prompt_hash, pa.string()),
+            pa.array(drop, pa.string()),
+        ],
+        schema=EXAMPLE_SCHEMA,
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _nonblank(texts: pa.Array) -> np.ndarray:
+    length = pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, "")))
+    return pc.greater(length, 0).to_numpy(zero_copy_only=False)
+
+
+def _token_counts(texts: pa.Array, encoding: tiktoken.Encoding, num_threads: int) -> np.ndarray:
+    # System prompts and tool schemas repeat across rows: encode each distinct text once.
+    unique, index = np.unique(np.asarray(texts.to_pylist(), dtype=object), return_inverse=True)
+    counts = np.asarray(count_tokens(list(unique), encoding, num_threads=num_threads), np.int64)
+    return counts[index]
+
+
+def date_cut_points(
+    rows_per_date: Mapping[dt.date, int], fractions: tuple[float, ...] = SPLIT_FRACTIONS
+) -> tuple[dt.date, dt.date]:
+    """The last date of train and the last date of val.
+
+    Dates are ordered; each cut goes to the date boundary whose cumulative row count is nearest
+    its target (80 %, then 90 % of all rows; ties go to the earlier date), keeping at least one
+    date for each later split. So every date is in exactly one split.
+
+    Raises:
+        DataError: fewer than three dates have usable rows.
+    """
+    dates = sorted(d for d, n in rows_per_date.items() if n > 0)
+    if len(dates) < len(SPLITS):
+        shown = ", ".join(d.isoformat() for d in dates) or "none"
+        raise DataError(
+            f"cannot split by record_date: {len(dates)} date(s) with usable rows ({shown}); "
+            f"train / val / test need at least {len(SPLITS)} distinct dates"
+        )
+    cumulative = np.cumsum([rows_per_date[d] for d in dates])
+    total = cumulative[-1]
+    train_target = fractions[0] * total
+    val_target = (fractions[0] + fractions[1]) * total
+    train_end = min(range(len(dates) - 2), key=lambda i: abs(cumulative[i] - train_target))
+    val_end = min(
+        range(train_end + 1, len(dates) - 1), key=lambda i: abs(cumulative[i] - val_target)
+    )
+    return dates[train_end], dates[val_end]
+
+
+def split_index(record_date: dt.date, cuts: tuple[dt.date, dt.date]) -> int:
+    """0 (train), 1 (val) or 2 (test) for a date, given the cut points."""
+    return 0 if record_date <= cuts[0] else 1 if record_date <= cuts[1] else 2
+
+
+@dataclass(frozen=True)
+class UpsamplePlan:
+    """How the minority reward class of train is up-sampled.
+
+    Every minority row gets ``full_copies`` extra copies, and the ``remainder`` rows with the
+    smallest ``copy_key`` one more; the class grows to min(majority, 3 x minority) rows.
+    """
+
+    minority_reward: float | None
+    minority_rows: int
+    majority_rows: int
+    full_copies: int
+    remainder: int
+
+    @property
+    def extra_rows(self) -> int:
+        return self.full_copies * self.minority_rows + self.remainder
+
+
+def upsample_plan(train_rows_by_reward: Mapping[float, int]) -> UpsamplePlan:
+    """The up-sampling of train for its rows per reward class (natural, before up-sampling)."""
+    counts = {reward: train_rows_by_reward.get(reward, 0) for reward in (0.0, 1.0)}
+    minority = min(counts, key=lambda r: (counts[r], r))
+    majority = 1.0 - minority
+    m, big = counts[minority], counts[majority]
+    if m == 0 or m == big:
+        return UpsamplePlan(None, m, big, 0, 0)
+    extra = min(big, MAX_UPSAMPLE * m) - m
+    return UpsamplePlan(minority, m, big, extra // m, extra % m)
+
+
+def copy_key(seed: int, example_id: str) -> str:
+    """The order in which minority rows receive the remainder copies (hex, compared as text)."""
+    return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
+
+
+def remainder_threshold(keys: Iterable[str], remainder: int) -> str | None:
+    """The largest copy key that still gets a remainder copy (None when none does)."""
+    if remainder == 0:
+        return None
+    return sorted(keys)[remainder - 1]
+
+
+def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
+    """Write rows, already in their final order, as one Parquet file; return the row count.
+
+    Row groups are exactly ROW_GROUP_ROWS rows (the last one shorter) whatever the incoming
+    batch sizes, so the bytes depend only on the rows and their order.
+    """
+    rows = 0
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    with pq.ParquetWriter(path, FEATURE_SCHEMA, compression="zstd") as writer:
+        for batch in batches:
+            batch = batch.select(FEATURE_SCHEMA.names).cast(FEATURE_SCHEMA)
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while pending_rows >= ROW_GROUP_ROWS:
+                table = pa.Table.from_batches(pending, FEATURE_SCHEMA)
+                writer.write_table(table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                rest = table.slice(ROW_GROUP_ROWS)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+                rows += ROW_GROUP_ROWS
+        if pending_rows:
+            table = pa.Table.from_batches(pending, FEATURE_SCHEMA)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            rows += pending_rows
+    return rows
+
+
+def dataset_card(
+    *,
+    date: str,
+    split_paths: Mapping[str, Path],
+    input_rows: int,
+    input_sha256: str,
+    drops: Mapping[str, int],
+    cuts: tuple[dt.date, dt.date],
+    upsampling: UpsamplePlan,
+    seed: int,
+    max_tokens: int,
+    engine: dict[str, str],
+) -> dict[str, Any]:
+    """The manifest: what is in each split, read back from the split files themselves."""
+    splits = {}
+    for name in SPLITS:
+        path = split_paths[name]
+        table = pq.read_table(
+            path,
+            columns=[
+                "record_date",
+                "reward",
+                "prompt_tokens",
+                "completion_tokens",
+                "upsample_copy",
+            ],
+        )
+        original = pc.equal(table["upsample_copy"], 0)
+        natural = table.filter(original)
+        dates = pc.unique(natural["record_date"]).to_pylist()
+        prompt = natural["prompt_tokens"].to_numpy()
+        completion = natural["completion_tokens"].to_numpy()
+        splits[name] = {
+            "key": f"datasets/{date}/features/{name}.parquet",
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+            "rows": table.num_rows,
+            "dates": {
+                "first": min(dates).isoformat(),
+                "last": max(dates).isoformat(),
+                "count": len(dates),
+                "list": sorted(d.isoformat() for d in dates),
+            },
+            "rows_by_class_before_upsampling": _by_class(natural["reward"]),
+            "rows_by_class_after_upsampling": _by_class(table["reward"]),
+            "tokens": {
+                "prompt": _percentiles(prompt),
+                "completion": _percentiles(completion),
+                "total": _percentiles(prompt + completion),
+            },
+        }
+    return {
+        "date": date,
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "input": {
+            "key": f"datasets/{date}/raw.parquet",
+            "sha256": input_sha256,
+            "rows": input_rows,
+        },
+        "examples": sum(s["rows"] for s in splits.values()),
+        "splits": splits,
+        "drops": {reason: int(drops.get(reason, 0)) for reason in DROP_REASONS + CONFLICT_REASONS},
+        "rules": {
+            "completion": "corrected_output if override_flag else agent_output",
+            "reward": "1 - override_flag",
+            "split": {
+                "by": "record_date",
+                "fractions": list(SPLIT_FRACTIONS),
+                "train_last_date": cuts[0].isoformat(),
+                "val_last_date": cuts[1].isoformat(),
+                "conflicts": "a trace or identical prompt stays in the first split it appears in",
+            },
+            "max_tokens": max_tokens,
+            "over_length": "dropped (prompt_tokens + completion_tokens > max_tokens)",
+            "upsampling": {
+                "split": "train",
+                "cap": MAX_UPSAMPLE,
+                "seed": seed,
+                "minority_reward": upsampling.minority_reward,
+                "minority_rows": upsampling.minority_rows,
+                "majority_rows": upsampling.majority_rows,
+                "extra_rows": upsampling.extra_rows,
+            },
+        },
+        "tokenizer": {"name": ENCODING_NAME, "library": "tiktoken", "sha256": CL100K_SHA256},
+        "engine": engine,
+    }
+
+
+def _by_class(reward: pa.ChunkedArray) -> dict[str, int]:
+    overridden = int(pc.sum(pc.equal(reward, 0.0)).as_py() or 0)
+    return {"reward_0": overridden, "reward_1": len(reward) - overridden}
+
+
+def _percentiles(values: np.ndarray) -> dict[str, int]:
+    if len(values) == 0:
+        return {}
+    shown = {f"p{q}": int(np.percentile(values, q, method="higher")) for q in TOKEN_PERCENTILES}
+    return {**shown, "max": int(values.max()), "mean": round(float(values.mean()), 2)}
+
+
+def publish(storage, date: str, split_paths: Mapping[str, Path], manifest: dict) -> str:
+    """Upload the splits, then the manifest; return the manifest's URI.
+
+    The previous manifest is deleted first, so while the splits are being replaced no manifest
+    vouches for them; a reader that finds the manifest finds the splits it describes.
+    """
+    prefix = f"datasets/{date}/features"
+    storage.delete(f"{prefix}/manifest.json")
+    for name in SPLITS:
+        storage.upload(split_paths[name], f"{prefix}/{name}.parquet")
+    body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    return storage.write_bytes(f"{prefix}/manifest.json", body).uri
+
+
+# ---------------------------------------------------------------------------------------------
+# The Spark job
+
+
+@dataclass
+class _SparkResult:
+    split_paths: dict[str, Path]
+    input_rows: int
+    drops: dict[str, int]
+    cuts: tuple[dt.date, dt.date]
+    upsampling: UpsamplePlan
+
+
+def _examples_partition(
+    batches: Iterator[pa.RecordBatch], *, max_tokens: int, encoding_file: str | None
+) -> Iterator[pa.RecordBatch]:
+    encoding = load_encoding(encoding_file)
+    for batch in batches:
+        yield example_batch(batch, encoding, max_tokens=max_tokens)
+
+
+def _run_spark(
+    spark: SparkSession,
+    raw_path: Path,
+    tmp: Path,
+    *,
+    seed: int,
+    max_tokens: int,
+    encoding_file: str | None,
+    timings: dict[str, float],
+) -> _SparkResult:
+    from pyspark.sql import functions as F
+
+    # 1. examples: tokenise once, keep the result on local disk for the passes below.
+    start = time.perf_counter()
+    raw = spark.read.parquet(str(raw_path)).select(*RAW_INPUT)
+    parallelism = spark.sparkContext.defaultParallelism
+    # A Parquet row group is the smallest unit Spark can give a task; an extract written as
+    # one big row group would tokenise on one core.
+    if pq.ParquetFile(raw_path).metadata.num_row_groups < parallelism:
+        raw = raw.repartition(2 * parallelism)
+    examples_path = tmp / "examples"
+    tokenise = functools.partial(
+        _examples_partition, max_tokens=max_tokens, encoding_file=encoding_file
+    )
+    raw.mapInArrow(tokenise, EXAMPLE_DDL).write.parquet(str(examples_path))
+    examples = spark.read.parquet(str(examples_path))
+    timings["examples"] = time.perf_counter() - start
+
+    # 2. plan: drops, cut points, leakage conflicts, up-sampling - all on narrow columns.
+    start = time.perf_counter()
+    totals = examples.agg(
+        F.count("*").alias("rows"), F.count_distinct("example_id").alias("ids")
+    ).first()
+    if totals["ids"] != totals["rows"]:
+        raise DataError(
+            f"raw.parquet repeats (trace_id, event_id): {totals['rows'] - totals['ids']} "
+            "duplicate rows; extract must write one row per workflow_event"
+        )
+    drops = {
+        row["drop_reason"]: row["count"]
+        for row in examples.where(F.col("drop_reason").isNotNull())
+        .groupBy("drop_reason")
+        .count()
+        .collect()
+    }
+    usable = examples.where(F.col("drop_reason").isNull())
+    per_date = usable.groupBy("record_date", "override_flag").count().collect()
+    rows_per_date: dict[dt.date, int] = {}
+    for row in per_date:
+        rows_per_date[row["record_date"]] = rows_per_date.get(row["record_date"], 0) + row["count"]
+    _check_classes({bool(row["override_flag"]) for row in per_date}, totals["rows"], drops)
+    cuts = date_cut_points(rows_per_date)
+    split = (
+        F.when(F.col("record_date") <= F.lit(cuts[0]), 0)
+        .when(F.col("record_date") <= F.lit(cuts[1]), 1)
+        .otherwise(2)
+    )
+    narrow = usable.select("example_id", "trace_id", "prompt_hash", "reward", split.alias("split"))
+    spanning_traces = _first_split_of_spanning(narrow, "trace_id")
+    narrow = _mark_conflicts(narrow, spanning_traces, "trace_id", TRACE_CONFLICT)
+    spanning_prompts = _first_split_of_spanning(
+        narrow.where(F.col("conflict").isNull()), "prompt_hash"
+    )
+    narrow = _mark_conflicts(
+        narrow.drop("first_split"), spanning_prompts, "prompt_hash", PROMPT_CONFLICT
+    )
+    kept: dict[tuple[int, float], int] = {}
+    for row in narrow.groupBy("split", "reward", "conflict").count().collect():
+        if row["conflict"] is None:
+            kept[(row["split"], row["reward"])] = row["count"]
+        else:
+            drops[row["conflict"]] = drops.get(row["conflict"], 0) + row["count"]
+    for index, name in enumerate(SPLITS):
+        if not any(kept.get((index, reward)) for reward in (0.0, 1.0)):
+            raise DataError(
+                f"the {name} split is empty after the leakage rules (every example shares a "
+                f"trace or prompt with an earlier split); drops: {drops}"
+            )
+    plan = upsample_plan({reward: kept.get((0, reward), 0) for reward in (0.0, 1.0)})
+    copies = F.lit(0)
+    if plan.minority_reward is not None:
+        is_minority_train = (F.col("split") == 0) & (F.col("reward") == plan.minority_reward)
+        key = F.sha2(F.concat(F.lit(f"{seed}:"), F.col("example_id")), 256)
+        threshold = None
+        if plan.remainder:
+            keys = (
+                narrow.where(is_minority_train & F.col("conflict").isNull())
+                .select(key.alias("key"))
+                .toArrow()
+            )
+            threshold = remainder_threshold(keys["key"].to_pylist(), plan.remainder)
+        extra = F.lit(plan.full_copies)
+        if threshold is not None:
+            extra = extra + F.when(key <= F.lit(threshold), 1).otherwise(0)
+        copies = F.when(is_minority_train, extra).otherwise(0)
+    timings["plan"] = time.perf_counter() - start
+
+    # 3. write: the usable rows minus conflicts, copies exploded, one global order.
+    start = time.perf_counter()
+    rows = usable.withColumn("split", split)
+    for spanning, key_column in ((spanning_traces, "trace_id"), (spanning_prompts, "prompt_hash")):
+        rows = rows.join(F.broadcast(spanning), key_column, "left")
+        rows = rows.where(F.col("first_split").isNull() | (F.col("split") <= F.col("first_split")))
+        rows = rows.drop("first_split")
+    rows = rows.withColumn(
+        "upsample_copy", F.explode(F.sequence(F.lit(0).cast("short"), copies.cast("short")))
+    ).select(*FEATURE_SCHEMA.names, "split")
+    final_path = tmp / "final"
+    rows.orderBy("example_id", "upsample_copy").write.parquet(str(final_path))
+    timings["spark_write"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    split_paths = {name: tmp / f"{name}.parquet" for name in SPLITS}
+    parts = sorted(final_path.glob("part-*.parquet"))
+    for index, name in enumerate(SPLITS):
+        write_split(_split_batches(parts, index), split_paths[name])
+    timings["merge"] = time.perf_counter() - start
+    return _SparkResult(split_paths, totals["rows"], drops, cuts, plan)
+
+
+def _check_classes(flags: set[bool], rows: int, drops: Mapping[str, int]) -> None:
+    if not flags:
+        raise DataError(f"none of the {rows} raw rows is a usable example; drops: {dict(drops)}")
+    if len(flags) == 1:
+        only = flags.pop()
+        raise DataError(
+            f"every usable example has override_flag={str(only).lower()} (reward "
+            f"{0 if only else 1}): one reward class cannot be balanced or evaluated; check "
+            "extract's override_flag mapping"
+        )
+
+
+def _first_split_of_spanning(rows: DataFrame, key: str) -> DataFrame:
+    """(key, first_split) for each key that occurs in more than one split."""
+    from pyspark.sql import functions as F
+
+    return (
+        rows.groupBy(key)
+        .agg(F.min("split").alias("first_split"), F.max("split").alias("last_split"))
+        .where(F.col("first_split") != F.col("last_split"))
+        .select(key, "first_split")
+    )
+
+
+def _mark_conflicts(rows: DataFrame, spanning: DataFrame, key: str, reason: str) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    marked = rows.join(F.broadcast(spanning), key, "left")
+    leaked = F.col("first_split").isNotNull() & (F.col("split") > F.col("first_split"))
+    previous = F.col("conflict") if "conflict" in rows.columns else F.lit(None).cast("string")
+    return marked.withColumn("conflict", F.coalesce(previous, F.when(leaked, F.lit(reason))))
+
+
+def _split_batches(parts: list[Path], index: int) -> Iterator[pa.RecordBatch]:
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=ROW_GROUP_ROWS):
+            chosen = batch.filter(pc.equal(batch.column("split"), index))
+            if chosen.num_rows:
+                yield chosen
