@@ -65,3 +65,7 @@ class EndpointRotationFailed(PriaError):
     """Prod changed (committed) but the endpoint rotation hook did not confirm it."""
 
     exit_code = 9
+
+
+class EncodingMissing(ConfigError):
+    """The tiktoken encoding file is missing or is not the pinned encoding; nothing downloads."""
