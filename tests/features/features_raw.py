@@ -78,8 +78,9 @@ def synthetic_rows(
                 request = f"Categorise {merchant} {amount} EUR, receipt {rng.randrange(10**6)}"
             messages = [("system", SYSTEM), ("user", request)]
             for step in range(rng.choice((1, 1, 2, 3))):
-                # Every 7th trace ends on the next day.
-                date = FIRST_DAY + dt.timedelta(days=day + (step > 0 and t % 7 == 0))
+                # Every 7th trace ends on the next day (unless that is past the last day).
+                spill = step > 0 and t % 7 == 0 and day < days - 1
+                date = FIRST_DAY + dt.timedelta(days=day + spill)
                 overridden = rng.random() < override_rate
                 category = MERCHANTS.index(merchant)
                 rows.append(
