@@ -201,6 +201,41 @@ def archive(
     console.print(f"{len(archived)} adapters archived")
 
 
+@app.command("build-features")
+def build_features(
+    date: str = typer.Option(..., "--date", help="Dataset date D (YYYY-MM-DD)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the minority up-sampling."),
+    max_tokens: int = typer.Option(
+        4096, "--max-tokens", help="Drop examples with more prompt + completion tiktoken tokens."
+    ),
+    encoding_file: str | None = typer.Option(
+        None, "--encoding-file", help="cl100k_base.tiktoken ranks file (default: shipped)."
+    ),
+) -> None:
+    """Build train / val / test examples from datasets/D/raw.parquet with PySpark.
+
+    Chat-format prompt / completion examples (completion = corrected_output when overridden),
+    tiktoken token counts, reward = 1 - override_flag, the minority reward class up-sampled in
+    train only (at most 3x), and an 80 / 10 / 10 split by record_date with no trace or prompt
+    in two splits. Writes datasets/D/features/{train,val,test}.parquet and manifest.json (last).
+    """
+    from pria_ml import features
+
+    result = features.build(
+        load_settings(), date, seed=seed, max_tokens=max_tokens, encoding_file=encoding_file
+    )
+    for name, split in result.manifest["splits"].items():
+        classes = split["rows_by_class_after_upsampling"]
+        console.print(
+            f"[green]{name}[/] {split['rows']} rows ({classes['reward_1']} reward 1, "
+            f"{classes['reward_0']} reward 0), {split['dates']['first']} .. "
+            f"{split['dates']['last']}"
+        )
+    dropped = {k: v for k, v in result.manifest["drops"].items() if v}
+    console.print(f"dropped: {dropped or 'none'}")
+    console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one red line and a non-zero exit.
 
