@@ -181,3 +181,28 @@ def test_database_down_is_a_clear_error() -> None:
     assert e.value.exit_code == 3
     with pytest.raises(DatabaseUnavailable):
         rollback(down)
+
+
+def test_promote_waits_for_a_gate_decision_in_flight(registry_db: Database, candidate) -> None:
+    """A failing gate decision committed while promote waits must be the one promote sees."""
+    a = candidate()
+    outcome: list[object] = []
+    with registry_db.connect() as evaluation:
+        evaluation.execute(
+            "SELECT pria.record_gate_decision(%s, false, 'late failure', '{}', 'eval')", (a,)
+        )
+
+        def operator() -> None:
+            try:
+                outcome.append(promote(registry_db, adapter_id=a))
+            except RegistryError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=operator)
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive(), "promote must wait for the row the evaluation is writing"
+    thread.join(timeout=10)
+    (result,) = outcome
+    assert isinstance(result, RegistryError) and "late failure" in str(result)
+    assert current_prod(registry_db) is None
