@@ -261,7 +261,7 @@ def _transition(
         return Transition(*row)
 
     transition = _transaction(db, work, what=what)
-    log.info("%s", transition.message)
+    log.debug("%s", transition.message)
     if hook is None:
         return transition
     event_id = transition.event_id if transition.changed else _unrotated_prod_event(db)
@@ -328,7 +328,9 @@ def rollback(
     )
 
 
-def archive(db: Database, *, older_than: datetime.timedelta = datetime.timedelta(days=7)) -> list:
+def archive(
+    db: Database, *, older_than: datetime.timedelta = datetime.timedelta(days=7)
+) -> list[uuid.UUID]:
     """Archive every former prod superseded more than ``older_than`` ago (spec: 7 days).
 
     One transaction; one ``archive`` event per adapter. Returns the archived adapter ids.
@@ -343,7 +345,7 @@ def archive(db: Database, *, older_than: datetime.timedelta = datetime.timedelta
         return [row[0] for row in rows]
 
     archived = _transaction(db, work, what="archive")
-    log.info("archived %d superseded adapters", len(archived))
+    log.debug("archived %d superseded adapters", len(archived))
     return archived
 
 
@@ -486,48 +488,59 @@ def _record_rotation(db: Database, event_id: int, *, ok: bool, detail: dict) -> 
 def render_history(
     prod: Adapter | None, rows: list[Adapter], events: list[Event]
 ) -> RenderableType:
-    """The status / history view: adapters with their state, then the newest events."""
+    """The status / history view: the prod adapter, every adapter's state, the newest events.
+
+    Full adapter ids in the adapter table (copy them into promote / rollback --to); the event
+    table shows their first 8 characters. Artifacts and metrics: ``get_adapter``.
+    """
+    from rich.box import SIMPLE
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
 
+    def utc(moment: datetime.datetime, spec: str = "%Y-%m-%d %H:%M") -> str:
+        return moment.astimezone(datetime.UTC).strftime(spec)
+
     colours = {"prod": "bold green", "candidate": "cyan", "superseded": "yellow"}
-    adapters_table = Table(title="model_registry", title_justify="left")
-    for column in ("adapter_id", "date", "state", "gate", "safety", "created", "artifact"):
-        adapters_table.add_column(column)
+    adapters_table = Table(
+        title="model_registry (newest first)", title_justify="left", box=SIMPLE, pad_edge=False
+    )
+    for column in ("adapter_id", "date", "state", "gate", "safety"):
+        adapters_table.add_column(column, no_wrap=True)
     for a in rows:
-        gate = {None: "-", True: "passed", False: "failed"}[a.gate_passed]
         adapters_table.add_row(
             str(a.adapter_id),
             a.dataset_date.isoformat(),
             f"[{colours.get(a.state, 'dim')}]{a.state}[/]",
-            gate,
+            {None: "-", True: "passed", False: "[red]failed[/]"}[a.gate_passed],
             "-" if a.safety_flags is None else str(a.safety_flags),
-            f"{a.created_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M}",
-            a.artifact_uri,
         )
-    events_table = Table(title="registry_event (newest first)", title_justify="left")
-    for column in ("#", "when (UTC)", "action", "adapter_id", "from", "to", "previous", "by"):
-        events_table.add_column(column)
+    events_table = Table(
+        title="registry_event (newest first)", title_justify="left", box=SIMPLE, pad_edge=False
+    )
+    for column in ("#", "when (UTC)", "action", "adapter", "now", "replaced"):
+        events_table.add_column(column, no_wrap=True)
+    events_table.add_column("by, reason", overflow="fold", min_width=16)
     for e in events:
-        note = e.reason or ""
+        note = escape(e.reason or "")
         if e.forced:
-            note = f"[red]forced[/]: {note}"
+            note = f"[red]forced:[/] {note}"
         if e.action == "rotation":
-            note = "ok" if e.detail.get("ok") else f"[red]failed[/] {e.detail.get('error', '')}"
+            error = escape(str(e.detail.get("error", "")))
+            note = "endpoint rotated" if e.detail.get("ok") else f"[red]rotation failed[/] {error}"
         events_table.add_row(
             str(e.event_id),
-            f"{e.occurred_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M:%S}",
+            utc(e.occurred_at, "%m-%d %H:%M"),
             e.action,
-            str(e.adapter_id),
-            e.from_status or "",
+            str(e.adapter_id)[:8],
             e.to_status or "",
             "" if e.previous_prod is None else str(e.previous_prod)[:8],
-            f"{e.actor} {note}".strip(),
+            f"{escape(e.actor)} {note}".rstrip(),
         )
     headline = (
         "[bold]prod:[/] none yet"
         if prod is None
-        else f"[bold]prod:[/] [green]{prod.adapter_id}[/] ({prod.dataset_date}, promoted "
-        f"{prod.promoted_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC)"
+        else f"[bold]prod:[/] [green]{prod.adapter_id}[/] ({prod.dataset_date}, "
+        f"promoted {utc(prod.promoted_at)} UTC)"
     )
     return Group(headline, adapters_table, events_table)
