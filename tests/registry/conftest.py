@@ -64,7 +64,8 @@ def candidate(registry_db: Database) -> Register:
 # pgTAP is pure SQL (DESIGN.md section 7): Debian's package is downloaded once with apt-get,
 # extracted, cached under the ignored .pria/cache/pgtap, and copied into the embedded server's
 # extension directory. `apt-get update` runs only when the download fails (a fresh CI image).
-PGTAP_PACKAGE = "postgresql-15-pgtap"
+# Any of these carries the same pure-SQL extension (Debian 12 has 15, Ubuntu 24.04 has 16).
+PGTAP_PACKAGES = ("postgresql-15-pgtap", "postgresql-16-pgtap", "postgresql-17-pgtap")
 PGTAP_CACHE = Path(__file__).resolve().parents[2] / ".pria" / "cache" / "pgtap"
 
 
@@ -76,26 +77,33 @@ def _extension_dir() -> Path:
 
 def _download_pgtap(into: Path) -> None:
     """Extract the pgtap extension files of the Debian package into ``into``."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        pytest.fail(
+            f"pgTAP is needed and apt-get/dpkg are missing: put the pgtap extension files of "
+            f"{PGTAP_PACKAGES[0]} into {into}"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
 
         def download() -> subprocess.CompletedProcess:
-            return subprocess.run(
-                ["apt-get", "download", PGTAP_PACKAGE],
-                cwd=work,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            for package in PGTAP_PACKAGES:
+                result = subprocess.run(
+                    ["apt-get", "download", package],
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if result.returncode == 0:
+                    break
+            return result
 
-        if shutil.which("apt-get") is None:
-            pytest.fail(f"pgTAP is needed and apt-get is missing: install {PGTAP_PACKAGE}'s files")
         result = download()
         if result.returncode != 0:
             subprocess.run(["apt-get", "update"], capture_output=True, check=False)
             result = download()
         if result.returncode != 0:
-            pytest.fail(f"apt-get download {PGTAP_PACKAGE} failed: {result.stderr.strip()}")
+            pytest.fail(f"apt-get download of {PGTAP_PACKAGES} failed: {result.stderr.strip()}")
         (deb,) = work.glob("*.deb")
         subprocess.run(["dpkg", "-x", str(deb), str(work / "x")], check=True)
         (source,) = (work / "x").glob("usr/share/postgresql/*/extension")
