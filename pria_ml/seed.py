@@ -108,11 +108,12 @@ TRAP_MERCHANTS: dict[str, int] = {
 }
 TRAP_ERROR_RATE = 0.85
 RANDOM_ERROR_RATE = 0.03
+# Only client meals mention these words, so "meal or entertainment" is decidable from the text.
 CLIENT_WORDS = ("client", "customer", "prospect")
 
 PURPOSES = (
     "the Q3 planning offsite",
-    "customer onboarding in Hamburg",
+    "onboarding in Hamburg",
     "the annual sales kickoff",
     "a partner workshop",
     "the board meeting",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Iterator
 
@@ -13,8 +12,6 @@ from pydantic import SecretStr
 from pria_ml.db import Database, embedded_url
 from pria_ml.seed import apply_schema
 from pria_ml.settings import Settings
-
-DAY = dt.date(2026, 11, 24)
 
 
 @pytest.fixture

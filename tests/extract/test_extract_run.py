@@ -10,7 +10,7 @@ import uuid
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import DAY
+from extract_samples import DAY
 from pydantic import SecretStr
 
 from pria_ml import extract, seed

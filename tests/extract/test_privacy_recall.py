@@ -1,0 +1,97 @@
+"""Measured recall of the PII detectors: on the seeder's planted PII, and on held-out PII from
+sixteen countries the seeder never uses. docs/privacy.md quotes the figures this prints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import re
+from collections import Counter
+
+from extract_samples import held_out_people
+
+from pria_ml import privacy, seed
+
+# Held-out floors: exact kinds must be perfect; the heuristic ones (names, street addresses)
+# are held to what they measured when these tests were written, so a regression fails.
+FLOORS = {
+    "email": 1.0,
+    "iban": 1.0,
+    "card": 1.0,
+    "ipv4": 1.0,
+    "ipv6": 1.0,
+    "phone": 0.95,
+    "name": 0.95,
+    "address": 0.85,
+}
+CONTEXTS = {
+    "name": ("Lunch with {} from Siemens", "Approved by {}.", "{} joined the dinner", "Guest: {}"),
+    "phone": ("Call {} tomorrow", "Hotel phone {}", "{}"),
+    "address": ("Deliver to {}, thanks", "Office moved to {}.", "Taxi to {}"),
+    "email": ("cc {}", "Contact {} for the receipt"),
+    "iban": ("Pay to {}", "IBAN: {}"),
+    "card": ("card {}",),
+    "ipv4": ("login from {}",),
+    "ipv6": ("login from {}",),
+}
+# Words that are part of a value but identify nobody: titles, floor and unit words.
+NOT_IDENTIFYING = frozenset({
+    "pan", "pani", "dott", "sig", "lic", "sra", "srta", "srita", "prof", "univ", "fru", "rndr",
+    "okt", "piso", "depto", "edif", "interior", "mgr", "ing", "bay", "bayan", "apt", "suite",
+    "piano",
+})  # fmt: skip
+TOKEN = re.compile(r"<[A-Z]+_[0-9a-f]{8}>")
+
+
+def survives(value: str, kind: str, output: str) -> bool:
+    """Whether an identifying fragment of ``value`` is left in ``output`` (tokens removed)."""
+    rest = TOKEN.sub(" ", output)
+    for word in re.findall(r"\w+", value):
+        if len(word) < 3 or word.lower() in NOT_IDENTIFYING:
+            continue
+        if kind == "address" and word.isdigit() and len(word) < 4:
+            continue  # a house number alone identifies nobody
+        if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", rest):
+            return True
+    return False
+
+
+def held_out_recall() -> tuple[dict[str, float], dict[tuple[str, str], int]]:
+    rng = random.Random(0)
+    tokens = privacy.Tokeniser(b"recall")
+    caught, total, misses = Counter(), Counter(), Counter()
+    for person in held_out_people(per_locale=40):
+        for kind, contexts in CONTEXTS.items():
+            if kind not in person:
+                continue
+            output = tokens.tokenise(rng.choice(contexts).format(person[kind]))
+            total[kind] += 1
+            if survives(person[kind], kind, output):
+                misses[(kind, person["locale"])] += 1
+            else:
+                caught[kind] += 1
+    return {kind: caught[kind] / total[kind] for kind in total}, dict(misses)
+
+
+def test_held_out_recall_meets_the_floors() -> None:
+    recall, misses = held_out_recall()
+    print("\nheld-out recall:", json.dumps({k: round(v, 3) for k, v in recall.items()}))
+    print("misses by kind and locale:", sorted(misses.items(), key=lambda kv: -kv[1])[:12])
+    assert {k: v for k, v in recall.items() if v < FLOORS[k]} == {}
+
+
+def test_every_value_the_seeder_plants_is_caught() -> None:
+    planted = seed.Planted()
+    chunk = next(seed.generate(3000, 9, dt.date(2026, 11, 24), planted=planted))
+    tokens = privacy.Tokeniser(b"recall")
+    texts = [t for row in chunk.expense for t in (row[3], row[5]) if t]
+    for row in chunk.agent_trace:
+        for message in json.loads(row[3])["messages"]:
+            texts.append(tokens.scrub_text(message["content"]))
+    output = "\n".join(tokens.tokenise(text) for text in texts)
+    by_kind = Counter(kind for _, where, kind, _ in planted.values if "session" not in where)
+    missed = {value for _, where, _, value in planted.values if value in output}
+    print("\nplanted values in free text by kind:", dict(by_kind), "missed:", len(missed))
+    assert missed == set()
+    assert set(by_kind) == {"email", "phone", "card", "iban", "address", "name", "ip"}
