@@ -201,6 +201,67 @@ def archive(
     console.print(f"{len(archived)} adapters archived")
 
 
+@app.command()
+def seed(
+    rows: int = typer.Option(5000, "--rows", help="Expenses (= traces = events) to create."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same database."),
+    end_date: datetime | None = typer.Option(
+        None, "--end-date", formats=["%Y-%m-%d"], help="Last day of data (default: today, UTC)."
+    ),
+    days: int = typer.Option(365, "--days", help="Days of history ending on --end-date."),
+    replace: bool = typer.Option(False, "--replace", help="Empty the source tables first."),
+) -> None:
+    """Fill the source database with synthetic PRIA expenses, agent traces and events.
+
+    Creates the source tables (sql/source/schema.sql) if needed and bulk-loads them by COPY:
+    realistic expense text, conversations ending in the agent's action, learnable human
+    overrides and planted PII. Deterministic by --seed. Refuses non-empty tables unless
+    --replace.
+    """
+    from datetime import UTC
+
+    from pria_ml import seed as seed_mod
+
+    last = end_date.date() if end_date else datetime.now(UTC).date()
+    report = seed_mod.seed(
+        load_settings(), rows=rows, seed=seed, end_date=last, days=days, replace=replace
+    )
+    console.print(
+        f"[green]seeded[/] {report.rows} expenses, traces and events "
+        f"({report.first_day} .. {report.last_day}), {report.users} users in "
+        f"{report.workspaces} workspaces, {report.overrides} human overrides"
+    )
+
+
+@app.command()
+def extract(
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    force: bool = typer.Option(False, "--force", help="Redo a date that is already extracted."),
+) -> None:
+    """Extract datasets/D/raw.parquet from the source database, PII removed.
+
+    Applies the retention windows (workflow_event 365 days, expense 180, agent_trace 90, ending
+    on D) in one read-only transaction, streams rows in batches, drops workspace_id and user
+    identifier fields, replaces PII with keyed tokens (PRIA_PII_KEY), quarantines bad rows with
+    a reason, and writes raw.parquet, quarantine.parquet and manifest.json (last). A date
+    already extracted is left alone unless --force.
+    """
+    from pria_ml import extract as extract_mod
+
+    result = extract_mod.run(load_settings(), date.date(), force=force)
+    rows = result.manifest["rows"]
+    if result.skipped:
+        console.print(f"[yellow]already extracted[/] {escape(result.manifest_uri)} (use --force)")
+    console.print(
+        f"raw {rows['raw']} rows from {rows['workflow_event']} events, "
+        f"{rows['agent_trace']} traces, {rows['expense']} expenses; "
+        f"quarantined {rows['quarantined']} {result.manifest['quarantined'] or ''}, "
+        f"excluded {rows['excluded']} {result.manifest['excluded'] or ''}"
+    )
+    if not result.skipped:
+        console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
+
+
 @app.command("build-features")
 def build_features(
     date: str = typer.Option(..., "--date", help="Dataset date D (YYYY-MM-DD)."),
