@@ -206,3 +206,23 @@ def test_promote_waits_for_a_gate_decision_in_flight(registry_db: Database, cand
     (result,) = outcome
     assert isinstance(result, RegistryError) and "late failure" in str(result)
     assert current_prod(registry_db) is None
+
+
+def test_history_view_of_an_empty_and_a_busy_registry(registry_db: Database, candidate) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(registry.render_history(None, [], []))
+    assert "prod: none yet" in console.export_text()
+
+    a = candidate(gate=False)
+    promote(registry_db, adapter_id=a, force=True, reason="[bold]incident 7[/]")
+    console = Console(record=True, width=120)
+    console.print(
+        registry.render_history(
+            current_prod(registry_db), registry.adapters(registry_db), history(registry_db)
+        )
+    )
+    text = console.export_text()
+    assert f"prod: {a}" in text and "failed" in text
+    assert "forced: [bold]incident 7[/]" in text  # user text is shown, not interpreted
