@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Registry database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+model_app = typer.Typer(help="Base models: the tiny local one.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 
 def load_settings() -> Settings:
@@ -260,6 +262,94 @@ def extract(
     )
     if not result.skipped:
         console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
+
+
+@app.command()
+def train(
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan, cost and accelerate command; train nothing."
+    ),
+    profile: str = typer.Option(
+        "spec", "--profile", help="Defaults: 'spec' (production) or 'demo' (tiny model, lr 1e-3)."
+    ),
+    learning_rate: float | None = typer.Option(None, "--learning-rate"),
+    num_train_epochs: float | None = typer.Option(None, "--num-train-epochs"),
+    per_device_train_batch_size: int | None = typer.Option(None, "--per-device-train-batch-size"),
+    gradient_accumulation_steps: int | None = typer.Option(None, "--gradient-accumulation-steps"),
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
+    max_length: int | None = typer.Option(None, "--max-length", help="Tokens per packed row."),
+    packing: bool | None = typer.Option(None, "--packing/--no-packing"),
+    lora_r: int | None = typer.Option(None, "--lora-r"),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha"),
+    lora_dropout: float | None = typer.Option(None, "--lora-dropout"),
+    lora_target_modules: str | None = typer.Option(
+        None, "--lora-target-modules", help="Comma-separated module names, or all-linear."
+    ),
+    seed: int | None = typer.Option(None, "--seed"),
+    save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
+    logging_steps: int | None = typer.Option(None, "--logging-steps"),
+) -> None:
+    """Fine-tune a QLoRA adapter on the train split of --date and register it as a candidate.
+
+    Loads PRIA_BASE_MODEL in 4-bit (a tiny local model when unset), trains a LoRA adapter on
+    completion tokens with packed examples, resumes from the last checkpoint of an interrupted
+    run, refuses a run over the nightly budget, uploads adapters/D.safetensors and its config
+    and writes a candidate row to model_registry. Options left out take the profile's value.
+    """
+    from pria_ml import train as train_mod
+
+    if profile not in train_mod.PROFILES:
+        raise ConfigError(f"--profile {profile!r} is not one of {sorted(train_mod.PROFILES)}")
+    config = train_mod.PROFILES[profile].with_overrides(
+        learning_rate=learning_rate,
+        num_train_epochs=num_train_epochs,
+        per_device_train_batch_size=per_device_train_batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        warmup_steps=warmup_steps,
+        max_steps=max_steps,
+        max_length=max_length,
+        packing=packing,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_target_modules=None
+        if lora_target_modules is None
+        else tuple(m.strip() for m in lora_target_modules.split(",") if m.strip()),
+        seed=seed,
+        save_steps=save_steps,
+        logging_steps=logging_steps,
+    )
+    settings = load_settings()
+    if dry_run:
+        plan = train_mod.plan(settings, date.date(), config)
+        console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
+        console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
+        return
+    result = train_mod.run(settings, date.date(), config)
+    loss = result.metrics["loss"]
+    console.print(
+        f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "
+        f"sha256 {result.artifact_sha256[:12]} - {result.metrics['steps']} steps, "
+        f"mean train loss {loss['train_mean']:.3f}, "
+        f"{result.metrics['trainable_params']:,} trainable params, "
+        f"${result.metrics['cost_usd']:.2f}"
+    )
+
+
+@model_app.command("build-tiny")
+def model_build_tiny() -> None:
+    """Build the tiny Mistral-architecture base model and tokenizer under <home>/models.
+
+    Random-initialised, a byte-level BPE tokenizer trained on synthetic expense text and a
+    chat template with system / user / tool / assistant turns; seconds on a CPU, nothing is
+    downloaded. Training builds it on first use when PRIA_BASE_MODEL is unset.
+    """
+    from pria_ml import tinymodel
+
+    directory = tinymodel.build(load_settings().tiny_model_dir)
+    console.print(f"[green]built[/] {escape(str(directory))}")
 
 
 @app.command("build-features")

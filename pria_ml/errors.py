@@ -69,3 +69,13 @@ class EndpointRotationFailed(PriaError):
 
 class EncodingMissing(ConfigError):
     """The tiktoken encoding file is missing or is not the pinned encoding; nothing downloads."""
+
+
+class TrainingError(PriaError):
+    """Training stopped (out of memory, unusable checkpoint); nothing was uploaded."""
+
+    exit_code = 10
+
+
+class CheckpointError(TrainingError):
+    """A training checkpoint is corrupt or belongs to another run's options or data."""

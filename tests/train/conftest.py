@@ -1,0 +1,163 @@
+"""Training fixtures: feature splits of a learnable synthetic task, written to the contract.
+
+The task: each of 16 merchants belongs to one of 9 expense categories; the prompt (system +
+user + tool messages) names the merchant among noise, the completion is the category action.
+A rank-64 adapter on the random-init tiny model learns it in a few dozen steps at lr 1e-3.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pria_ml.db import Database, embedded_url
+from pria_ml.settings import Settings
+from pria_ml.storage import Storage
+
+MERCHANT_CATEGORY = {
+    "Lufthansa": "travel",
+    "Uber": "transport",
+    "Hilton": "lodging",
+    "Starbucks": "meals",
+    "Amazon": "office",
+    "Staples": "office",
+    "Shell": "fuel",
+    "Deutsche Bahn": "transport",
+    "Marriott": "lodging",
+    "Dropbox": "software",
+    "Slack": "software",
+    "Vodafone": "telecom",
+    "IKEA": "equipment",
+    "Apple": "equipment",
+    "Pret": "meals",
+    "Hertz": "travel",
+}
+
+FEATURES_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("trace_id", pa.string()),
+        ("record_date", pa.date32()),
+        ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("completion", pa.string()),
+        ("override_flag", pa.bool_()),
+        ("reward", pa.float32()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("upsample_copy", pa.int16()),
+    ]
+)
+
+DATE = datetime.date(2026, 11, 24)
+
+# The demo profile shortened for a 2-core test machine; the resume test's subprocess passes the
+# same values as CLI options, so both runs must produce the same adapter.
+TEST_OVERRIDES = {
+    "max_steps": 32,
+    "learning_rate": 3e-3,
+    "per_device_train_batch_size": 8,
+    "max_length": 256,
+    "save_steps": 8,
+    "logging_steps": 4,
+    "warmup_steps": 2,
+    "lora_dropout": 0.0,
+}
+
+
+def task_rows(n: int, seed: int, record_date: datetime.date = DATE) -> list[dict]:
+    """``n`` examples of the merchant -> category task, as features-split rows."""
+    rng = random.Random(seed)
+    merchants = sorted(MERCHANT_CATEGORY)
+    rows = []
+    for i in range(n):
+        merchant = rng.choice(merchants)
+        amount = f"{rng.randint(3, 900)}.{rng.randint(0, 99):02d}"
+        note = rng.choice(["client lunch", "team trip", "receipt attached", "card paid", ""])
+        overridden = rng.random() < 0.3
+        prompt = [
+            {"role": "system", "content": "You are PRIA's expense agent. Reply with the action."},
+            {"role": "user", "content": f"Categorise: {merchant} {amount} EUR {note}".strip()},
+            {"role": "tool", "content": f"merchant lookup: {merchant} found"},
+        ]
+        completion = f"set_category {MERCHANT_CATEGORY[merchant]}"
+        rows.append(
+            {
+                "example_id": f"ex-{seed}-{i}",
+                "trace_id": f"tr-{seed}-{i}",
+                "record_date": record_date,
+                "prompt": prompt,
+                "completion": completion,
+                "override_flag": overridden,
+                "reward": 0.0 if overridden else 1.0,
+                "prompt_tokens": 30,
+                "completion_tokens": 4,
+                "upsample_copy": 0,
+            }
+        )
+    return rows
+
+
+def write_features(
+    storage: Storage,
+    date: datetime.date = DATE,
+    *,
+    train: int = 192,
+    val: int = 24,
+    record_date: datetime.date = DATE,
+) -> None:
+    """Write ``datasets/D/features/{train,val,test}.parquet`` following docs/data-contract.md.
+
+    Every date gets the same examples (``record_date`` fixed), so runs on different dates with
+    the same options must train the same adapter.
+    """
+    for split, n, seed in (("train", train, 1), ("val", val, 2), ("test", val, 3)):
+        table = pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURES_SCHEMA)
+        storage.write_parquet(f"datasets/{date.isoformat()}/features/{split}.parquet", table)
+
+
+@pytest.fixture(scope="session")
+def train_db(pg_home: Path) -> Iterator[Database]:
+    """A registry database shared by the training tests (each test uses its own dates)."""
+    import psycopg
+
+    from pria_ml.migrate import migrate
+
+    admin = embedded_url(pg_home)
+    name = f"train_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = Database(role="registry", url=admin.replace("/pria?", f"/{name}?"), embedded=False)
+    migrate(database)
+    yield database
+    database.close()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def train_settings(
+    pg_home: Path, train_db: Database, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Settings with no PRIA_BASE_MODEL: the tiny model is built on first use under home."""
+    return Settings(
+        home=pg_home,
+        database_url=train_db.url,
+        storage_url=tmp_path_factory.mktemp("train-storage").as_uri(),
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(train_settings: Settings):
+    """One uninterrupted training run on the task (date DATE), shared by several tests."""
+    from pria_ml import train
+    from pria_ml.storage import open_storage
+
+    write_features(open_storage(train_settings))
+    config = train.PROFILES["demo"].with_overrides(**TEST_OVERRIDES)
+    return train.run(train_settings, DATE, config)
