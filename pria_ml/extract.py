@@ -162,7 +162,10 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
         return Rejected(
             "workflow_event", "override_without_correction", "override_flag without output"
         )
-    text = " | ".join(part for part in (row["description"], row["merchant"], row["notes"]) if part)
+    # Part by part: the same description and notes were just tokenised in the tool result,
+    # so the detectors' cache answers.
+    parts = (row["description"], row["merchant"], row["notes"])
+    text = " | ".join(tokens.tokenise(part) for part in parts if part)
     return {
         "event_id": row["event_id"],
         "trace_id": row["trace_id"],
@@ -173,7 +176,7 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
         "agent_output": tokens.tokenise(action),
         "corrected_output": tokens.tokenise(corrected) if row["override_flag"] else None,
         "category_id": row["category_id"],
-        "expense_text": tokens.tokenise(text) if text else None,
+        "expense_text": text or None,
     }
 
 
@@ -256,6 +259,19 @@ def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractRes
     return ExtractResult(date, False, manifest, info.uri)
 
 
+def source_queries() -> dict[str, str]:
+    """The retention-windowed query of each source, from ``sql/extract/<source>.sql``."""
+    return {name: read_sql(f"extract/{name}.sql").strip().rstrip(";") for name in RETENTION_DAYS}
+
+
+def joined_query(queries: dict[str, str]) -> str:
+    """``sql/extract/raw.sql`` with each ``{source}`` replaced by that source's query."""
+    joined = read_sql("extract/raw.sql")
+    for name, query in queries.items():
+        joined = joined.replace("{" + name + "}", query)
+    return joined
+
+
 def _extract_to_files(
     source, retention: Retention, tokens: Tokeniser, raw_path: Path, quarantine_path: Path
 ) -> dict[str, Any]:
@@ -264,10 +280,8 @@ def _extract_to_files(
     import pyarrow.parquet as pq
     from psycopg.rows import dict_row
 
-    queries = {name: read_sql(f"extract/{name}.sql") for name in RETENTION_DAYS}
-    joined = read_sql("extract/raw.sql")
-    for name, query in queries.items():
-        joined = joined.replace("{" + name + "}", query.strip().rstrip(";"))
+    queries = source_queries()
+    joined = joined_query(queries)
     params = retention.params()
     raw_schema_, quarantine_schema_ = raw_schema(), quarantine_schema()
     quarantined: Counter[str] = Counter()
@@ -281,9 +295,13 @@ def _extract_to_files(
         ):
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            # A cursor's plan is tuned for its first 10 % of rows by default (nested loops);
+            # this one is read to the end, so plan for all of them (hash joins).
+            conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             for name, query in queries.items():
-                count_sql = f"SELECT count(*) FROM ({query.strip().rstrip(';')}) AS s"
-                rows[name] = conn.execute(count_sql, params).fetchone()[0]
+                rows[name] = conn.execute(
+                    f"SELECT count(*) FROM ({query}) AS s", params
+                ).fetchone()[0]
             with conn.cursor(name="pria_extract", row_factory=dict_row) as cursor:
                 cursor.itersize = BATCH_ROWS
                 cursor.execute(joined, params)

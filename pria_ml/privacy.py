@@ -195,6 +195,12 @@ _INTRO = re.compile(
     r"|\bsigned|\bregards|\bthanks|\battendees?|\bguests?|\bcontact|\bcc|\bapproved\s+by"
     r"|\bsubmitted\s+by|\bwith)\W{0,3}$"
 )
+# Place names that are also first names in the gazetteer: on their own they make no person.
+_PLACES = frozenset({
+    "London", "Paris", "York", "Berlin", "Sydney", "Florence", "Austin", "Dallas", "Orlando",
+    "Phoenix", "Madison", "Victoria", "Georgia", "Chelsea", "Lincoln", "Houston", "Denver",
+    "Vienna", "Milan", "Lyon", "Valencia", "Santiago", "Israel", "India", "China", "America",
+})  # fmt: skip
 _NAME_PARTICLES = frozenset(
     [
         "da",
@@ -533,7 +539,7 @@ def _name_findings(text: str) -> list[Finding]:
         run = [w.group().rstrip(".") for w in words[i : last + 1]]
         before = text[max(0, words[i].start() - 30) : words[i].start()]
         if len(run) >= 2 and (
-            any(w.lower() in names for w in run if w not in _NOT_NAMES)
+            any(w.lower() in names and w not in _PLACES for w in run)
             or run[-1].lower().endswith(_SURNAME_ENDINGS)
             or _TITLES.search(before)
             or _INTRO.search(before)
