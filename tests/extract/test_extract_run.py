@@ -13,7 +13,7 @@ import pytest
 from extract_samples import DAY
 from pydantic import SecretStr
 
-from pria_ml import extract, seed
+from pria_ml import extract, privacy, seed
 from pria_ml.db import Database
 from pria_ml.errors import ConfigError, DatabaseUnavailable, DataError
 from pria_ml.settings import Settings
@@ -287,3 +287,49 @@ def test_memory_holds_one_batch_not_the_table(source_settings: Settings, monkeyp
     assert metadata.num_rows == 200
     assert metadata.num_row_groups == 8
     assert all(metadata.row_group(i).num_rows == 25 for i in range(8))
+
+
+def test_unparsable_trace_text_is_quarantined_not_a_crash() -> None:
+    """A source whose trace column is text (not jsonb) can hold broken JSON."""
+    tokens = privacy.Tokeniser(b"k")
+    row = {
+        "event_id": "e1",
+        "trace_id": "t1",
+        "event_type": seed.EVENT_TYPE,
+        "override_flag": False,
+        "corrected_output": None,
+        "created_at": AT,
+        "trace_found": True,
+        "trace": '{"messages": [{"role": "user", "content": "hi from jan@x.pl"',
+    }
+    rejected = extract.build_row(row, tokens, extract.Retention(DAY))
+    assert rejected == extract.Rejected("agent_trace", "malformed_trace_json", rejected.detail)
+    assert rejected.detail.startswith("not JSON") and "jan@x.pl" not in rejected.detail
+
+
+def test_a_failure_mid_stream_leaves_no_dataset(
+    source_settings: Settings, monkeypatch, tmp_path
+) -> None:
+    seed.seed(source_settings, rows=120, seed=6, end_date=DAY, days=30)
+    extract.run(source_settings, DAY)
+    before = manifest(source_settings)
+    monkeypatch.setattr(extract, "BATCH_ROWS", 20)
+    calls = {"n": 0}
+    original = extract.build_row
+
+    def dies_on_row_50(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise RuntimeError("disk full")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(extract, "build_row", dies_on_row_50)
+    with pytest.raises(RuntimeError, match="disk full"):
+        extract.run(source_settings, DAY, force=True)
+    # The previous complete dataset is untouched: nothing was uploaded, no manifest removed.
+    assert manifest(source_settings) == before
+    fresh = source_settings.model_copy(update={"storage_url": (tmp_path / "fresh").as_uri()})
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="disk full"):
+        extract.run(fresh, DAY)
+    assert open_storage(fresh).list() == []
