@@ -58,6 +58,7 @@ MAX_UPSAMPLE = 3  # the minority class ends with at most 3x its natural rows (sp
 DEFAULT_MAX_TOKENS = 4096  # prompt + completion, in cl100k_base tokens
 DEFAULT_SEED = 0
 ROW_GROUP_ROWS = 32_768
+SORT_KEY = ("example_id", "upsample_copy")  # the row order of every split file
 TOKEN_PERCENTILES = (50, 90, 95, 99)
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -391,9 +392,10 @@ def _nonblank(texts: pa.Array) -> np.ndarray:
 
 def _token_counts(texts: pa.Array, encoding: tiktoken.Encoding, num_threads: int) -> np.ndarray:
     # System prompts and tool schemas repeat across rows: encode each distinct text once.
-    unique, index = np.unique(np.asarray(texts.to_pylist(), dtype=object), return_inverse=True)
-    counts = np.asarray(count_tokens(list(unique), encoding, num_threads=num_threads), np.int64)
-    return counts[index]
+    values = texts.to_pylist()
+    position = {text: i for i, text in enumerate(dict.fromkeys(values))}
+    counts = np.asarray(count_tokens(list(position), encoding, num_threads=num_threads), np.int64)
+    return counts[np.fromiter((position[text] for text in values), np.int64, len(values))]
 
 
 def date_cut_points(
@@ -477,8 +479,9 @@ def remainder_threshold(keys: Iterable[str], remainder: int) -> str | None:
 def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
     """Write rows, already in their final order, as one Parquet file; return the row count.
 
-    Row groups are exactly ROW_GROUP_ROWS rows (the last one shorter) whatever the incoming
-    batch sizes, so the bytes depend only on the rows and their order.
+    Row groups are exactly ROW_GROUP_ROWS rows (the last one shorter) and each is written from
+    contiguous columns, whatever the incoming batch sizes, so the bytes depend only on the rows
+    and their order.
     """
     rows = 0
     pending: list[pa.RecordBatch] = []
@@ -490,15 +493,19 @@ def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
             pending_rows += batch.num_rows
             while pending_rows >= ROW_GROUP_ROWS:
                 table = pa.Table.from_batches(pending, FEATURE_SCHEMA)
-                writer.write_table(table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                _write_row_group(writer, table.slice(0, ROW_GROUP_ROWS))
                 rest = table.slice(ROW_GROUP_ROWS)
                 pending, pending_rows = rest.to_batches(), rest.num_rows
                 rows += ROW_GROUP_ROWS
         if pending_rows:
-            table = pa.Table.from_batches(pending, FEATURE_SCHEMA)
-            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            _write_row_group(writer, pa.Table.from_batches(pending, FEATURE_SCHEMA))
             rows += pending_rows
     return rows
+
+
+def _write_row_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
+    # Contiguous columns: Parquet's page boundaries follow the chunks it is handed.
+    writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
 
 
 def dataset_card(
@@ -661,7 +668,8 @@ def _run_spark(
     tokenise = functools.partial(
         _examples_partition, max_tokens=max_tokens, encoding_file=encoding_file
     )
-    raw.mapInArrow(tokenise, EXAMPLE_DDL).write.parquet(str(examples_path))
+    examples_written = raw.mapInArrow(tokenise, EXAMPLE_DDL).write.option("compression", "snappy")
+    examples_written.parquet(str(examples_path))
     examples = spark.read.parquet(str(examples_path))
     timings["examples"] = time.perf_counter() - start
 
@@ -675,26 +683,26 @@ def _run_spark(
             f"raw.parquet repeats (trace_id, event_id): {totals['rows'] - totals['ids']} "
             "duplicate rows; extract must write one row per workflow_event"
         )
-    drops = {
-        row["drop_reason"]: row["count"]
-        for row in examples.where(F.col("drop_reason").isNotNull())
-        .groupBy("drop_reason")
-        .count()
-        .collect()
-    }
-    usable = examples.where(F.col("drop_reason").isNull())
-    per_date = usable.groupBy("record_date", "override_flag").count().collect()
+    drops: dict[str, int] = {}
     rows_per_date: dict[dt.date, int] = {}
-    for row in per_date:
+    flags = set()
+    for row in examples.groupBy("drop_reason", "record_date", "override_flag").count().collect():
+        if row["drop_reason"] is not None:
+            drops[row["drop_reason"]] = drops.get(row["drop_reason"], 0) + row["count"]
+            continue
         rows_per_date[row["record_date"]] = rows_per_date.get(row["record_date"], 0) + row["count"]
-    _check_classes({bool(row["override_flag"]) for row in per_date}, totals["rows"], drops)
+        flags.add(bool(row["override_flag"]))
+    _check_classes(flags, totals["rows"], drops)
+    usable = examples.where(F.col("drop_reason").isNull())
     cuts = date_cut_points(rows_per_date)
     split = (
         F.when(F.col("record_date") <= F.lit(cuts[0]), 0)
         .when(F.col("record_date") <= F.lit(cuts[1]), 1)
         .otherwise(2)
     )
-    narrow = usable.select("example_id", "trace_id", "prompt_hash", "reward", split.alias("split"))
+    narrow = usable.select(
+        "example_id", "trace_id", "prompt_hash", "reward", split.alias("split")
+    ).cache()
     spanning_traces = _first_split_of_spanning(narrow, "trace_id")
     narrow = _mark_conflicts(narrow, spanning_traces, "trace_id", TRACE_CONFLICT)
     spanning_prompts = _first_split_of_spanning(
@@ -734,7 +742,7 @@ def _run_spark(
         copies = F.when(is_minority_train, extra).otherwise(0)
     timings["plan"] = time.perf_counter() - start
 
-    # 3. write: the usable rows minus conflicts, copies exploded, one global order.
+    # 3. write: the usable rows minus conflicts, copies exploded, each part sorted; no shuffle.
     start = time.perf_counter()
     rows = usable.withColumn("split", split)
     for spanning, key_column in ((spanning_traces, "trace_id"), (spanning_prompts, "prompt_hash")):
@@ -745,14 +753,21 @@ def _run_spark(
         "upsample_copy", F.explode(F.sequence(F.lit(0).cast("short"), copies.cast("short")))
     ).select(*FEATURE_SCHEMA.names, "split")
     final_path = tmp / "final"
-    rows.orderBy("example_id", "upsample_copy").write.parquet(str(final_path))
+    (
+        rows.sortWithinPartitions("split", *SORT_KEY)
+        .write.partitionBy("split")
+        .option("compression", "snappy")
+        .parquet(str(final_path))
+    )
+    narrow.unpersist()
     timings["spark_write"] = time.perf_counter() - start
 
+    # 4. merge: one file per split in the global order (example_id, upsample_copy).
     start = time.perf_counter()
     split_paths = {name: tmp / f"{name}.parquet" for name in SPLITS}
-    parts = sorted(final_path.glob("part-*.parquet"))
     for index, name in enumerate(SPLITS):
-        write_split(_split_batches(parts, index), split_paths[name])
+        parts = sorted((final_path / f"split={index}").glob("part-*.parquet"))
+        write_split(merge_sorted_parts(parts), split_paths[name])
     timings["merge"] = time.perf_counter() - start
     return _SparkResult(split_paths, totals["rows"], drops, cuts, plan)
 
@@ -790,9 +805,49 @@ def _mark_conflicts(rows: DataFrame, spanning: DataFrame, key: str, reason: str)
     return marked.withColumn("conflict", F.coalesce(previous, F.when(leaked, F.lit(reason))))
 
 
-def _split_batches(parts: list[Path], index: int) -> Iterator[pa.RecordBatch]:
-    for part in parts:
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=ROW_GROUP_ROWS):
-            chosen = batch.filter(pc.equal(batch.column("split"), index))
-            if chosen.num_rows:
-                yield chosen
+def merge_sorted_parts(parts: list[Path]) -> Iterator[pa.RecordBatch]:
+    """The rows of Parquet files each sorted by SORT_KEY, in one global SORT_KEY order.
+
+    Reads only the key columns to plan the merge, then streams every part once, holding at most
+    ROW_GROUP_ROWS rows per part: a k-way merge without a Spark shuffle of the wide rows.
+    """
+    keys = []
+    for number, part in enumerate(parts):
+        table = pq.read_table(part, columns=list(SORT_KEY))
+        if table.num_rows and pc.sort_indices(table, [(k, "ascending") for k in SORT_KEY]) != (
+            pa.array(np.arange(table.num_rows), pa.uint64())
+        ):
+            raise RuntimeError(f"{part} is not sorted by {SORT_KEY}")
+        keys.append(table.append_column("part", pa.array(np.full(table.num_rows, number))))
+    if not keys:
+        return
+    merged = pa.concat_tables(keys)
+    order = pc.sort_indices(merged, [(k, "ascending") for k in SORT_KEY])
+    source = merged["part"].take(order).to_numpy()
+    readers = [pq.ParquetFile(part).iter_batches(batch_size=ROW_GROUP_ROWS) for part in parts]
+    buffers: list[pa.Table] = [pa.table({}) for _ in parts]
+    for begin in range(0, len(source), ROW_GROUP_ROWS):
+        chunk = source[begin : begin + ROW_GROUP_ROWS]
+        pieces, offsets = [], np.zeros(len(parts), dtype=np.int64)
+        taken = 0
+        for number in range(len(parts)):
+            count = int(np.count_nonzero(chunk == number))
+            while buffers[number].num_rows < count:
+                batch = next(readers[number])
+                buffers[number] = pa.concat_tables(
+                    [buffers[number], pa.Table.from_batches([batch])]
+                    if buffers[number].num_columns
+                    else [pa.Table.from_batches([batch])]
+                )
+            pieces.append(buffers[number].slice(0, count))
+            buffers[number] = buffers[number].slice(count)
+            offsets[number] = taken
+            taken += count
+        # Row j of the chunk is the next unread row of its part: its place in the pieces is the
+        # part's offset plus how many rows of that part came before it in the chunk.
+        rank = np.zeros(len(chunk), dtype=np.int64)
+        for number in range(len(parts)):
+            mask = chunk == number
+            rank[mask] = offsets[number] + np.arange(np.count_nonzero(mask))
+        table = pa.concat_tables([piece for piece in pieces if piece.num_rows])
+        yield from table.take(pa.array(rank)).to_batches()

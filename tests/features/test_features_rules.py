@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -234,3 +235,32 @@ def test_altered_encoding_file_is_refused(tmp_path):
     altered.write_bytes(default_encoding_file().read_bytes().replace(b" 0\n", b" 1\n", 1))
     with pytest.raises(EncodingMissing, match="sha256 must be"):
         load_encoding(str(altered))
+
+
+# --- merging sorted parts --------------------------------------------------------------------
+
+
+def test_merge_of_sorted_parts_is_the_global_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "ROW_GROUP_ROWS", 4)  # many chunks across few parts
+    rng = np.random.default_rng(0)
+    ids = [f"{i:04d}" for i in rng.permutation(60)]
+    parts = []
+    for number, members in enumerate((ids[:7], ids[7:40], [], ids[40:])):
+        rows = sorted((i, c) for i in members for c in range(int(i) % 3))
+        table = pa.table(
+            {
+                "example_id": pa.array([i for i, _ in rows], pa.string()),
+                "upsample_copy": pa.array([c for _, c in rows], pa.int16()),
+                "payload": pa.array([f"{i}/{c}" for i, c in rows]),
+            }
+        )
+        parts.append(write(tmp_path / f"part-{number}.parquet", table))
+    merged = pa.Table.from_batches(list(features.merge_sorted_parts(parts)))
+    expected = sorted((i, c) for i in ids for c in range(int(i) % 3))
+    assert merged["payload"].to_pylist() == [f"{i}/{c}" for i, c in expected]
+
+
+def test_merge_refuses_an_unsorted_part(tmp_path):
+    table = pa.table({"example_id": ["b", "a"], "upsample_copy": pa.array([0, 0], pa.int16())})
+    with pytest.raises(RuntimeError, match="not sorted"):
+        list(features.merge_sorted_parts([write(tmp_path / "part-0.parquet", table)]))
