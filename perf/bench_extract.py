@@ -59,6 +59,17 @@ def naive_extract(home: Path) -> int:
     return len(good)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux keeps ``ru_maxrss`` across fork + exec (a child would
+    inherit the parent's peak), so read the memory map's own high-water mark when there is one."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(mode: str, home: Path) -> None:
     """Run one extraction in this (fresh) process and print its figures as JSON."""
     from pria_ml import extract
@@ -66,7 +77,7 @@ def child(mode: str, home: Path) -> None:
 
     settings = settings_for(home)
     database(settings, "source").ping()  # server start and connect are not extraction
-    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_mb()
     start = time.perf_counter()
     if mode == "stream":
         result = extract.run(settings, DATE, force=True)
@@ -74,14 +85,13 @@ def child(mode: str, home: Path) -> None:
     else:
         out_rows = naive_extract(home)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
                 "seconds": seconds,
                 "out_rows": out_rows,
-                "peak_rss_mb": peak / 1024,
-                "rss_before_mb": baseline_rss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
+                "rss_before_mb": rss_before,
             }
         )
     )
@@ -97,10 +107,23 @@ def measure(mode: str, home: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _seeded_rows(source) -> int | None:
+    import psycopg
+
+    try:
+        with source.connect() as conn:
+            return conn.execute("SELECT count(*) FROM workflow_event").fetchone()[0]
+    except psycopg.errors.UndefinedTable:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "pria-bench")
+    parser.add_argument(
+        "--reuse", action="store_true", help="Keep a source already seeded with N rows."
+    )
     parser.add_argument("--child", choices=["stream", "naive"])
     parser.add_argument("--home", type=Path)
     args = parser.parse_args()
@@ -115,11 +138,13 @@ def main() -> None:
     for size in args.sizes:
         home = args.root / str(size)
         settings = settings_for(home)
-        database(settings, "source").ping()
-        start = time.perf_counter()
-        seed.seed(settings, rows=size, seed=0, end_date=DATE, replace=True)
-        seeded = time.perf_counter() - start
-        print(f"seeded {size:,} events/traces/expenses in {seeded:.0f} s", flush=True)
+        source = database(settings, "source")
+        seeded = None
+        if not (args.reuse and _seeded_rows(source) == size):
+            start = time.perf_counter()
+            seed.seed(settings, rows=size, seed=0, end_date=DATE, replace=True)
+            seeded = time.perf_counter() - start
+            print(f"seeded {size:,} events/traces/expenses in {seeded:.0f} s", flush=True)
         if size == min(args.sizes):
             # Alternate the two and keep each one's best run: neither profits from a cache
             # the other warmed, and a noisy neighbour on a shared machine hurts both alike.

@@ -299,7 +299,6 @@ class SeedReport:
     overrides: int
     first_day: dt.date
     last_day: dt.date
-    planted: Planted
 
 
 @dataclass
@@ -504,7 +503,6 @@ def seed(
         raise DataError(f"--rows ({rows}) and --days ({days}) must be positive")
     source = database(settings, "source")
     apply_schema(source)
-    planted = planted if planted is not None else Planted()
     overrides = 0
     with source.connect() as conn:
         existing = conn.execute("SELECT count(*) FROM workflow_event").fetchone()[0]
@@ -530,7 +528,6 @@ def seed(
         overrides=overrides,
         first_day=end_date - dt.timedelta(days=days - 1),
         last_day=end_date,
-        planted=planted,
     )
 
 
