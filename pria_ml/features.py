@@ -476,36 +476,104 @@ def remainder_threshold(keys: Iterable[str], remainder: int) -> str | None:
     return sorted(keys)[remainder - 1]
 
 
-def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
-    """Write rows, already in their final order, as one Parquet file; return the row count.
+class SplitWriter:
+    """One split file, written from rows already in their final order.
 
     Row groups are exactly ROW_GROUP_ROWS rows (the last one shorter) and each is written from
     contiguous columns, whatever the incoming batch sizes, so the bytes depend only on the rows
     and their order.
     """
-    rows = 0
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    with pq.ParquetWriter(path, FEATURE_SCHEMA, compression="zstd") as writer:
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._writer = pq.ParquetWriter(path, FEATURE_SCHEMA, compression="zstd")
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+
+    def write(self, rows: pa.Table | pa.RecordBatch) -> None:
+        rows = rows.select(FEATURE_SCHEMA.names).cast(FEATURE_SCHEMA)
+        self._pending.extend(rows.to_batches() if isinstance(rows, pa.Table) else [rows])
+        self._pending_rows += rows.num_rows
+        while self._pending_rows >= ROW_GROUP_ROWS:
+            table = pa.Table.from_batches(self._pending, FEATURE_SCHEMA)
+            self._write_row_group(table.slice(0, ROW_GROUP_ROWS))
+            rest = table.slice(ROW_GROUP_ROWS)
+            self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
+
+    def close(self) -> int:
+        """Flush the last row group and close the file; return its row count."""
+        if self._pending_rows:
+            self._write_row_group(pa.Table.from_batches(self._pending, FEATURE_SCHEMA))
+            self._pending, self._pending_rows = [], 0
+        self._writer.close()
+        return self.rows
+
+    def _write_row_group(self, table: pa.Table) -> None:
+        # Contiguous columns: Parquet's page boundaries follow the chunks it is handed.
+        self._writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+        self.rows += table.num_rows
+
+
+def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
+    """Write rows, already in their final order, as one split file; return the row count."""
+    writer = SplitWriter(path)
+    try:
         for batch in batches:
-            batch = batch.select(FEATURE_SCHEMA.names).cast(FEATURE_SCHEMA)
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            while pending_rows >= ROW_GROUP_ROWS:
-                table = pa.Table.from_batches(pending, FEATURE_SCHEMA)
-                _write_row_group(writer, table.slice(0, ROW_GROUP_ROWS))
-                rest = table.slice(ROW_GROUP_ROWS)
-                pending, pending_rows = rest.to_batches(), rest.num_rows
-                rows += ROW_GROUP_ROWS
-        if pending_rows:
-            _write_row_group(writer, pa.Table.from_batches(pending, FEATURE_SCHEMA))
-            rows += pending_rows
+            writer.write(batch)
+    finally:
+        rows = writer.close()
     return rows
 
 
-def _write_row_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
-    # Contiguous columns: Parquet's page boundaries follow the chunks it is handed.
-    writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+@dataclass(frozen=True)
+class Routing:
+    """Everything the final pass needs to place an example: the outcome of the plan."""
+
+    cuts: tuple[dt.date, dt.date]
+    conflicted: pa.Array  # example_ids dropped by a leakage rule
+    plan: UpsamplePlan
+    threshold: str | None  # largest copy key that gets a remainder copy
+    seed: int
+
+
+def route(examples: pa.Table, routing: Routing) -> list[pa.Table]:
+    """Example rows (EXAMPLE_SCHEMA) -> the rows of train, val and test, with up-sampled copies.
+
+    Rows keep their order and copies follow their original, so rows sorted by example_id come
+    out sorted by (example_id, upsample_copy).
+    """
+    dates = examples["record_date"]
+    split = np.where(
+        pc.less_equal(dates, pa.scalar(routing.cuts[0], pa.date32())).to_numpy(False),
+        0,
+        np.where(
+            pc.less_equal(dates, pa.scalar(routing.cuts[1], pa.date32())).to_numpy(False), 1, 2
+        ),
+    )
+    keep = pc.and_(
+        pc.is_null(examples["drop_reason"]),
+        pc.invert(pc.is_in(examples["example_id"], value_set=routing.conflicted)),
+    ).to_numpy(False)
+    copies = np.zeros(examples.num_rows, dtype=np.int64)
+    plan = routing.plan
+    if plan.minority_reward is not None:
+        reward = examples["reward"].to_numpy()
+        minority = np.flatnonzero(keep & (split == 0) & (reward == plan.minority_reward))
+        copies[minority] = plan.full_copies
+        if routing.threshold is not None:
+            ids = examples["example_id"].take(pa.array(minority)).to_pylist()
+            extra = [copy_key(routing.seed, i) <= routing.threshold for i in ids]
+            copies[minority] += np.asarray(extra, dtype=np.int64)
+    out = []
+    for index in range(len(SPLITS)):
+        chosen = np.flatnonzero(keep & (split == index))
+        repeats = copies[chosen] + 1
+        starts = np.repeat(np.cumsum(repeats) - repeats, repeats)
+        copy_number = np.arange(int(repeats.sum())) - starts
+        rows = examples.take(pa.array(np.repeat(chosen, repeats)))
+        out.append(rows.append_column("upsample_copy", pa.array(copy_number.astype(np.int16))))
+    return out
 
 
 def dataset_card(
@@ -654,9 +722,11 @@ def _run_spark(
     encoding_file: str | None,
     timings: dict[str, float],
 ) -> _SparkResult:
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    # 1. examples: tokenise once, keep the result on local disk for the passes below.
+    # 1. examples: tokenise and hash once, in parallel; each part sorted by example_id and kept
+    # on local disk for the passes below.
     start = time.perf_counter()
     raw = spark.read.parquet(str(raw_path)).select(*RAW_INPUT)
     parallelism = spark.sparkContext.defaultParallelism
@@ -668,49 +738,85 @@ def _run_spark(
     tokenise = functools.partial(
         _examples_partition, max_tokens=max_tokens, encoding_file=encoding_file
     )
-    examples_written = raw.mapInArrow(tokenise, EXAMPLE_DDL).write.option("compression", "snappy")
-    examples_written.parquet(str(examples_path))
+    (
+        raw.mapInArrow(tokenise, EXAMPLE_DDL)
+        .sortWithinPartitions("example_id")
+        .write.option("compression", "snappy")
+        .parquet(str(examples_path))
+    )
     examples = spark.read.parquet(str(examples_path))
     timings["examples"] = time.perf_counter() - start
 
-    # 2. plan: drops, cut points, leakage conflicts, up-sampling - all on narrow columns.
+    # 2. plan, on narrow columns: drops, cut points, leakage conflicts, up-sampling.
     start = time.perf_counter()
-    totals = examples.agg(
-        F.count("*").alias("rows"), F.count_distinct("example_id").alias("ids")
-    ).first()
-    if totals["ids"] != totals["rows"]:
-        raise DataError(
-            f"raw.parquet repeats (trace_id, event_id): {totals['rows'] - totals['ids']} "
-            "duplicate rows; extract must write one row per workflow_event"
-        )
     drops: dict[str, int] = {}
     rows_per_date: dict[dt.date, int] = {}
-    flags = set()
+    flags, input_rows = set(), 0
     for row in examples.groupBy("drop_reason", "record_date", "override_flag").count().collect():
+        input_rows += row["count"]
         if row["drop_reason"] is not None:
             drops[row["drop_reason"]] = drops.get(row["drop_reason"], 0) + row["count"]
             continue
         rows_per_date[row["record_date"]] = rows_per_date.get(row["record_date"], 0) + row["count"]
         flags.add(bool(row["override_flag"]))
-    _check_classes(flags, totals["rows"], drops)
-    usable = examples.where(F.col("drop_reason").isNull())
+    _check_classes(flags, input_rows, drops)
     cuts = date_cut_points(rows_per_date)
     split = (
         F.when(F.col("record_date") <= F.lit(cuts[0]), 0)
         .when(F.col("record_date") <= F.lit(cuts[1]), 1)
         .otherwise(2)
     )
-    narrow = usable.select(
-        "example_id", "trace_id", "prompt_hash", "reward", split.alias("split")
-    ).cache()
-    spanning_traces = _first_split_of_spanning(narrow, "trace_id")
-    narrow = _mark_conflicts(narrow, spanning_traces, "trace_id", TRACE_CONFLICT)
-    spanning_prompts = _first_split_of_spanning(
-        narrow.where(F.col("conflict").isNull()), "prompt_hash"
+    # A trace, then an identical prompt, belongs to the first split it appears in.
+    trace_first = F.min("split").over(Window.partitionBy("trace_id"))
+    trace_conflict = F.when(F.col("split") > trace_first, F.lit(TRACE_CONFLICT))
+    prompt_first = F.min(F.when(F.col("conflict").isNull(), F.col("split"))).over(
+        Window.partitionBy("prompt_hash")
     )
-    narrow = _mark_conflicts(
-        narrow.drop("first_split"), spanning_prompts, "prompt_hash", PROMPT_CONFLICT
+    prompt_conflict = F.when(F.col("split") > prompt_first, F.lit(PROMPT_CONFLICT))
+    narrow = (
+        examples.where(F.col("drop_reason").isNull())
+        .select("example_id", "trace_id", "prompt_hash", "reward", split.alias("split"))
+        .withColumn("conflict", trace_conflict)
+        .withColumn("conflict", F.coalesce(F.col("conflict"), prompt_conflict))
+        .select("example_id", "reward", "split", "conflict")
+        .cache()
     )
+    try:
+        routing, drops = _plan(narrow, drops, cuts, seed)
+    finally:
+        narrow.unpersist()
+    timings["plan"] = time.perf_counter() - start
+
+    # 3. route: one streaming pass in example_id order writes the three split files.
+    start = time.perf_counter()
+    split_paths = {name: tmp / f"{name}.parquet" for name in SPLITS}
+    writers = [SplitWriter(split_paths[name]) for name in SPLITS]
+    try:
+        parts = sorted(examples_path.glob("part-*.parquet"))
+        for batch in merge_sorted_parts(parts, key=("example_id",)):
+            routed = route(pa.Table.from_batches([batch]), routing)
+            for writer, rows in zip(writers, routed, strict=True):
+                if rows.num_rows:
+                    writer.write(rows)
+    except DataError as exc:
+        raise DataError(
+            f"raw.parquet repeats (trace_id, event_id): {exc}; extract must write one row "
+            "per workflow_event"
+        ) from None
+    finally:
+        for writer in writers:
+            writer.close()
+    timings["route"] = time.perf_counter() - start
+    return _SparkResult(split_paths, input_rows, drops, cuts, routing.plan)
+
+
+def _plan(
+    narrow: DataFrame, drops: dict[str, int], cuts: tuple[dt.date, dt.date], seed: int
+) -> tuple[Routing, dict[str, int]]:
+    """The routing of every example, from (example_id, reward, split, conflict) rows."""
+    from pyspark.sql import functions as F
+
+    drops = dict(drops)
     kept: dict[tuple[int, float], int] = {}
     for row in narrow.groupBy("split", "reward", "conflict").count().collect():
         if row["conflict"] is None:
@@ -723,53 +829,27 @@ def _run_spark(
                 f"the {name} split is empty after the leakage rules (every example shares a "
                 f"trace or prompt with an earlier split); drops: {drops}"
             )
+    conflicted = pa.array([], pa.string())
+    if any(drops.get(reason) for reason in CONFLICT_REASONS):
+        conflicted = (
+            narrow.where(F.col("conflict").isNotNull())
+            .select("example_id")
+            .toArrow()["example_id"]
+            .combine_chunks()
+        )
     plan = upsample_plan({reward: kept.get((0, reward), 0) for reward in (0.0, 1.0)})
-    copies = F.lit(0)
-    if plan.minority_reward is not None:
-        is_minority_train = (F.col("split") == 0) & (F.col("reward") == plan.minority_reward)
+    threshold = None
+    if plan.remainder:
+        # The remainder copies go to the minority rows with the smallest copy keys.
         key = F.sha2(F.concat(F.lit(f"{seed}:"), F.col("example_id")), 256)
-        threshold = None
-        if plan.remainder:
-            keys = (
-                narrow.where(is_minority_train & F.col("conflict").isNull())
-                .select(key.alias("key"))
-                .toArrow()
-            )
-            threshold = remainder_threshold(keys["key"].to_pylist(), plan.remainder)
-        extra = F.lit(plan.full_copies)
-        if threshold is not None:
-            extra = extra + F.when(key <= F.lit(threshold), 1).otherwise(0)
-        copies = F.when(is_minority_train, extra).otherwise(0)
-    timings["plan"] = time.perf_counter() - start
-
-    # 3. write: the usable rows minus conflicts, copies exploded, each part sorted; no shuffle.
-    start = time.perf_counter()
-    rows = usable.withColumn("split", split)
-    for spanning, key_column in ((spanning_traces, "trace_id"), (spanning_prompts, "prompt_hash")):
-        rows = rows.join(F.broadcast(spanning), key_column, "left")
-        rows = rows.where(F.col("first_split").isNull() | (F.col("split") <= F.col("first_split")))
-        rows = rows.drop("first_split")
-    rows = rows.withColumn(
-        "upsample_copy", F.explode(F.sequence(F.lit(0).cast("short"), copies.cast("short")))
-    ).select(*FEATURE_SCHEMA.names, "split")
-    final_path = tmp / "final"
-    (
-        rows.sortWithinPartitions("split", *SORT_KEY)
-        .write.partitionBy("split")
-        .option("compression", "snappy")
-        .parquet(str(final_path))
-    )
-    narrow.unpersist()
-    timings["spark_write"] = time.perf_counter() - start
-
-    # 4. merge: one file per split in the global order (example_id, upsample_copy).
-    start = time.perf_counter()
-    split_paths = {name: tmp / f"{name}.parquet" for name in SPLITS}
-    for index, name in enumerate(SPLITS):
-        parts = sorted((final_path / f"split={index}").glob("part-*.parquet"))
-        write_split(merge_sorted_parts(parts), split_paths[name])
-    timings["merge"] = time.perf_counter() - start
-    return _SparkResult(split_paths, totals["rows"], drops, cuts, plan)
+        minority = (
+            (F.col("split") == 0)
+            & (F.col("reward") == plan.minority_reward)
+            & F.col("conflict").isNull()
+        )
+        smallest = narrow.where(minority).select(key.alias("key")).orderBy("key")
+        threshold = smallest.limit(plan.remainder).agg(F.max("key")).first()[0]
+    return Routing(cuts, conflicted, plan, threshold, seed), drops
 
 
 def _check_classes(flags: set[bool], rows: int, drops: Mapping[str, int]) -> None:
@@ -784,45 +864,38 @@ def _check_classes(flags: set[bool], rows: int, drops: Mapping[str, int]) -> Non
         )
 
 
-def _first_split_of_spanning(rows: DataFrame, key: str) -> DataFrame:
-    """(key, first_split) for each key that occurs in more than one split."""
-    from pyspark.sql import functions as F
-
-    return (
-        rows.groupBy(key)
-        .agg(F.min("split").alias("first_split"), F.max("split").alias("last_split"))
-        .where(F.col("first_split") != F.col("last_split"))
-        .select(key, "first_split")
-    )
-
-
-def _mark_conflicts(rows: DataFrame, spanning: DataFrame, key: str, reason: str) -> DataFrame:
-    from pyspark.sql import functions as F
-
-    marked = rows.join(F.broadcast(spanning), key, "left")
-    leaked = F.col("first_split").isNotNull() & (F.col("split") > F.col("first_split"))
-    previous = F.col("conflict") if "conflict" in rows.columns else F.lit(None).cast("string")
-    return marked.withColumn("conflict", F.coalesce(previous, F.when(leaked, F.lit(reason))))
-
-
-def merge_sorted_parts(parts: list[Path]) -> Iterator[pa.RecordBatch]:
-    """The rows of Parquet files each sorted by SORT_KEY, in one global SORT_KEY order.
+def merge_sorted_parts(
+    parts: list[Path], key: tuple[str, ...] = SORT_KEY
+) -> Iterator[pa.RecordBatch]:
+    """The rows of Parquet files each sorted by ``key``, in one global ``key`` order.
 
     Reads only the key columns to plan the merge, then streams every part once, holding at most
     ROW_GROUP_ROWS rows per part: a k-way merge without a Spark shuffle of the wide rows.
+
+    Raises:
+        DataError: two rows have the same key.
     """
+    ordering = [(k, "ascending") for k in key]
     keys = []
     for number, part in enumerate(parts):
-        table = pq.read_table(part, columns=list(SORT_KEY))
-        if table.num_rows and pc.sort_indices(table, [(k, "ascending") for k in SORT_KEY]) != (
+        table = pq.read_table(part, columns=list(key))
+        if table.num_rows and pc.sort_indices(table, ordering) != (
             pa.array(np.arange(table.num_rows), pa.uint64())
         ):
-            raise RuntimeError(f"{part} is not sorted by {SORT_KEY}")
+            raise RuntimeError(f"{part} is not sorted by {key}")
         keys.append(table.append_column("part", pa.array(np.full(table.num_rows, number))))
     if not keys:
         return
     merged = pa.concat_tables(keys)
-    order = pc.sort_indices(merged, [(k, "ascending") for k in SORT_KEY])
+    order = pc.sort_indices(merged, ordering)
+    sorted_keys = merged.select(list(key)).take(order)
+    same = np.ones(max(sorted_keys.num_rows - 1, 0), dtype=bool)
+    for name in key:
+        column = sorted_keys[name]
+        same &= pc.equal(column[1:], column[:-1]).to_numpy(False)
+    if same.any():
+        example = sorted_keys.slice(int(np.argmax(same)), 1).to_pylist()[0]
+        raise DataError(f"{int(same.sum())} rows repeat the key {key}, e.g. {example}")
     source = merged["part"].take(order).to_numpy()
     readers = [pq.ParquetFile(part).iter_batches(batch_size=ROW_GROUP_ROWS) for part in parts]
     buffers: list[pa.Table] = [pa.table({}) for _ in parts]

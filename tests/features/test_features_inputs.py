@@ -139,3 +139,11 @@ def test_cli_builds_features_and_reports_bad_input_in_one_line(
     assert open_storage(feature_settings).exists(f"{FEATURES}/manifest.json")
     # The command used the test's session and left it running.
     assert spark.range(1).count() == 1
+
+
+def test_repeated_events_are_a_data_error(spark, feature_settings):
+    rows = synthetic_rows(days=5, traces_per_day=6, override_rate=0.3)
+    write_raw(feature_settings, DATE, [*rows, rows[3]])
+    with pytest.raises(DataError, match=r"repeats \(trace_id, event_id\): 1 rows repeat"):
+        features.build(feature_settings, DATE, spark=spark)
+    assert nothing_written(feature_settings)
