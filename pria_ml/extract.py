@@ -118,7 +118,8 @@ class Rejected:
 
 
 def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> dict | Rejected:
-    """One joined source row as a raw.parquet row, or the reason it is rejected. Pure.
+    """One joined source row as a raw.parquet row, or the reason it is rejected. No I/O; only
+    ``tokens``' counters change.
 
     A row whose trace has aged out of agent_trace's retention window is ``Rejected`` with source
     ``retention``: excluded by policy and counted in the manifest, not quarantined.
@@ -170,7 +171,7 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
         "event_id": row["event_id"],
         "trace_id": row["trace_id"],
         "record_date": row["created_at"].astimezone(dt.UTC).date(),
-        "event_type": row["event_type"],
+        "event_type": tokens.tokenise(row["event_type"]),
         "override_flag": row["override_flag"],
         "prompt_messages": prompt,
         "agent_output": tokens.tokenise(action),
