@@ -38,8 +38,7 @@ if TYPE_CHECKING:
     from pria_ml.settings import Settings
 
 RETENTION_DAYS = {"workflow_event": 365, "expense": 180, "agent_trace": 90}
-ROLES_IN_PROMPT = ("system", "user", "tool")
-KNOWN_ROLES = frozenset((*ROLES_IN_PROMPT, "assistant"))
+KNOWN_ROLES = frozenset(("system", "user", "tool", "assistant"))
 BATCH_ROWS = 10_000
 
 
@@ -141,7 +140,9 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
     if not isinstance(messages, list):
         return Rejected("agent_trace", "malformed_trace_json", "no 'messages' list")
     trace = tokens.strip_identifiers(trace)
-    prompt, action = [], None
+    # This event is the agent's k-th action in the trace: its k-th assistant message. Earlier
+    # actions stay in the prompt as assistant turns; what follows the action is not used.
+    prompt, action, seen = [], None, 0
     for index, message in enumerate(trace["messages"]):
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             detail = f"message {index} is not an object with string 'content'"
@@ -151,11 +152,14 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
             shown = tokens.tokenise(str(role))[:40]
             return Rejected("agent_trace", "unknown_role", f"message {index} has role {shown!r}")
         if role == "assistant":
-            action = message["content"]
-            break
+            seen += 1
+            if seen == row["action_index"]:
+                action = message["content"]
+                break
         prompt.append({"role": role, "content": tokens.scrub_text(message["content"])})
     if action is None or not action.strip():
-        return Rejected("agent_trace", "no_agent_action", "no assistant message")
+        detail = f"event is action {row['action_index']} of its trace, which has {seen}"
+        return Rejected("agent_trace", "no_agent_action", detail)
     if not prompt:
         return Rejected("agent_trace", "empty_prompt", "no message before the agent action")
     corrected = row["corrected_output"]

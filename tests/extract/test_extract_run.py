@@ -300,6 +300,7 @@ def test_unparsable_trace_text_is_quarantined_not_a_crash() -> None:
         "corrected_output": None,
         "created_at": AT,
         "trace_found": True,
+        "action_index": 1,
         "trace": '{"messages": [{"role": "user", "content": "hi from jan@x.pl"',
     }
     rejected = extract.build_row(row, tokens, extract.Retention(DAY))
@@ -333,3 +334,42 @@ def test_a_failure_mid_stream_leaves_no_dataset(
     with pytest.raises(RuntimeError, match="disk full"):
         extract.run(fresh, DAY)
     assert open_storage(fresh).list() == []
+
+
+def test_each_event_of_a_multi_action_trace_gets_its_own_action(
+    source_settings: Settings, source_db: Database
+) -> None:
+    messages = [
+        *GOOD_MESSAGES,
+        {"role": "user", "content": "No - that was a train ticket."},
+        {"role": "assistant", "content": 'categorize(category_id=3, merchant="Lufthansa")'},
+    ]
+    trace_id = str(uuid.uuid4())
+    events = [str(uuid.uuid4()) for _ in range(3)]
+    with source_db.connect() as conn:
+        conn.execute(
+            "INSERT INTO agent_trace VALUES (%s, %s, NULL, %s, %s)",
+            (trace_id, WORKSPACE, _trace(messages), AT),
+        )
+        for k, event_id in enumerate(events):
+            conn.execute(
+                "INSERT INTO workflow_event VALUES (%s, %s, %s, %s, false, NULL, %s)",
+                (event_id, WORKSPACE, trace_id, seed.EVENT_TYPE, AT + dt.timedelta(minutes=k)),
+            )
+    extract.run(source_settings, DAY)
+
+    first, second = read(source_settings, "raw.parquet").to_pylist()
+    assert (first["event_id"], second["event_id"]) == (events[0], events[1])
+    assert first["agent_output"] == 'categorize(category_id=1, merchant="Lufthansa")'
+    assert second["agent_output"] == 'categorize(category_id=3, merchant="Lufthansa")'
+    assert [m["role"] for m in first["prompt_messages"]] == ["system", "user", "tool"]
+    assert [m["role"] for m in second["prompt_messages"]] == [
+        "system",
+        "user",
+        "tool",
+        "assistant",
+        "user",
+    ]
+    (rejected,) = read(source_settings, "quarantine.parquet").to_pylist()
+    assert (rejected["reason"], rejected["source_key"]) == ("no_agent_action", trace_id)
+    assert rejected["detail"] == "event is action 3 of its trace, which has 2"
