@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pria_ml import features
+from pria_ml import features, tokens
 from pria_ml.features import (
     CONFLICT_REASONS,
     PROMPT_CONFLICT,
@@ -46,7 +46,6 @@ from pria_ml.features import (
 )
 from pria_ml.settings import Settings
 from pria_ml.storage import sha256_file
-from pria_ml.tokens import load_encoding
 
 DATE = "2026-11-24"
 SYSTEM = (
@@ -121,7 +120,7 @@ def synthetic_raw(rows: int, seed: int) -> pa.Table:
 
 def baseline(raw_path: Path, out: Path, *, seed: int, max_tokens: int) -> dict[str, Path]:
     """build-features' rules in one process, without Spark; returns the split files."""
-    encoding = load_encoding()
+    encoding = tokens.encoding()
     threads = os.cpu_count() or 1
     parquet = pq.ParquetFile(raw_path)
     examples = pa.Table.from_batches(

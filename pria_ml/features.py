@@ -8,17 +8,19 @@ The run, in order (docs/features.md explains each rule):
    connector offline, so every byte moves through ``pria_ml.storage``);
 2. examples: one Spark pass (``mapInArrow``) turns each event into a prompt / completion example,
    counts tiktoken tokens, hashes the prompt and marks rows to drop (empty text, over-long);
-3. split: date cut points 80 / 10 / 10 over the usable rows; a trace, and an identical prompt,
-   belong to the first split they appear in and are dropped from later ones;
-4. up-sample: the minority reward class of train only, to at most 3x, deterministic by seed;
-5. write: a global sort by (example_id, upsample_copy), merged on the driver into one Parquet
-   file per split with fixed row groups, so the same input and seed give the same bytes;
-6. publish: the old manifest is deleted, the splits uploaded, the manifest uploaded last. A
+   each part is sorted by example_id;
+3. plan (Spark, narrow columns): date cut points 80 / 10 / 10 over the usable rows; a trace,
+   and an identical prompt, belong to the first split they appear in and are dropped from later
+   ones; the minority reward class of train only is up-sampled to at most 3x, by seed;
+4. route: one streaming pass on the driver merges the sorted parts and writes each split as
+   one Parquet file in (example_id, upsample_copy) order with fixed row groups, so the same
+   input and seed give the same bytes;
+5. publish: the old manifest is deleted, the splits uploaded, the manifest uploaded last. A
    features set is complete exactly when its manifest exists and the splits match its sha256s.
 
 The per-batch example logic, the cut points, the up-sampling plan, the split writer and the
 dataset card are plain functions shared with the single-process baseline in
-perf/bench_features.py.
+perf/bench_features.py, which must write the same bytes.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pria_ml import tokens
 from pria_ml.errors import DataError
 from pria_ml.storage import open_storage, sha256_file
-from pria_ml.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens, load_encoding
+from pria_ml.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens
 
 if TYPE_CHECKING:
     import tiktoken
@@ -184,7 +187,7 @@ def build(
         raise DataError(
             f"{storage.uri(raw_key)} does not exist: run `pria-ml extract --date {date}` first"
         )
-    load_encoding(encoding_file)  # fail before Spark starts if the encoding is missing
+    tokens.encoding(encoding_file)  # fail before Spark starts if the encoding is missing
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pria-features-") as tmp_name:
         tmp = Path(tmp_name)
@@ -207,6 +210,7 @@ def build(
                 spark = session(settings, app_name=f"pria-ml build-features {date}")
                 own_session = True
         timings["spark_start"] = time.perf_counter() - start
+        engine = {"name": "spark", "version": spark.version, "master": spark.sparkContext.master}
         try:
             result = _run_spark(
                 spark,
@@ -232,7 +236,7 @@ def build(
             upsampling=result.upsampling,
             seed=seed,
             max_tokens=max_tokens,
-            engine={"name": "spark", "version": spark.version, "master": settings.spark_master},
+            engine=engine,
         )
         timings["card"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -707,7 +711,7 @@ class _SparkResult:
 def _examples_partition(
     batches: Iterator[pa.RecordBatch], *, max_tokens: int, encoding_file: str | None
 ) -> Iterator[pa.RecordBatch]:
-    encoding = load_encoding(encoding_file)
+    encoding = tokens.encoding(encoding_file)
     for batch in batches:
         yield example_batch(batch, encoding, max_tokens=max_tokens)
 

@@ -6,6 +6,7 @@ are the ones the feature job needs on a small machine and that are harmless on a
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -76,6 +77,8 @@ def session(settings: Settings, app_name: str = "pria-ml") -> SparkSession:
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.sql.shuffle.partitions", str(2 * cores))
         )
+    # py4j logs every connection it opens and closes at INFO.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

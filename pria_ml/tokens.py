@@ -49,7 +49,7 @@ def default_encoding_file() -> Path:
 
 
 @functools.cache
-def load_encoding(path: str | None = None) -> tiktoken.Encoding:
+def encoding(path: str | None = None) -> tiktoken.Encoding:
     """``cl100k_base`` built from a local ranks file (default: the one shipped with pria-ml).
 
     Cached per process, so each Spark Python worker parses the file once.

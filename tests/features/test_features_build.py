@@ -13,10 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from features_raw import storage_settings, synthetic_rows, write_raw
 
-from pria_ml import features
+from pria_ml import features, tokens
 from pria_ml.features import FEATURE_SCHEMA, PROMPT_CONFLICT, SPLITS, TRACE_CONFLICT
 from pria_ml.storage import LocalStorage
-from pria_ml.tokens import load_encoding
 
 DATE = "2026-11-24"
 
@@ -79,7 +78,7 @@ def test_completion_is_the_approved_action_and_reward_is_one_minus_override(buil
 
 def test_token_counts_are_cl100k_base_counts(built):
     _, _, _, splits = built
-    encoding = load_encoding()
+    encoding = tokens.encoding()
     for row in splits["val"]:
         expected = sum(len(encoding.encode_ordinary(m["content"])) for m in row["prompt"])
         assert row["prompt_tokens"] == expected

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from features_raw import FIRST_DAY, raw_row, raw_table
 
-from pria_ml import features
+from pria_ml import features, tokens
 from pria_ml.errors import DataError, EncodingMissing
 from pria_ml.features import (
     EMPTY_COMPLETION,
@@ -26,7 +26,7 @@ from pria_ml.features import (
     remainder_threshold,
     upsample_plan,
 )
-from pria_ml.tokens import CL100K_SHA256, default_encoding_file, load_encoding
+from pria_ml.tokens import CL100K_SHA256, default_encoding_file
 
 
 def days(*counts: int) -> dict[dt.date, int]:
@@ -99,7 +99,7 @@ def test_remainder_copies_go_to_the_smallest_keys():
 
 def examples(rows, max_tokens=4096) -> list[dict]:
     batch = raw_table(rows).to_batches()[0]
-    return example_batch(batch, load_encoding(), max_tokens=max_tokens).to_pylist()
+    return example_batch(batch, tokens.encoding(), max_tokens=max_tokens).to_pylist()
 
 
 def test_completion_reward_and_ids_per_row():
@@ -123,7 +123,7 @@ def test_completion_reward_and_ids_per_row():
 
 
 def test_token_counts_are_tiktoken_counts_of_message_contents():
-    encoding = load_encoding()
+    encoding = tokens.encoding()
     messages = [("system", "Be brief."), ("user", "Lunch at Pret, 12.50 EUR"), ("tool", "{}")]
     (row,) = examples([raw_row(event_id="e", trace_id="t", record_date=day(0), messages=messages)])
     assert row["prompt_tokens"] == sum(len(encoding.encode_ordinary(c)) for _, c in messages)
@@ -219,7 +219,7 @@ def test_schema_check_refuses_an_empty_file_and_a_non_parquet_file(tmp_path):
 
 def test_shipped_encoding_is_cl100k_base():
     assert hashlib.sha256(default_encoding_file().read_bytes()).hexdigest() == CL100K_SHA256
-    encoding = load_encoding()
+    encoding = tokens.encoding()
     assert encoding.name == "cl100k_base"
     assert encoding.encode("hello world") == [15339, 1917]
     assert encoding.n_vocab == 100277
@@ -227,14 +227,14 @@ def test_shipped_encoding_is_cl100k_base():
 
 def test_missing_encoding_file_is_a_clear_error(tmp_path):
     with pytest.raises(EncodingMissing, match="does not exist"):
-        load_encoding(str(tmp_path / "cl100k_base.tiktoken"))
+        tokens.encoding(str(tmp_path / "cl100k_base.tiktoken"))
 
 
 def test_altered_encoding_file_is_refused(tmp_path):
     altered = tmp_path / "cl100k_base.tiktoken"
     altered.write_bytes(default_encoding_file().read_bytes().replace(b" 0\n", b" 1\n", 1))
     with pytest.raises(EncodingMissing, match="sha256 must be"):
-        load_encoding(str(altered))
+        tokens.encoding(str(altered))
 
 
 # --- merging sorted parts --------------------------------------------------------------------
