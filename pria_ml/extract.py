@@ -303,6 +303,8 @@ def _extract_to_files(
             # A cursor's plan is tuned for its first 10 % of rows by default (nested loops);
             # this one is read to the end, so plan for all of them (hash joins).
             conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+            # The join sorts the windows by key; the 4 MB default spills them to disk.
+            conn.execute("SET LOCAL work_mem = '64MB'")
             for name, query in queries.items():
                 rows[name] = conn.execute(
                     f"SELECT count(*) FROM ({query}) AS s", params
