@@ -59,7 +59,6 @@ def session(settings: Settings, app_name: str = "pria-ml") -> SparkSession:
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.log.level", "ERROR")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{log_config}")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
