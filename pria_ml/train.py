@@ -552,6 +552,7 @@ def last_checkpoint(directory: Path) -> Path | None:
     cut off mid-save (a killed run) and is skipped. A complete checkpoint whose files do not
     load is corrupt: CheckpointError, rather than silently training from an older state.
     """
+    import torch
     from safetensors import safe_open
 
     candidates = sorted(
@@ -569,8 +570,7 @@ def last_checkpoint(directory: Path) -> Path | None:
                 for name in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
                     weights.get_tensor(name)
             for name in ("optimizer.pt", "scheduler.pt"):
-                if not (checkpoint / name).is_file():
-                    raise FileNotFoundError(name)
+                torch.load(checkpoint / name, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:
             raise CheckpointError(
                 f"checkpoint {checkpoint} is corrupt ({type(exc).__name__}: {exc}); delete it "
@@ -731,28 +731,25 @@ def _build_trainer(train_plan: TrainPlan) -> tuple[Any, Any, int, int]:
 
 
 def _train(trainer: Any, resume: Path | None, train_plan: TrainPlan) -> Any:
-    """``trainer.train``, with out-of-memory and unreadable-checkpoint errors made clear."""
-    import pickle
-
+    """``trainer.train``, with out-of-memory errors made clear."""
     import torch
 
     config = train_plan.config
     try:
         return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except (torch.OutOfMemoryError, MemoryError) as exc:
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        # On a CPU, PyTorch reports a failed allocation as a plain RuntimeError.
+        out_of_memory = isinstance(exc, torch.OutOfMemoryError | MemoryError) or (
+            "can't allocate memory" in str(exc)
+        )
+        if not out_of_memory:
+            raise
         raise TrainingError(
             f"out of memory training {train_plan.base_model} with "
             f"--per-device-train-batch-size {config.per_device_train_batch_size} and "
             f"--max-length {config.max_length}: halve the batch size and double "
             f"--gradient-accumulation-steps (same effective batch), or lower --max-length "
             f"({type(exc).__name__})"
-        ) from None
-    except (pickle.UnpicklingError, EOFError, KeyError) as exc:
-        if resume is None:
-            raise
-        raise CheckpointError(
-            f"checkpoint {resume} cannot be resumed ({type(exc).__name__}: {exc}); delete it "
-            f"to resume from the one before, or delete {train_plan.run_dir} to start over"
         ) from None
 
 

@@ -59,7 +59,7 @@ DATE = datetime.date(2026, 11, 24)
 # The demo profile shortened for a 2-core test machine; the resume test's subprocess passes the
 # same values as CLI options, so both runs must produce the same adapter.
 TEST_OVERRIDES = {
-    "max_steps": 32,
+    "max_steps": 24,
     "learning_rate": 3e-3,
     "per_device_train_batch_size": 8,
     "max_length": 256,

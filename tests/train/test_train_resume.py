@@ -108,6 +108,12 @@ def test_corrupt_checkpoint_is_a_clear_error_and_touches_nothing(train_settings,
     write_features(storage, CORRUPT_DATE)
     assert train.last_checkpoint(run_dir) is not None
     newest = max(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    optimizer = newest / "optimizer.pt"
+    intact = optimizer.read_bytes()
+    optimizer.write_bytes(intact[: len(intact) // 2])
+    with pytest.raises(CheckpointError, match="optimizer.pt|is corrupt"):
+        train.last_checkpoint(run_dir)
+    optimizer.write_bytes(intact)
     weights = newest / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
 
