@@ -514,7 +514,9 @@ def plan(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainP
             f"{config.max_length} with a non-empty completion"
         )
     tokens = sum(len(e.input_ids) for e in examples)
-    steps, warmup = schedule(len(examples), config)
+    from accelerate import PartialState
+
+    steps, warmup = schedule(len(examples), config, PartialState().num_processes)
     if config.max_steps > 0:
         seen = config.max_steps * config.effective_batch_size
     else:
@@ -593,8 +595,13 @@ def _prepare_run_dir(train_plan: TrainPlan) -> Path | None:
                 f"with the same options, or delete {directory} to start over"
             )
         return last_checkpoint(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"fingerprint": fingerprint, **train_plan.summary()}, indent=2))
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:  # under accelerate launch, one writer
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"fingerprint": fingerprint, **train_plan.summary()}, indent=2))
+    state.wait_for_everyone()
     return None
 
 
