@@ -285,3 +285,21 @@ def test_dates_in_keys_are_iso() -> None:
         "adapters/2026-01-02.safetensors",
         "adapters/2026-01-02.config.json",
     )
+
+
+def test_model_build_tiny_command(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
+    env.update(PRIA_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "pria_ml", "model", "build-tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    directory = Settings(home=tmp_path / "home").tiny_model_dir
+    assert "built" in done.stdout
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "pria_tiny.json"):
+        assert (directory / name).is_file(), name
+    train.check_causal_lm(str(directory))
