@@ -182,9 +182,16 @@ def tokenize_example(tokenizer: Any, prompt: list[dict[str, str]], completion: s
     seam cannot shift it: a token belongs to the completion iff it starts at or after the end of
     the rendered prompt.
     """
+    from jinja2 import TemplateError
+
     from pria_ml.chat import render_example
 
-    prompt_text, full_text = render_example(tokenizer, prompt, completion)
+    try:
+        prompt_text, full_text = render_example(tokenizer, prompt, completion)
+    except (ValueError, TemplateError) as exc:
+        raise ConfigError(
+            f"the base model's chat template cannot render a training example: {exc}"
+        ) from None
     encoded = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
     boundary = len(prompt_text)
     labels = [
@@ -498,6 +505,8 @@ def plan(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainP
     Raises DataError (missing/empty split, no usable example), ConfigError (base model not a
     causal LM, no chat template) and BudgetExceeded (estimate over the nightly budget).
     """
+    from accelerate import PartialState
+
     from pria_ml import tinymodel
     from pria_ml.storage import open_storage
 
@@ -514,11 +523,10 @@ def plan(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainP
             f"{config.max_length} with a non-empty completion"
         )
     tokens = sum(len(e.input_ids) for e in examples)
-    from accelerate import PartialState
-
-    steps, warmup = schedule(len(examples), config, PartialState().num_processes)
+    world_size = PartialState().num_processes
+    steps, warmup = schedule(len(examples), config, world_size)
     if config.max_steps > 0:
-        seen = config.max_steps * config.effective_batch_size
+        seen = config.max_steps * config.effective_batch_size * world_size
     else:
         seen = len(examples) * config.num_train_epochs
     planned_tokens = round(tokens / len(examples) * seen)
@@ -638,8 +646,8 @@ def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainRe
     weights_key, config_key = adapter_keys(date)
     if registry.artifact_referenced(db, storage.uri(weights_key)):
         raise RegistryError(
-            f"{storage.uri(weights_key)} is already registered; adapters are immutable "
-            f"(retrain under another date only after archiving and removing that row)"
+            f"{storage.uri(weights_key)} is already registered in model_registry; adapters "
+            f"are immutable, so the {date} adapter is not trained again"
         )
     train_plan = plan(settings, date, config)
     resume = _prepare_run_dir(train_plan)
