@@ -26,7 +26,7 @@ app = typer.Typer(
     name="pria-ml",
     help="PRIA's learning loop: extract, build features, train, evaluate, promote, roll back.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Registry database schema.", no_args_is_help=True)

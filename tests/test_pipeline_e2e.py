@@ -1,0 +1,94 @@
+"""The stages fit together: seed -> extract -> build-features -> train -> registry, through the
+real ``pria-ml`` command on embedded defaults (its own PostgreSQL, local storage, tiny model),
+the way the nightly job and an engineer on a laptop run them. The trained adapter then loads
+back through the path the evaluator will use."""
+
+import datetime as dt
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pria_ml import registry
+from pria_ml.db import database
+from pria_ml.settings import Settings
+
+DATE = dt.date(2026, 11, 24)
+
+
+def pria_ml(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
+    env.update({"PRIA_HOME": str(home), "PRIA_PII_KEY": "e2e-pii-key"})
+    result = subprocess.run(
+        [sys.executable, "-m", "pria_ml", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home.parent,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"pria-ml {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    day = DATE.isoformat()
+    pria_ml(home, "seed", "--rows", "800", "--seed", "7", "--end-date", day, "--days", "60")
+    pria_ml(home, "extract", "--date", day)
+    pria_ml(home, "build-features", "--date", day)
+    pria_ml(home, "train", "--date", day, "--profile", "demo", "--max-steps", "3")
+    return home
+
+
+def test_each_stage_leaves_its_artifacts(home: Path) -> None:
+    dataset = home / "storage" / "datasets" / DATE.isoformat()
+    raw_rows = pq.read_metadata(dataset / "raw.parquet").num_rows
+    assert raw_rows > 0 and (dataset / "manifest.json").is_file()
+    splits = {
+        name: pq.read_table(dataset / "features" / f"{name}.parquet")
+        for name in ("train", "val", "test")
+    }
+    assert all(table.num_rows > 0 for table in splits.values())
+    originals = sum((table["upsample_copy"].to_numpy() == 0).sum() for table in splits.values())
+    assert originals <= raw_rows  # up-sampled copies aside, no example appears from nowhere
+    assert (dataset / "features" / "manifest.json").is_file()
+
+
+def test_trained_adapter_is_a_registered_candidate_with_a_true_checksum(home: Path) -> None:
+    db = database(Settings(home=home))
+    (candidate,) = [a for a in registry.adapters(db) if a.dataset_date == DATE]
+    assert candidate.status == "candidate"
+    assert candidate.gate_passed is None  # evaluation has not judged it: promote must refuse
+    artifact = home / "storage" / "adapters" / f"{DATE.isoformat()}.safetensors"
+    assert candidate.artifact_uri == artifact.as_uri()
+    assert candidate.artifact_sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    assert candidate.metrics_json["steps"] == 3
+    assert candidate.metrics_json["dataset"]["manifest"]["uri"].endswith("features/manifest.json")
+    assert DATE.isoformat() in pria_ml(home, "history").stdout
+
+
+def test_adapter_loads_back_for_evaluation(home: Path, tmp_path: Path) -> None:
+    import torch
+
+    from pria_ml import train
+    from pria_ml.storage import open_storage
+
+    settings = Settings(home=home)
+    adapter_dir = train.download_adapter(open_storage(settings), DATE, tmp_path / "adapter")
+    model = train.load_adapter(str(settings.tiny_model_dir), adapter_dir)
+    tokenizer = train.load_tokenizer(str(settings.tiny_model_dir))
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Categorise: Lufthansa flight to Berlin, 312 EUR"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    with torch.no_grad():
+        output = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert output.shape[1] > prompt["input_ids"].shape[1]
