@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import __version__
+from pria_ml import provenance
 from pria_ml.errors import DatabaseUnavailable, DataError
 from pria_ml.privacy import Tokeniser, tokeniser
-from pria_ml.sqlfiles import read_sql, sql_dir
+from pria_ml.sqlfiles import read_sql
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -199,11 +199,7 @@ def dataset_key(date: dt.date, name: str) -> str:
 
 def code_version() -> str:
     """Package version plus a hash of the code and SQL that decide what an extract contains."""
-    digest = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for path in [here / "extract.py", here / "privacy.py", *sorted(sql_dir().glob("extract/*"))]:
-        digest.update(path.read_bytes())
-    return f"{__version__}+{digest.hexdigest()[:12]}"
+    return provenance.code_version(["extract.py", "privacy.py"], ("extract/*",))
 
 
 def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractResult:

@@ -27,13 +27,12 @@ import logging
 import math
 import shlex
 import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import cost
+from pria_ml import cost, provenance
 from pria_ml.errors import (
     CheckpointError,
     ConfigError,
@@ -798,8 +797,6 @@ def _metrics(
     """metrics_json of the registry row: losses, tokens, steps, time, device, cost, lineage."""
     import torch
 
-    from pria_ml import __version__
-
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     num_gpus = trainer.accelerator.num_processes if torch.cuda.is_available() else 0
     gpu_hours = wall_s / 3600 * num_gpus
@@ -843,28 +840,13 @@ def _metrics(
             "train_sha256": train_plan.train_sha256,
             "manifest": manifest,
         },
-        "code_version": {"package": __version__, "git_sha": _git_sha()},
+        "code_version": provenance.code_version(["train.py", "chat.py", "tinymodel.py"]),
         "trainable_params": trainable,
         "total_params": total,
         "base_model": train_plan.base_model,
         "config": asdict(train_plan.config),
         "warmup_steps_used": train_plan.warmup_steps,
     }
-
-
-def _git_sha() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
 
 
 def _upload(

@@ -14,6 +14,8 @@ def pria_ml(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     import os
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
+    # Wide enough that rich never wraps a table cell across lines in what we assert on.
+    full_env["COLUMNS"] = "250"
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "pria_ml", *args],

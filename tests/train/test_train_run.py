@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import DATE, TEST_OVERRIDES, write_features
 
-from pria_ml import registry, train
+from pria_ml import __version__, registry, train
 from pria_ml.db import database
 from pria_ml.errors import RegistryError
 from pria_ml.storage import open_storage
@@ -71,7 +71,7 @@ def test_adapter_uploaded_with_sha256_and_registered_as_candidate(
         assert key in metrics
     assert metrics["device"] == "cpu" and metrics["gpu_hours"] == 0
     assert metrics["dataset"]["train_sha256"] == trained.plan.train_sha256
-    assert metrics["code_version"]["package"]
+    assert metrics["code_version"].startswith(f"{__version__}+")
     assert metrics["trainable_params"] == trained.metrics["trainable_params"]
 
 
