@@ -48,7 +48,7 @@ from pria_ml.features import (
 from pria_ml.settings import Settings
 from pria_ml.storage import sha256_file
 
-DATE = "2026-11-24"
+DATE = dt.date(2026, 11, 24)
 WARM_UP_ROWS = 2_000
 SYSTEM = (
     "You are PRIA, an expense assistant. Read the expense and the tool results, then answer "
@@ -192,7 +192,7 @@ def main() -> None:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, master {settings.spark_master}"
     )
-    raw_path = work / "storage" / "datasets" / DATE / "raw.parquet"
+    raw_path = work / "storage" / "datasets" / DATE.isoformat() / "raw.parquet"
     raw_path.parent.mkdir(parents=True)
 
     start = time.perf_counter()

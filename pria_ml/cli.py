@@ -354,7 +354,7 @@ def model_build_tiny() -> None:
 
 @app.command("build-features")
 def build_features(
-    date: str = typer.Option(..., "--date", help="Dataset date D (YYYY-MM-DD)."),
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
     seed: int = typer.Option(0, "--seed", help="Seed of the minority up-sampling."),
     max_tokens: int = typer.Option(
         4096, "--max-tokens", help="Drop examples with more prompt + completion tiktoken tokens."
@@ -373,7 +373,11 @@ def build_features(
     from pria_ml import features
 
     result = features.build(
-        load_settings(), date, seed=seed, max_tokens=max_tokens, encoding_file=encoding_file
+        load_settings(),
+        date.date(),
+        seed=seed,
+        max_tokens=max_tokens,
+        encoding_file=encoding_file,
     )
     for name, split in result.manifest["splits"].items():
         classes = split["rows_by_class_after_upsampling"]

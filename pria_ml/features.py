@@ -135,7 +135,7 @@ CONFLICT_REASONS = (TRACE_CONFLICT, PROMPT_CONFLICT)
 class FeatureBuild:
     """What build-features wrote: the dataset card and where the time went (seconds)."""
 
-    date: str
+    date: dt.date
     manifest: dict[str, Any]
     manifest_uri: str
     timings: dict[str, float] = field(default_factory=dict)
@@ -147,7 +147,7 @@ class FeatureBuild:
 
 def build(
     settings: Settings,
-    date: str,
+    date: dt.date,
     *,
     seed: int = DEFAULT_SEED,
     max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -178,14 +178,14 @@ def build(
 
     Nothing under ``datasets/D/features/`` is replaced unless every split was built.
     """
-    _check_date(date)
+    day = date.isoformat()
     if max_tokens < 1:
         raise DataError(f"max_tokens must be positive, got {max_tokens}")
     storage = open_storage(settings)
-    raw_key = f"datasets/{date}/raw.parquet"
+    raw_key = f"datasets/{day}/raw.parquet"
     if not storage.exists(raw_key):
         raise DataError(
-            f"{storage.uri(raw_key)} does not exist: run `pria-ml extract --date {date}` first"
+            f"{storage.uri(raw_key)} does not exist: run `pria-ml extract --date {day}` first"
         )
     tokens.encoding(encoding_file)  # fail before Spark starts if the encoding is missing
     timings: dict[str, float] = {}
@@ -207,7 +207,7 @@ def build(
             # used and left running; one started here is stopped here.
             spark = SparkSession.getActiveSession()
             if spark is None:
-                spark = session(settings, app_name=f"pria-ml build-features {date}")
+                spark = session(settings, app_name=f"pria-ml build-features {day}")
                 own_session = True
         timings["spark_start"] = time.perf_counter() - start
         engine = {"name": "spark", "version": spark.version, "master": spark.sparkContext.master}
@@ -227,7 +227,7 @@ def build(
 
         start = time.perf_counter()
         manifest = dataset_card(
-            date=date,
+            date=day,
             split_paths=result.split_paths,
             input_rows=result.input_rows,
             input_sha256=sha256_file(raw_path),
@@ -240,16 +240,9 @@ def build(
         )
         timings["card"] = time.perf_counter() - start
         start = time.perf_counter()
-        manifest_uri = publish(storage, date, result.split_paths, manifest)
+        manifest_uri = publish(storage, day, result.split_paths, manifest)
         timings["upload"] = time.perf_counter() - start
     return FeatureBuild(date=date, manifest=manifest, manifest_uri=manifest_uri, timings=timings)
-
-
-def _check_date(date: str) -> None:
-    try:
-        dt.date.fromisoformat(date)
-    except ValueError:
-        raise DataError(f"--date {date!r} is not a date: use YYYY-MM-DD") from None
 
 
 # ---------------------------------------------------------------------------------------------

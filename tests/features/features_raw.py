@@ -103,6 +103,6 @@ def synthetic_rows(
     return rows
 
 
-def write_raw(settings: Settings, date: str, rows: list[dict[str, Any]] | pa.Table) -> None:
+def write_raw(settings: Settings, date: dt.date, rows: list[dict[str, Any]] | pa.Table) -> None:
     table = rows if isinstance(rows, pa.Table) else raw_table(rows)
     open_storage(settings).write_parquet(f"datasets/{date}/raw.parquet", table)

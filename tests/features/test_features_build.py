@@ -17,7 +17,7 @@ from pria_ml import features, tokens
 from pria_ml.features import FEATURE_SCHEMA, PROMPT_CONFLICT, SPLITS, TRACE_CONFLICT
 from pria_ml.storage import LocalStorage
 
-DATE = "2026-11-24"
+DATE = dt.date(2026, 11, 24)
 
 
 def example_id(trace_id: str, event_id: str) -> str:
@@ -29,7 +29,7 @@ def prompt_key(prompt: list[dict]) -> tuple:
 
 
 def read_splits(root: Path) -> dict[str, list[dict]]:
-    base = root / "storage" / "datasets" / DATE / "features"
+    base = root / "storage" / "datasets" / DATE.isoformat() / "features"
     return {name: pq.read_table(base / f"{name}.parquet").to_pylist() for name in SPLITS}
 
 
@@ -182,8 +182,8 @@ def test_same_input_and_seed_give_byte_identical_splits(spark, built, tmp_path):
         spark.conf.set("spark.sql.shuffle.partitions", before)
     for name in SPLITS:
         assert again.manifest["splits"][name]["sha256"] == first.manifest["splits"][name]["sha256"]
-        a = root / "storage" / "datasets" / DATE / "features" / f"{name}.parquet"
-        b = tmp_path / "storage" / "datasets" / DATE / "features" / f"{name}.parquet"
+        a = root / "storage" / "datasets" / DATE.isoformat() / "features" / f"{name}.parquet"
+        b = tmp_path / "storage" / "datasets" / DATE.isoformat() / "features" / f"{name}.parquet"
         assert a.read_bytes() == b.read_bytes()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 
@@ -15,7 +16,7 @@ from pria_ml.errors import DataError
 from pria_ml.features import EMPTY_COMPLETION, EMPTY_PROMPT, OVER_LENGTH, SPLITS
 from pria_ml.storage import open_storage
 
-DATE = "2026-11-24"
+DATE = dt.date(2026, 11, 24)
 FEATURES = f"datasets/{DATE}/features"
 
 
@@ -126,13 +127,13 @@ def test_cli_builds_features_and_reports_bad_input_in_one_line(
     monkeypatch.setenv("PRIA_HOME", str(feature_settings.home))
     monkeypatch.setenv("PRIA_STORAGE_URL", feature_settings.storage_url)
     with pytest.raises(SystemExit) as missing:
-        cli.main(["build-features", "--date", DATE])
+        cli.main(["build-features", "--date", DATE.isoformat()])
     assert missing.value.code == DataError.exit_code
     assert "raw.parquet does not exist" in capsys.readouterr().err
 
     write_raw(feature_settings, DATE, synthetic_rows(days=5, traces_per_day=6, override_rate=0.3))
     with pytest.raises(SystemExit) as done:
-        cli.main(["build-features", "--date", DATE, "--seed", "1"])
+        cli.main(["build-features", "--date", DATE.isoformat(), "--seed", "1"])
     assert done.value.code in (0, None)
     out = capsys.readouterr().out
     assert "train" in out and "manifest.json" in out
