@@ -400,5 +400,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except PriaError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        # soft_wrap: one line however long, so logs and grep see the whole message and URI.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
