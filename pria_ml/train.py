@@ -28,6 +28,8 @@ import math
 import shlex
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -650,19 +652,19 @@ def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainRe
         )
     train_plan = plan(settings, date, config)
     resume = _prepare_run_dir(train_plan)
-    trainer, model, trainable, total = _build_trainer(train_plan)
-    log.info(
-        "training %s: %s trainable of %s parameters (%.3f %%)",
-        train_plan.base_model,
-        f"{trainable:,}",
-        f"{total:,}",
-        100 * trainable / total,
-    )
-
-    started = time.monotonic()
-    resumed_from = int(resume.name.split("-")[-1]) if resume else 0
-    output = _train(trainer, resume, train_plan)
-    wall_s = time.monotonic() - started
+    with _out_of_memory_is_clear(train_plan):
+        trainer, model, trainable, total = _build_trainer(train_plan)
+        log.info(
+            "training %s: %s trainable of %s parameters (%.3f %%)",
+            train_plan.base_model,
+            f"{trainable:,}",
+            f"{total:,}",
+            100 * trainable / total,
+        )
+        started = time.monotonic()
+        resumed_from = int(resume.name.split("-")[-1]) if resume else 0
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        wall_s = time.monotonic() - started
     eval_loss = _eval_loss(trainer, storage, train_plan)
     if not trainer.accelerator.is_main_process:
         return TrainResult(None, "", "", "", {}, train_plan)
@@ -744,13 +746,15 @@ def _build_trainer(train_plan: TrainPlan) -> tuple[Any, Any, int, int]:
     return trainer, model, trainable, total
 
 
-def _train(trainer: Any, resume: Path | None, train_plan: TrainPlan) -> Any:
-    """``trainer.train``, with out-of-memory errors made clear."""
+@contextmanager
+def _out_of_memory_is_clear(train_plan: TrainPlan) -> Iterator[None]:
+    """Turn running out of memory while loading or training into one TrainingError that says
+    which options to change."""
     import torch
 
     config = train_plan.config
     try:
-        return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
         # On a CPU, PyTorch reports a failed allocation as a plain RuntimeError.
         out_of_memory = isinstance(exc, torch.OutOfMemoryError | MemoryError) or (
@@ -762,8 +766,8 @@ def _train(trainer: Any, resume: Path | None, train_plan: TrainPlan) -> Any:
             f"out of memory training {train_plan.base_model} with "
             f"--per-device-train-batch-size {config.per_device_train_batch_size} and "
             f"--max-length {config.max_length}: halve the batch size and double "
-            f"--gradient-accumulation-steps (same effective batch), or lower --max-length "
-            f"({type(exc).__name__})"
+            f"--gradient-accumulation-steps (same effective batch), or lower --max-length, "
+            f"or use a GPU with more memory ({type(exc).__name__})"
         ) from None
 
 
