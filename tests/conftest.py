@@ -3,15 +3,16 @@ storage root, and a real S3-compatible server (moto) on loopback. Nothing is dow
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from pria_ml.db import Database, embedded_url
+from pria_ml.db import Database, Role, embedded_url
 from pria_ml.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,20 +36,34 @@ def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture
-def fresh_db(pg_home: Path) -> Iterator[Database]:
-    """An empty database of its own on the session's embedded server."""
+@pytest.fixture(scope="session")
+def scratch_database(pg_home: Path) -> Callable[..., contextlib.AbstractContextManager[Database]]:
+    """A factory: ``with scratch_database("prefix") as db:`` gives an empty database of its own
+    on the session's embedded server, dropped (connections and all) afterwards."""
     import psycopg
 
-    admin = embedded_url(pg_home)
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database = Database(role="registry", url=admin.replace("/pria?", f"/{name}?"), embedded=False)
-    yield database
-    database.close()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    @contextlib.contextmanager
+    def make(prefix: str = "test", role: Role = "registry") -> Iterator[Database]:
+        admin = embedded_url(pg_home)
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        database = Database(role=role, url=admin.replace("/pria?", f"/{name}?"), embedded=False)
+        try:
+            yield database
+        finally:
+            database.close()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return make
+
+
+@pytest.fixture
+def fresh_db(scratch_database) -> Iterator[Database]:
+    """An empty database of its own on the session's embedded server."""
+    with scratch_database() as database:
+        yield database
 
 
 @pytest.fixture
@@ -77,23 +92,32 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_settings(settings: Settings, s3_endpoint: str) -> Settings:
-    """``settings`` with storage on a fresh bucket of the loopback S3 server."""
+def on_s3(s3_endpoint: str) -> Callable[[Settings], Settings]:
+    """A factory: the given settings with storage on a fresh bucket of the loopback S3 server."""
     import boto3
 
-    bucket = f"pria-{uuid.uuid4().hex[:10]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
-    return settings.model_copy(
-        update={
-            "storage_url": f"s3://{bucket}/pria",
-            "s3_endpoint_url": s3_endpoint,
-            "s3_access_key_id": "testing",
-            "s3_secret_access_key": SecretStr("testing"),
-        }
-    )
+    def move(settings: Settings) -> Settings:
+        bucket = f"pria-{uuid.uuid4().hex[:10]}"
+        boto3.client(
+            "s3",
+            endpoint_url=s3_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=bucket)
+        return settings.model_copy(
+            update={
+                "storage_url": f"s3://{bucket}/pria",
+                "s3_endpoint_url": s3_endpoint,
+                "s3_access_key_id": "testing",
+                "s3_secret_access_key": SecretStr("testing"),
+            }
+        )
+
+    return move
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, on_s3: Callable[[Settings], Settings]) -> Settings:
+    """``settings`` with storage on a fresh bucket of the loopback S3 server."""
+    return on_s3(settings)

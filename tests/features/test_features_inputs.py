@@ -9,7 +9,6 @@ import json
 import pyarrow.compute as pc
 import pytest
 from features_raw import FIRST_DAY, raw_row, raw_table, synthetic_rows, write_raw
-from pydantic import SecretStr
 
 from pria_ml import cli, features
 from pria_ml.errors import DataError
@@ -92,28 +91,11 @@ def test_a_failed_rebuild_leaves_the_previous_set_whole(spark, feature_settings)
     assert {key: storage.read_bytes(key) for key in storage.list(FEATURES)} == before
 
 
-def test_build_reads_and_writes_s3(spark, feature_settings, s3_endpoint):
-    import boto3
-
-    bucket = "pria-features"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
-    settings = feature_settings.model_copy(
-        update={
-            "storage_url": f"s3://{bucket}/pria",
-            "s3_endpoint_url": s3_endpoint,
-            "s3_access_key_id": "testing",
-            "s3_secret_access_key": SecretStr("testing"),
-        }
-    )
+def test_build_reads_and_writes_s3(spark, feature_settings, on_s3):
+    settings = on_s3(feature_settings)
     write_raw(settings, DATE, synthetic_rows(days=5, traces_per_day=6, override_rate=0.3))
     result = features.build(settings, DATE, spark=spark)
-    assert result.manifest_uri == f"s3://{bucket}/pria/{FEATURES}/manifest.json"
+    assert result.manifest_uri == f"{settings.storage_url}/{FEATURES}/manifest.json"
     storage = open_storage(settings)
     manifest = json.loads(storage.read_bytes(f"{FEATURES}/manifest.json"))
     for name in SPLITS:

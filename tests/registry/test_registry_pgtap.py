@@ -7,14 +7,12 @@ pgTAP's ``runtests()`` (which rolls every test back) against a database migrated
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from pria_ml.db import Database, embedded_url
+from pria_ml.db import Database
 from pria_ml.migrate import migrate
 
 SUITE = Path(__file__).parent / "pgtap" / "registry_test.sql"
@@ -22,19 +20,13 @@ TESTS = re.findall(r"FUNCTION pria_test\.(test_\w+)\(", SUITE.read_text())
 
 
 @pytest.fixture(scope="module")
-def pgtap_db(pg_home: Path, pgtap_installed: None) -> Iterator[Database]:
-    admin = embedded_url(pg_home)
-    name = f"pgtap_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db = Database(role="registry", url=admin.replace("/pria?", f"/{name}?"), embedded=False)
-    migrate(db)
-    with db.connect() as conn:
-        conn.execute("CREATE EXTENSION pgtap")
-        conn.execute(SUITE.read_text())
-    yield db
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pgtap_db(scratch_database, pgtap_installed: None) -> Iterator[Database]:
+    with scratch_database("pgtap") as db:
+        migrate(db)
+        with db.connect() as conn:
+            conn.execute("CREATE EXTENSION pgtap")
+            conn.execute(SUITE.read_text())
+        yield db
 
 
 def test_suite_is_not_empty() -> None:

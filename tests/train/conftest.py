@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import datetime
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from pria_ml.db import Database, embedded_url
+from pria_ml.db import Database
 from pria_ml.settings import Settings
 from pria_ml.storage import Storage
 
@@ -122,22 +121,13 @@ def write_features(
 
 
 @pytest.fixture(scope="session")
-def train_db(pg_home: Path) -> Iterator[Database]:
+def train_db(scratch_database) -> Iterator[Database]:
     """A registry database shared by the training tests (each test uses its own dates)."""
-    import psycopg
-
     from pria_ml.migrate import migrate
 
-    admin = embedded_url(pg_home)
-    name = f"train_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database = Database(role="registry", url=admin.replace("/pria?", f"/{name}?"), embedded=False)
-    migrate(database)
-    yield database
-    database.close()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("train") as database:
+        migrate(database)
+        yield database
 
 
 @pytest.fixture(scope="session")
