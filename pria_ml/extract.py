@@ -44,23 +44,9 @@ BATCH_ROWS = 10_000
 
 def raw_schema() -> pa.Schema:
     """The schema of raw.parquet, as docs/data-contract.md fixes it."""
-    import pyarrow as pa
+    from pria_ml.contract import RAW_SCHEMA
 
-    message = pa.struct([("role", pa.string()), ("content", pa.string())])
-    return pa.schema(
-        [
-            pa.field("event_id", pa.string(), nullable=False),
-            pa.field("trace_id", pa.string(), nullable=False),
-            pa.field("record_date", pa.date32(), nullable=False),
-            pa.field("event_type", pa.string(), nullable=False),
-            pa.field("override_flag", pa.bool_(), nullable=False),
-            pa.field("prompt_messages", pa.list_(message), nullable=False),
-            pa.field("agent_output", pa.string(), nullable=False),
-            pa.field("corrected_output", pa.string()),
-            pa.field("category_id", pa.int32()),
-            pa.field("expense_text", pa.string()),
-        ]
-    )
+    return RAW_SCHEMA
 
 
 def quarantine_schema() -> pa.Schema:

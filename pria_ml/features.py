@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pria_ml import tokens
+from pria_ml.contract import FEATURE_SCHEMA, PROMPT, RAW_SCHEMA
 from pria_ml.errors import DataError
 from pria_ml.storage import open_storage, sha256_file
 from pria_ml.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens
@@ -64,23 +65,7 @@ ROW_GROUP_ROWS = 32_768
 SORT_KEY = ("example_id", "upsample_copy")  # the row order of every split file
 TOKEN_PERCENTILES = (50, 90, 95, 99)
 
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-PROMPT = pa.list_(MESSAGE)
 
-RAW_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("trace_id", pa.string()),
-        ("record_date", pa.date32()),
-        ("event_type", pa.string()),
-        ("override_flag", pa.bool_()),
-        ("prompt_messages", PROMPT),
-        ("agent_output", pa.string()),
-        ("corrected_output", pa.string()),
-        ("category_id", pa.int32()),
-        ("expense_text", pa.string()),
-    ]
-)
 # The raw columns this stage reads; the others are checked, not used.
 RAW_INPUT = (
     "event_id",
@@ -92,20 +77,6 @@ RAW_INPUT = (
     "corrected_output",
 )
 
-FEATURE_SCHEMA = pa.schema(
-    [
-        ("example_id", pa.string()),
-        ("trace_id", pa.string()),
-        ("record_date", pa.date32()),
-        ("prompt", PROMPT),
-        ("completion", pa.string()),
-        ("override_flag", pa.bool_()),
-        ("reward", pa.float32()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
-        ("upsample_copy", pa.int16()),
-    ]
-)
 # What the example pass produces per raw row: the feature columns before up-sampling, plus
 # the prompt's hash (for the no-identical-prompt rule) and why the row is dropped, if it is.
 EXAMPLE_SCHEMA = pa.schema(

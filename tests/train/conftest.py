@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from pria_ml.contract import FEATURE_SCHEMA
 from pria_ml.db import Database
 from pria_ml.settings import Settings
 from pria_ml.storage import Storage
@@ -37,21 +38,6 @@ MERCHANT_CATEGORY = {
     "Pret": "meals",
     "Hertz": "travel",
 }
-
-FEATURES_SCHEMA = pa.schema(
-    [
-        ("example_id", pa.string()),
-        ("trace_id", pa.string()),
-        ("record_date", pa.date32()),
-        ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-        ("completion", pa.string()),
-        ("override_flag", pa.bool_()),
-        ("reward", pa.float32()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
-        ("upsample_copy", pa.int16()),
-    ]
-)
 
 DATE = datetime.date(2026, 11, 24)
 
@@ -116,7 +102,7 @@ def write_features(
     the same options must train the same adapter.
     """
     for split, n, seed in (("train", train, 1), ("val", val, 2), ("test", val, 3)):
-        table = pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURES_SCHEMA)
+        table = pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURE_SCHEMA)
         storage.write_parquet(f"datasets/{date.isoformat()}/features/{split}.parquet", table)
 
 

@@ -13,9 +13,10 @@ import sys
 import pyarrow as pa
 import pytest
 import torch
-from conftest import DATE, FEATURES_SCHEMA, task_rows, write_features
+from conftest import DATE, task_rows, write_features
 
 from pria_ml import chat, cost, tinymodel, train
+from pria_ml.contract import FEATURE_SCHEMA
 from pria_ml.errors import BudgetExceeded, ConfigError, DataError
 from pria_ml.settings import Settings
 from pria_ml.storage import open_storage
@@ -185,7 +186,7 @@ def test_missing_or_empty_split_is_a_data_error(tmp_path, tiny_dir) -> None:
     config = train.PROFILES["demo"]
     with pytest.raises(DataError, match="run `pria-ml build-features --date 2026-11-24`"):
         train.plan(settings, DATE, config)
-    empty = pa.Table.from_pylist([], schema=FEATURES_SCHEMA)
+    empty = pa.Table.from_pylist([], schema=FEATURE_SCHEMA)
     open_storage(settings).write_parquet(train.split_key(DATE, "train"), empty)
     with pytest.raises(DataError, match="has no rows"):
         train.plan(settings, DATE, config)

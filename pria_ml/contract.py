@@ -1,0 +1,43 @@
+"""The Parquet schemas between stages, as docs/data-contract.md fixes them.
+
+``extract`` writes RAW_SCHEMA, ``build-features`` checks its input against it and writes
+FEATURE_SCHEMA, ``train`` and the evaluator read that. One definition, so producer and consumers
+cannot drift apart; change docs/data-contract.md together with this file.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+PROMPT = pa.list_(MESSAGE)
+
+RAW_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("trace_id", pa.string(), nullable=False),
+        pa.field("record_date", pa.date32(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("override_flag", pa.bool_(), nullable=False),
+        pa.field("prompt_messages", PROMPT, nullable=False),
+        pa.field("agent_output", pa.string(), nullable=False),
+        pa.field("corrected_output", pa.string()),
+        pa.field("category_id", pa.int32()),
+        pa.field("expense_text", pa.string()),
+    ]
+)
+
+FEATURE_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("trace_id", pa.string()),
+        ("record_date", pa.date32()),
+        ("prompt", PROMPT),
+        ("completion", pa.string()),
+        ("override_flag", pa.bool_()),
+        ("reward", pa.float32()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("upsample_copy", pa.int16()),
+    ]
+)
