@@ -104,6 +104,194 @@ def db_migrate() -> None:
     console.print(f"{database.describe()}: schema current ({total} migrations, {len(applied)} new)")
 
 
+@app.command()
+def seed(
+    rows: int = typer.Option(5000, "--rows", help="Expenses (= traces = events) to create."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same database."),
+    end_date: datetime | None = typer.Option(
+        None, "--end-date", formats=["%Y-%m-%d"], help="Last day of data (default: today, UTC)."
+    ),
+    days: int = typer.Option(365, "--days", help="Days of history ending on --end-date."),
+    replace: bool = typer.Option(False, "--replace", help="Empty the source tables first."),
+) -> None:
+    """Fill the source database with synthetic PRIA expenses, agent traces and events.
+
+    Creates the source tables (sql/source/schema.sql) if needed and bulk-loads them by COPY:
+    realistic expense text, conversations ending in the agent's action, learnable human
+    overrides and planted PII. Deterministic by --seed. Refuses non-empty tables unless
+    --replace.
+    """
+    from datetime import UTC
+
+    from pria_ml import seed as seed_mod
+
+    last = end_date.date() if end_date else datetime.now(UTC).date()
+    report = seed_mod.seed(
+        load_settings(), rows=rows, seed=seed, end_date=last, days=days, replace=replace
+    )
+    console.print(
+        f"[green]seeded[/] {report.rows} expenses, traces and events "
+        f"({report.first_day} .. {report.last_day}), {report.users} users in "
+        f"{report.workspaces} workspaces, {report.overrides} human overrides"
+    )
+
+
+@app.command()
+def extract(
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    force: bool = typer.Option(False, "--force", help="Redo a date that is already extracted."),
+) -> None:
+    """Extract datasets/D/raw.parquet from the source database, PII removed.
+
+    Applies the retention windows (workflow_event 365 days, expense 180, agent_trace 90, ending
+    on D) in one read-only transaction, streams rows in batches, drops workspace_id and user
+    identifier fields, replaces PII with keyed tokens (PRIA_PII_KEY), quarantines bad rows with
+    a reason, and writes raw.parquet, quarantine.parquet and manifest.json (last). A date
+    already extracted is left alone unless --force.
+    """
+    from pria_ml import extract as extract_mod
+
+    result = extract_mod.run(load_settings(), date.date(), force=force)
+    rows = result.manifest["rows"]
+    if result.skipped:
+        console.print(f"[yellow]already extracted[/] {escape(result.manifest_uri)} (use --force)")
+    console.print(
+        f"raw {rows['raw']} rows from {rows['workflow_event']} events, "
+        f"{rows['agent_trace']} traces, {rows['expense']} expenses; "
+        f"quarantined {rows['quarantined']} {result.manifest['quarantined'] or ''}, "
+        f"excluded {rows['excluded']} {result.manifest['excluded'] or ''}"
+    )
+    if not result.skipped:
+        console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
+
+
+@app.command("build-features")
+def build_features(
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the minority up-sampling."),
+    max_tokens: int = typer.Option(
+        4096, "--max-tokens", help="Drop examples with more prompt + completion tiktoken tokens."
+    ),
+    encoding_file: str | None = typer.Option(
+        None, "--encoding-file", help="cl100k_base.tiktoken ranks file (default: shipped)."
+    ),
+) -> None:
+    """Build train / val / test examples from datasets/D/raw.parquet with PySpark.
+
+    Chat-format prompt / completion examples (completion = corrected_output when overridden),
+    tiktoken token counts, reward = 1 - override_flag, the minority reward class up-sampled in
+    train only (at most 3x), and an 80 / 10 / 10 split by record_date with no trace or prompt
+    in two splits. Writes datasets/D/features/{train,val,test}.parquet and manifest.json (last).
+    """
+    from pria_ml import features
+
+    result = features.build(
+        load_settings(),
+        date.date(),
+        seed=seed,
+        max_tokens=max_tokens,
+        encoding_file=encoding_file,
+    )
+    for name, split in result.manifest["splits"].items():
+        classes = split["rows_by_class_after_upsampling"]
+        console.print(
+            f"[green]{name}[/] {split['rows']} rows ({classes['reward_1']} reward 1, "
+            f"{classes['reward_0']} reward 0), {split['dates']['first']} .. "
+            f"{split['dates']['last']}"
+        )
+    dropped = {k: v for k, v in result.manifest["drops"].items() if v}
+    console.print(f"dropped: {dropped or 'none'}")
+    console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
+
+
+@app.command()
+def train(
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan, cost and accelerate command; train nothing."
+    ),
+    profile: str = typer.Option(
+        "spec", "--profile", help="Defaults: 'spec' (production) or 'demo' (tiny model, lr 1e-3)."
+    ),
+    learning_rate: float | None = typer.Option(None, "--learning-rate"),
+    num_train_epochs: float | None = typer.Option(None, "--num-train-epochs"),
+    per_device_train_batch_size: int | None = typer.Option(None, "--per-device-train-batch-size"),
+    gradient_accumulation_steps: int | None = typer.Option(None, "--gradient-accumulation-steps"),
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
+    max_length: int | None = typer.Option(None, "--max-length", help="Tokens per packed row."),
+    packing: bool | None = typer.Option(None, "--packing/--no-packing"),
+    lora_r: int | None = typer.Option(None, "--lora-r"),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha"),
+    lora_dropout: float | None = typer.Option(None, "--lora-dropout"),
+    lora_target_modules: str | None = typer.Option(
+        None, "--lora-target-modules", help="Comma-separated module names, or all-linear."
+    ),
+    seed: int | None = typer.Option(None, "--seed"),
+    save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
+    logging_steps: int | None = typer.Option(None, "--logging-steps"),
+) -> None:
+    """Fine-tune a QLoRA adapter on the train split of --date and register it as a candidate.
+
+    Loads PRIA_BASE_MODEL in 4-bit (a tiny local model when unset), trains a LoRA adapter on
+    completion tokens with packed examples, resumes from the last checkpoint of an interrupted
+    run, refuses a run over the nightly budget, uploads adapters/D.safetensors and its config
+    and writes a candidate row to model_registry. Options left out take the profile's value.
+    """
+    from pria_ml import train as train_mod
+
+    if profile not in train_mod.PROFILES:
+        raise ConfigError(f"--profile {profile!r} is not one of {sorted(train_mod.PROFILES)}")
+    config = train_mod.PROFILES[profile].with_overrides(
+        learning_rate=learning_rate,
+        num_train_epochs=num_train_epochs,
+        per_device_train_batch_size=per_device_train_batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        warmup_steps=warmup_steps,
+        max_steps=max_steps,
+        max_length=max_length,
+        packing=packing,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_target_modules=None
+        if lora_target_modules is None
+        else tuple(m.strip() for m in lora_target_modules.split(",") if m.strip()),
+        seed=seed,
+        save_steps=save_steps,
+        logging_steps=logging_steps,
+    )
+    settings = load_settings()
+    if dry_run:
+        plan = train_mod.plan(settings, date.date(), config)
+        console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
+        console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
+        return
+    result = train_mod.run(settings, date.date(), config)
+    loss = result.metrics["loss"]
+    console.print(
+        f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "
+        f"sha256 {result.artifact_sha256[:12]} - {result.metrics['steps']} steps, "
+        f"mean train loss {loss['train_mean']:.3f}, "
+        f"{result.metrics['trainable_params']:,} trainable params, "
+        f"${result.metrics['cost_usd']:.2f}"
+    )
+
+
+@model_app.command("build-tiny")
+def model_build_tiny() -> None:
+    """Build the tiny Mistral-architecture base model and tokenizer under <home>/models.
+
+    Random-initialised, a byte-level BPE tokenizer trained on synthetic expense text and a
+    chat template with system / user / tool / assistant turns; seconds on a CPU, nothing is
+    downloaded. Training builds it on first use when PRIA_BASE_MODEL is unset.
+    """
+    from pria_ml import tinymodel
+
+    directory = tinymodel.build(load_settings().tiny_model_dir)
+    console.print(f"[green]built[/] {escape(str(directory))}")
+
+
 def _print_transition(transition) -> None:
     colour = "green" if transition.changed else "yellow"
     console.print(f"[{colour}]{escape(transition.message)}[/]")
@@ -201,194 +389,6 @@ def archive(
     for adapter_id in archived:
         console.print(f"[green]archived[/] {adapter_id}")
     console.print(f"{len(archived)} adapters archived")
-
-
-@app.command()
-def seed(
-    rows: int = typer.Option(5000, "--rows", help="Expenses (= traces = events) to create."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same database."),
-    end_date: datetime | None = typer.Option(
-        None, "--end-date", formats=["%Y-%m-%d"], help="Last day of data (default: today, UTC)."
-    ),
-    days: int = typer.Option(365, "--days", help="Days of history ending on --end-date."),
-    replace: bool = typer.Option(False, "--replace", help="Empty the source tables first."),
-) -> None:
-    """Fill the source database with synthetic PRIA expenses, agent traces and events.
-
-    Creates the source tables (sql/source/schema.sql) if needed and bulk-loads them by COPY:
-    realistic expense text, conversations ending in the agent's action, learnable human
-    overrides and planted PII. Deterministic by --seed. Refuses non-empty tables unless
-    --replace.
-    """
-    from datetime import UTC
-
-    from pria_ml import seed as seed_mod
-
-    last = end_date.date() if end_date else datetime.now(UTC).date()
-    report = seed_mod.seed(
-        load_settings(), rows=rows, seed=seed, end_date=last, days=days, replace=replace
-    )
-    console.print(
-        f"[green]seeded[/] {report.rows} expenses, traces and events "
-        f"({report.first_day} .. {report.last_day}), {report.users} users in "
-        f"{report.workspaces} workspaces, {report.overrides} human overrides"
-    )
-
-
-@app.command()
-def extract(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
-    force: bool = typer.Option(False, "--force", help="Redo a date that is already extracted."),
-) -> None:
-    """Extract datasets/D/raw.parquet from the source database, PII removed.
-
-    Applies the retention windows (workflow_event 365 days, expense 180, agent_trace 90, ending
-    on D) in one read-only transaction, streams rows in batches, drops workspace_id and user
-    identifier fields, replaces PII with keyed tokens (PRIA_PII_KEY), quarantines bad rows with
-    a reason, and writes raw.parquet, quarantine.parquet and manifest.json (last). A date
-    already extracted is left alone unless --force.
-    """
-    from pria_ml import extract as extract_mod
-
-    result = extract_mod.run(load_settings(), date.date(), force=force)
-    rows = result.manifest["rows"]
-    if result.skipped:
-        console.print(f"[yellow]already extracted[/] {escape(result.manifest_uri)} (use --force)")
-    console.print(
-        f"raw {rows['raw']} rows from {rows['workflow_event']} events, "
-        f"{rows['agent_trace']} traces, {rows['expense']} expenses; "
-        f"quarantined {rows['quarantined']} {result.manifest['quarantined'] or ''}, "
-        f"excluded {rows['excluded']} {result.manifest['excluded'] or ''}"
-    )
-    if not result.skipped:
-        console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
-
-
-@app.command()
-def train(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Print the plan, cost and accelerate command; train nothing."
-    ),
-    profile: str = typer.Option(
-        "spec", "--profile", help="Defaults: 'spec' (production) or 'demo' (tiny model, lr 1e-3)."
-    ),
-    learning_rate: float | None = typer.Option(None, "--learning-rate"),
-    num_train_epochs: float | None = typer.Option(None, "--num-train-epochs"),
-    per_device_train_batch_size: int | None = typer.Option(None, "--per-device-train-batch-size"),
-    gradient_accumulation_steps: int | None = typer.Option(None, "--gradient-accumulation-steps"),
-    warmup_steps: int | None = typer.Option(None, "--warmup-steps"),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
-    max_length: int | None = typer.Option(None, "--max-length", help="Tokens per packed row."),
-    packing: bool | None = typer.Option(None, "--packing/--no-packing"),
-    lora_r: int | None = typer.Option(None, "--lora-r"),
-    lora_alpha: int | None = typer.Option(None, "--lora-alpha"),
-    lora_dropout: float | None = typer.Option(None, "--lora-dropout"),
-    lora_target_modules: str | None = typer.Option(
-        None, "--lora-target-modules", help="Comma-separated module names, or all-linear."
-    ),
-    seed: int | None = typer.Option(None, "--seed"),
-    save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
-    logging_steps: int | None = typer.Option(None, "--logging-steps"),
-) -> None:
-    """Fine-tune a QLoRA adapter on the train split of --date and register it as a candidate.
-
-    Loads PRIA_BASE_MODEL in 4-bit (a tiny local model when unset), trains a LoRA adapter on
-    completion tokens with packed examples, resumes from the last checkpoint of an interrupted
-    run, refuses a run over the nightly budget, uploads adapters/D.safetensors and its config
-    and writes a candidate row to model_registry. Options left out take the profile's value.
-    """
-    from pria_ml import train as train_mod
-
-    if profile not in train_mod.PROFILES:
-        raise ConfigError(f"--profile {profile!r} is not one of {sorted(train_mod.PROFILES)}")
-    config = train_mod.PROFILES[profile].with_overrides(
-        learning_rate=learning_rate,
-        num_train_epochs=num_train_epochs,
-        per_device_train_batch_size=per_device_train_batch_size,
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        warmup_steps=warmup_steps,
-        max_steps=max_steps,
-        max_length=max_length,
-        packing=packing,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        lora_target_modules=None
-        if lora_target_modules is None
-        else tuple(m.strip() for m in lora_target_modules.split(",") if m.strip()),
-        seed=seed,
-        save_steps=save_steps,
-        logging_steps=logging_steps,
-    )
-    settings = load_settings()
-    if dry_run:
-        plan = train_mod.plan(settings, date.date(), config)
-        console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
-        console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
-        return
-    result = train_mod.run(settings, date.date(), config)
-    loss = result.metrics["loss"]
-    console.print(
-        f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "
-        f"sha256 {result.artifact_sha256[:12]} - {result.metrics['steps']} steps, "
-        f"mean train loss {loss['train_mean']:.3f}, "
-        f"{result.metrics['trainable_params']:,} trainable params, "
-        f"${result.metrics['cost_usd']:.2f}"
-    )
-
-
-@model_app.command("build-tiny")
-def model_build_tiny() -> None:
-    """Build the tiny Mistral-architecture base model and tokenizer under <home>/models.
-
-    Random-initialised, a byte-level BPE tokenizer trained on synthetic expense text and a
-    chat template with system / user / tool / assistant turns; seconds on a CPU, nothing is
-    downloaded. Training builds it on first use when PRIA_BASE_MODEL is unset.
-    """
-    from pria_ml import tinymodel
-
-    directory = tinymodel.build(load_settings().tiny_model_dir)
-    console.print(f"[green]built[/] {escape(str(directory))}")
-
-
-@app.command("build-features")
-def build_features(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the minority up-sampling."),
-    max_tokens: int = typer.Option(
-        4096, "--max-tokens", help="Drop examples with more prompt + completion tiktoken tokens."
-    ),
-    encoding_file: str | None = typer.Option(
-        None, "--encoding-file", help="cl100k_base.tiktoken ranks file (default: shipped)."
-    ),
-) -> None:
-    """Build train / val / test examples from datasets/D/raw.parquet with PySpark.
-
-    Chat-format prompt / completion examples (completion = corrected_output when overridden),
-    tiktoken token counts, reward = 1 - override_flag, the minority reward class up-sampled in
-    train only (at most 3x), and an 80 / 10 / 10 split by record_date with no trace or prompt
-    in two splits. Writes datasets/D/features/{train,val,test}.parquet and manifest.json (last).
-    """
-    from pria_ml import features
-
-    result = features.build(
-        load_settings(),
-        date.date(),
-        seed=seed,
-        max_tokens=max_tokens,
-        encoding_file=encoding_file,
-    )
-    for name, split in result.manifest["splits"].items():
-        classes = split["rows_by_class_after_upsampling"]
-        console.print(
-            f"[green]{name}[/] {split['rows']} rows ({classes['reward_1']} reward 1, "
-            f"{classes['reward_0']} reward 0), {split['dates']['first']} .. "
-            f"{split['dates']['last']}"
-        )
-    dropped = {k: v for k, v in result.manifest["drops"].items() if v}
-    console.print(f"dropped: {dropped or 'none'}")
-    console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
 
 
 def main(argv: list[str] | None = None) -> None:
