@@ -1,4 +1,5 @@
-"""The Parquet schemas between stages, as docs/data-contract.md fixes them.
+"""What passes between stages, as docs/data-contract.md fixes it: the storage keys and the
+Parquet schemas.
 
 ``extract`` writes RAW_SCHEMA, ``build-features`` checks its input against it and writes
 FEATURE_SCHEMA, ``train`` and the evaluator read that. One definition, so producer and consumers
@@ -7,7 +8,20 @@ cannot drift apart; change docs/data-contract.md together with this file.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
+
+
+def dataset_key(date: dt.date, name: str) -> str:
+    """``datasets/D/<name>``: where the dataset files of date D live in storage."""
+    return f"datasets/{date.isoformat()}/{name}"
+
+
+def features_key(date: dt.date, name: str) -> str:
+    """``datasets/D/features/<name>``: the splits and dataset card of date D."""
+    return dataset_key(date, f"features/{name}")
+
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 PROMPT = pa.list_(MESSAGE)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pria_ml import provenance
+from pria_ml.contract import dataset_key
 from pria_ml.errors import DatabaseUnavailable, DataError
 from pria_ml.privacy import Tokeniser, tokeniser
 from pria_ml.sqlfiles import read_sql
@@ -177,10 +178,6 @@ class ExtractResult:
     skipped: bool
     manifest: dict[str, Any]
     manifest_uri: str
-
-
-def dataset_key(date: dt.date, name: str) -> str:
-    return f"datasets/{date.isoformat()}/{name}"
 
 
 def code_version() -> str:

@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pria_ml import tokens
-from pria_ml.contract import FEATURE_SCHEMA, PROMPT, RAW_SCHEMA
+from pria_ml.contract import FEATURE_SCHEMA, PROMPT, RAW_SCHEMA, dataset_key, features_key
 from pria_ml.errors import DataError
 from pria_ml.storage import open_storage, sha256_file
 from pria_ml.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens
@@ -149,14 +149,13 @@ def build(
 
     Nothing under ``datasets/D/features/`` is replaced unless every split was built.
     """
-    day = date.isoformat()
     if max_tokens < 1:
         raise DataError(f"max_tokens must be positive, got {max_tokens}")
     storage = open_storage(settings)
-    raw_key = f"datasets/{day}/raw.parquet"
+    raw_key = dataset_key(date, "raw.parquet")
     if not storage.exists(raw_key):
         raise DataError(
-            f"{storage.uri(raw_key)} does not exist: run `pria-ml extract --date {day}` first"
+            f"{storage.uri(raw_key)} does not exist: run `pria-ml extract --date {date}` first"
         )
     tokens.encoding(encoding_file)  # fail before Spark starts if the encoding is missing
     timings: dict[str, float] = {}
@@ -178,7 +177,7 @@ def build(
             # used and left running; one started here is stopped here.
             spark = SparkSession.getActiveSession()
             if spark is None:
-                spark = session(settings, app_name=f"pria-ml build-features {day}")
+                spark = session(settings, app_name=f"pria-ml build-features {date}")
                 own_session = True
         timings["spark_start"] = time.perf_counter() - start
         engine = {"name": "spark", "version": spark.version, "master": spark.sparkContext.master}
@@ -198,7 +197,7 @@ def build(
 
         start = time.perf_counter()
         manifest = dataset_card(
-            date=day,
+            date=date,
             split_paths=result.split_paths,
             input_rows=result.input_rows,
             input_sha256=sha256_file(raw_path),
@@ -211,7 +210,7 @@ def build(
         )
         timings["card"] = time.perf_counter() - start
         start = time.perf_counter()
-        manifest_uri = publish(storage, day, result.split_paths, manifest)
+        manifest_uri = publish(storage, date, result.split_paths, manifest)
         timings["upload"] = time.perf_counter() - start
     return FeatureBuild(date=date, manifest=manifest, manifest_uri=manifest_uri, timings=timings)
 
@@ -546,7 +545,7 @@ def route(examples: pa.Table, routing: Routing) -> list[pa.Table]:
 
 def dataset_card(
     *,
-    date: str,
+    date: dt.date,
     split_paths: Mapping[str, Path],
     input_rows: int,
     input_sha256: str,
@@ -577,7 +576,7 @@ def dataset_card(
         prompt = natural["prompt_tokens"].to_numpy()
         completion = natural["completion_tokens"].to_numpy()
         splits[name] = {
-            "key": f"datasets/{date}/features/{name}.parquet",
+            "key": features_key(date, f"{name}.parquet"),
             "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
             "rows": table.num_rows,
@@ -596,10 +595,10 @@ def dataset_card(
             },
         }
     return {
-        "date": date,
+        "date": date.isoformat(),
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "input": {
-            "key": f"datasets/{date}/raw.parquet",
+            "key": dataset_key(date, "raw.parquet"),
             "sha256": input_sha256,
             "rows": input_rows,
         },
@@ -645,18 +644,17 @@ def _percentiles(values: np.ndarray) -> dict[str, int]:
     return {**shown, "max": int(values.max()), "mean": round(float(values.mean()), 2)}
 
 
-def publish(storage, date: str, split_paths: Mapping[str, Path], manifest: dict) -> str:
+def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: dict) -> str:
     """Upload the splits, then the manifest; return the manifest's URI.
 
     The previous manifest is deleted first, so while the splits are being replaced no manifest
     vouches for them; a reader that finds the manifest finds the splits it describes.
     """
-    prefix = f"datasets/{date}/features"
-    storage.delete(f"{prefix}/manifest.json")
+    storage.delete(features_key(date, "manifest.json"))
     for name in SPLITS:
-        storage.upload(split_paths[name], f"{prefix}/{name}.parquet")
+        storage.upload(split_paths[name], features_key(date, f"{name}.parquet"))
     body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-    return storage.write_bytes(f"{prefix}/manifest.json", body).uri
+    return storage.write_bytes(features_key(date, "manifest.json"), body).uri
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pria_ml import cost, provenance
+from pria_ml.contract import features_key
 from pria_ml.errors import (
     CheckpointError,
     ConfigError,
@@ -137,10 +138,6 @@ PROFILES: dict[str, TrainConfig] = {
 
 
 # Keys in storage ---------------------------------------------------------------------------
-def split_key(date: datetime.date, split: str) -> str:
-    return f"datasets/{date.isoformat()}/features/{split}.parquet"
-
-
 def adapter_keys(date: datetime.date) -> tuple[str, str]:
     """``(weights, config)`` keys of the adapter trained on ``date``'s dataset."""
     return f"adapters/{date.isoformat()}.safetensors", f"adapters/{date.isoformat()}.config.json"
@@ -157,7 +154,7 @@ class Example:
 
 def load_split(storage: Storage, date: datetime.date, split: str) -> list[dict[str, Any]]:
     """Rows (``prompt``, ``completion``) of a feature split; DataError when missing or empty."""
-    key = split_key(date, split)
+    key = features_key(date, f"{split}.parquet")
     if not storage.exists(key):
         raise DataError(
             f"no {split} split at {storage.uri(key)}: run `pria-ml build-features --date {date}`"
@@ -513,7 +510,9 @@ def plan(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainP
 
     storage = open_storage(settings)
     rows = load_split(storage, date, "train")
-    train_sha256 = hashlib.sha256(storage.read_bytes(split_key(date, "train"))).hexdigest()
+    train_sha256 = hashlib.sha256(
+        storage.read_bytes(features_key(date, "train.parquet"))
+    ).hexdigest()
     base_model = tinymodel.base_model_path(settings)
     check_causal_lm(base_model)
     tokenizer = load_tokenizer(base_model)
@@ -805,7 +804,7 @@ def _metrics(
     num_gpus = trainer.accelerator.num_processes if torch.cuda.is_available() else 0
     gpu_hours = wall_s / 3600 * num_gpus
     device = torch.cuda.get_device_name(0) if num_gpus else "cpu"
-    manifest_key = f"datasets/{train_plan.date.isoformat()}/features/manifest.json"
+    manifest_key = features_key(train_plan.date, "manifest.json")
     manifest = None
     if storage.exists(manifest_key):
         manifest = {
@@ -840,7 +839,7 @@ def _metrics(
         "estimate": train_plan.cost.as_dict(),
         "dataset": {
             "date": train_plan.date.isoformat(),
-            "train_uri": storage.uri(split_key(train_plan.date, "train")),
+            "train_uri": storage.uri(features_key(train_plan.date, "train.parquet")),
             "train_sha256": train_plan.train_sha256,
             "manifest": manifest,
         },
