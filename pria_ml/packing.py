@@ -92,7 +92,7 @@ class PackingCollator:
     (rows, 1, length, length) and lets a token see only earlier tokens of its own example;
     ``position_ids`` restart at 0 for each example, so every example sees exactly what it
     would see alone. Restarted ``position_ids`` by themselves do not isolate examples with
-    ``sdpa`` or ``eager`` attention (DESIGN.md section 7); the mask does. Padding positions
+    ``sdpa`` or ``eager`` attention (docs/decisions.md); the mask does. Padding positions
     attend to themselves only (a fully masked row would turn into NaN) and carry no loss.
     With ``packing=False`` each example gets its own row: the padded baseline.
     """

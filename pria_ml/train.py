@@ -118,7 +118,7 @@ class TrainConfig:
 
 # "demo": the tiny random-init base learns nothing useful at the spec's lr 8e-5 in the few
 # hundred steps a demo affords (measured: 22 % exact match after 200 steps vs 98.5 % at 1e-3,
-# DESIGN.md section 7), so the demo and the tests use their own, documented, profile.
+# docs/decisions.md), so the demo and the tests use their own, documented, profile.
 PROFILES: dict[str, TrainConfig] = {
     "spec": TrainConfig(),
     "demo": TrainConfig(
