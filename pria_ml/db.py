@@ -517,6 +517,12 @@ def _forget_dead_postmaster(pgdata: Path) -> bool:
     if psutil.pid_exists(info.pid):  # a zombie: the file must go, once its backends are gone
         if _shared_memory_attached(pgdata):
             return False
+        # The socket's lock file names the dead postmaster too, and is refused the same way.
+        if info.socket_path is not None:
+            socket_lock = info.socket_path.with_name(info.socket_path.name + ".lock")
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(socket_lock.read_text().split()[0]) == info.pid:
+                    socket_lock.unlink()
         (pgdata / "postmaster.pid").unlink(missing_ok=True)
     return True
 

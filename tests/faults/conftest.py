@@ -1,0 +1,74 @@
+"""Fault fixtures: an embedded PostgreSQL of the test's own (never the session's shared one),
+and the fault itself: SIGKILL of its postmaster, as the OOM killer would do it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pria_ml.db import embedded_url
+from pria_ml.settings import Settings
+
+# How long a test's processes keep reconnecting: far above a restart, far below the timeouts.
+RETRY_DEADLINE_S = 30.0
+
+
+@pytest.fixture
+def fault_home(tmp_path: Path) -> Iterator[Path]:
+    """A pria home with an embedded server of its own, stopped after the test."""
+    home = tmp_path / "home"
+    embedded_url(home)
+    yield home
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(home / "pg"), "-m", "immediate", "stop"],
+        capture_output=True,
+        check=False,
+    )
+
+
+def fault_settings(home: Path, **extra) -> Settings:
+    return Settings(home=home, db_retry_deadline_s=RETRY_DEADLINE_S, **extra)
+
+
+def postmaster_pid(home: Path) -> int:
+    return int((home / "pg" / "postmaster.pid").read_text().split()[0])
+
+
+def kill_postmaster(home: Path) -> float:
+    """SIGKILL the embedded postmaster under ``home``; when it happened (monotonic)."""
+    pid = postmaster_pid(home)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    deadline = killed + 10
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.01)
+    return killed
+
+
+def wait_until_restarted(home: Path, old_pid: int, timeout_s: float = 60) -> float:
+    """Block until a new postmaster under ``home`` says ready; when it did (monotonic)."""
+    pid_file = home / "pg" / "postmaster.pid"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            lines = pid_file.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        if len(lines) >= 8 and int(lines[0]) != old_pid and lines[7].strip() == "ready":
+            return time.monotonic()
+        time.sleep(0.02)
+    pytest.fail(f"the embedded server under {home} was not restarted within {timeout_s} s")
