@@ -221,12 +221,11 @@ class Database:
                 return attempt()
             except _CommitLost as lost:
                 failure = lost.cause
+                outcome = OUTCOME_UNKNOWN  # until an attempt succeeds
                 if not idempotent:
                     if after_lost_commit is None:
-                        raise self.unavailable(
-                            failure, what=what, outcome=OUTCOME_UNKNOWN
-                        ) from failure
-                    outcome, attempt = OUTCOME_UNKNOWN, after_lost_commit
+                        raise self.unavailable(failure, what=what, outcome=outcome) from failure
+                    attempt = after_lost_commit
             except DatabaseUnavailable as exc:  # _open gave up
                 cause = exc.__cause__ or exc
                 raise self.unavailable(cause, what=what, outcome=outcome) from cause

@@ -3,17 +3,21 @@ and the fault itself: SIGKILL of its postmaster, as the OOM killer would do it."
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from pria_ml.db import embedded_url
+from pria_ml.db import Database, embedded_url
+from pria_ml.registry import promote, record_gate_decision, register_candidate
 from pria_ml.settings import Settings
 
 # How long a test's processes keep reconnecting: far above a restart, far below the timeouts.
@@ -37,6 +41,26 @@ def fault_home(tmp_path: Path) -> Iterator[Path]:
 
 def fault_settings(home: Path, **extra) -> Settings:
     return Settings(home=home, db_retry_deadline_s=RETRY_DEADLINE_S, **extra)
+
+
+def two_prods_and_candidates(db: Database, count: int) -> list[uuid.UUID]:
+    """``count`` gated candidates, the first two promoted in turn (so a previous prod exists)."""
+    ids = []
+    for n in range(count):
+        uri = f"file:///adapters/fault-{n}-{uuid.uuid4().hex[:8]}.safetensors"
+        adapter_id = register_candidate(
+            db,
+            dataset_date=datetime.date(2026, 11, n + 1),
+            artifact_uri=uri,
+            artifact_sha256=hashlib.sha256(uri.encode()).hexdigest(),
+            base_model="tiny-mistral",
+            metrics={},
+        )
+        record_gate_decision(db, adapter_id, passed=True, reason="fault test", metrics={})
+        ids.append(adapter_id)
+    promote(db, adapter_id=ids[0])
+    promote(db, adapter_id=ids[1])
+    return ids
 
 
 def postmaster_pid(home: Path) -> int:

@@ -7,8 +7,6 @@ which is not idempotent, is applied exactly once."""
 from __future__ import annotations
 
 import contextlib
-import datetime
-import hashlib
 import socket
 import threading
 import uuid
@@ -16,15 +14,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import two_prods_and_candidates
 
 from pria_ml.db import Database
 from pria_ml.migrate import migrate
 from pria_ml.registry import (
     current_prod,
     history,
-    promote,
-    record_gate_decision,
-    register_candidate,
     rollback,
 )
 
@@ -107,21 +103,7 @@ def registry(fresh_db: Database) -> Database:
 
 @pytest.mark.parametrize("mode", ["answered", "unsent"])
 def test_rollback_whose_commit_answer_is_lost_is_applied_once(registry: Database, mode) -> None:
-    ids = []
-    for n in range(2):
-        uri = f"file:///adapters/lost-commit-{n}.safetensors"
-        adapter_id = register_candidate(
-            registry,
-            dataset_date=datetime.date(2026, 11, n + 1),
-            artifact_uri=uri,
-            artifact_sha256=hashlib.sha256(uri.encode()).hexdigest(),
-            base_model="tiny-mistral",
-            metrics={},
-        )
-        record_gate_decision(registry, adapter_id, passed=True, reason="test", metrics={})
-        ids.append(adapter_id)
-    promote(registry, adapter_id=ids[0])
-    promote(registry, adapter_id=ids[1])
+    ids = two_prods_and_candidates(registry, 2)
 
     url = urlsplit(registry.url)
     socket_path = str(Path(parse_qs(url.query)["host"][0]) / ".s.PGSQL.5432")
@@ -150,18 +132,8 @@ def test_rollback_whose_commit_answer_is_lost_is_applied_once(registry: Database
 
 
 def test_every_event_carries_the_request_id_of_its_call(registry: Database) -> None:
-    uri = "file:///adapters/request-id.safetensors"
-    adapter_id = register_candidate(
-        registry,
-        dataset_date=datetime.date(2026, 11, 3),
-        artifact_uri=uri,
-        artifact_sha256=hashlib.sha256(uri.encode()).hexdigest(),
-        base_model="tiny-mistral",
-        metrics={},
-    )
-    record_gate_decision(registry, adapter_id, passed=True, reason="test", metrics={})
-    promote(registry, adapter_id=adapter_id)
+    two_prods_and_candidates(registry, 2)  # 6 calls: 2 x register, gate, promote
     with registry.connect() as conn:
         ids = [row[0] for row in conn.execute("SELECT request_id FROM pria.registry_event")]
-    assert len(ids) == 3 and len(set(ids)) == 3
+    assert len(ids) == 6 and len(set(ids)) == 6
     assert all(isinstance(i, uuid.UUID) for i in ids)

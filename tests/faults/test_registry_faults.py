@@ -8,8 +8,6 @@ with DatabaseUnavailable and succeeded when run again. No caller sees a driver e
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import itertools
 import multiprocessing
 import random
@@ -17,7 +15,13 @@ import time
 import traceback
 from pathlib import Path
 
-from conftest import fault_settings, kill_postmaster, postmaster_pid, wait_until_restarted
+from conftest import (
+    fault_settings,
+    kill_postmaster,
+    postmaster_pid,
+    two_prods_and_candidates,
+    wait_until_restarted,
+)
 
 from pria_ml.db import database
 from pria_ml.errors import DatabaseUnavailable, RegistryBusy
@@ -25,8 +29,6 @@ from pria_ml.registry import (
     adapters,
     history,
     promote,
-    record_gate_decision,
-    register_candidate,
     replay,
     rollback,
 )
@@ -72,21 +74,7 @@ def _worker(home: Path, ids: list[str], seed: int, start, done, results) -> None
 
 def test_killed_postmaster_under_promote_and_rollback(fault_home: Path) -> None:
     db = database(fault_settings(fault_home))
-    ids = []
-    for n in range(5):
-        uri = f"file:///adapters/fault-{n}.safetensors"
-        adapter_id = register_candidate(
-            db,
-            dataset_date=datetime.date(2026, 11, n + 1),
-            artifact_uri=uri,
-            artifact_sha256=hashlib.sha256(uri.encode()).hexdigest(),
-            base_model="tiny-mistral",
-            metrics={},
-        )
-        record_gate_decision(db, adapter_id, passed=True, reason="fault test", metrics={})
-        ids.append(adapter_id)
-    promote(db, adapter_id=ids[0])
-    promote(db, adapter_id=ids[1])  # from here on a previous prod always exists
+    ids = two_prods_and_candidates(db, 5)
 
     context = multiprocessing.get_context("fork")
     start, done, results = context.Event(), context.Value("i", 0), context.Queue()
