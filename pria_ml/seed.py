@@ -476,8 +476,10 @@ def _one_row(
 
 def apply_schema(source: Database) -> None:
     """Create the source tables if they do not exist (``sql/source/schema.sql``)."""
-    with source.connect() as conn:
-        conn.execute(read_sql("source/schema.sql"))
+    schema = read_sql("source/schema.sql")
+    source.transaction(
+        lambda conn: conn.execute(schema), what="creating the source tables", idempotent=True
+    )
 
 
 def seed(

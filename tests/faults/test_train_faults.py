@@ -15,10 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
 
+from pria_ml import tinymodel
 from pria_ml.db import database
 from pria_ml.registry import adapters, history, replay
+from pria_ml.settings import Settings
 from pria_ml.storage import open_storage
 
 # The training tests' learnable task and its feature files (tests/train/conftest.py).
@@ -29,12 +32,19 @@ train_task = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_task)
 
 # As few steps as make a checkpoint to kill after and a few more to train after the kill.
-OPTIONS = {**train_task.TEST_OVERRIDES, "max_steps": 6, "save_steps": 2, "logging_steps": 2}
+OPTIONS = {
+    **train_task.TEST_OVERRIDES,
+    **{"max_steps": 4, "save_steps": 2, "logging_steps": 2, "per_device_train_batch_size": 4},
+}
 
 
-def _train(home: Path) -> subprocess.Popen:
+def _train(home: Path, base_model: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
-    env |= {"PRIA_HOME": str(home), "PRIA_DB_RETRY_DEADLINE_S": str(RETRY_DEADLINE_S)}
+    env |= {
+        "PRIA_HOME": str(home),
+        "PRIA_BASE_MODEL": str(base_model),
+        "PRIA_DB_RETRY_DEADLINE_S": str(RETRY_DEADLINE_S),
+    }
     command = [sys.executable, "-m", "pria_ml", "train", "--date", str(train_task.DATE)]
     command += ["--profile", "demo"]
     for name, value in OPTIONS.items():
@@ -42,13 +52,16 @@ def _train(home: Path) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_killed_postmaster_during_training(fault_home: Path) -> None:
+@pytest.mark.slow
+def test_killed_postmaster_during_training(fault_home: Path, pg_home: Path) -> None:
+    # The tiny base model of the session's home, built once for every training test.
+    base_model = tinymodel.ensure(Settings(home=pg_home))
     settings = fault_settings(fault_home)
-    train_task.write_features(open_storage(settings), train=48, val=8)
+    train_task.write_features(open_storage(settings), train=24, val=8)
     db = database(settings)
     old_pid = postmaster_pid(fault_home)
 
-    process = _train(fault_home)
+    process = _train(fault_home, base_model)
     first_checkpoint = fault_home / "runs" / f"train-{train_task.DATE}" / "checkpoint-2"
     deadline = time.monotonic() + 300
     while not first_checkpoint.exists():
@@ -66,7 +79,7 @@ def test_killed_postmaster_during_training(fault_home: Path) -> None:
         assert process.returncode == 3 and "DatabaseUnavailable" not in stderr, stderr[-3000:]
         assert "PRIA_DATABASE_URL" in stderr
         outcome = "failed with DatabaseUnavailable, then succeeded when run again"
-        rerun = _train(fault_home)
+        rerun = _train(fault_home, base_model)
         assert rerun.wait(timeout=300) == 0, rerun.communicate()[1].decode()[-3000:]
     assert postmaster_pid(fault_home) != old_pid, "the run's registry calls restarted the server"
     (candidate,) = [a for a in adapters(db) if a.dataset_date == train_task.DATE]
