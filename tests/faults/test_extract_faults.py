@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from conftest import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
+from faultkit import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
 
 from pria_ml.db import database
 from pria_ml.seed import seed

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import two_prods_and_candidates
+from faultkit import two_prods_and_candidates
 
 from pria_ml.db import Database
 from pria_ml.migrate import migrate

@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from conftest import (
+from faultkit import (
     fault_settings,
     kill_postmaster,
     postmaster_pid,

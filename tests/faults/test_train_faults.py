@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
+from faultkit import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
 
 from pria_ml import tinymodel
 from pria_ml.db import database
