@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         None,
         description="Source (read-replica) PostgreSQL URL; unset uses the embedded server.",
     )
+    db_retry_deadline_s: Annotated[float, Field(ge=0)] = Field(
+        60.0,
+        description="How long a lost database connection is retried (a restart, a failover) "
+        "before the command fails with DatabaseUnavailable; 0 tries once.",
+    )
     storage_url: str | None = Field(
         None, description="Object storage root, file:// or s3://; unset is <home>/storage."
     )
