@@ -43,15 +43,15 @@ def naive_extract(home: Path) -> int:
 
     from pria_ml import extract
     from pria_ml.db import database
-    from pria_ml.privacy import tokeniser
+    from pria_ml.privacy import pseudonymiser
 
     settings = settings_for(home)
     retention = extract.Retention(DATE)
-    tokens = tokeniser(settings)
+    pseudo = pseudonymiser(settings)
     query = extract.joined_query(extract.source_queries())
     with database(settings, "source").connect() as conn:
         rows = conn.cursor(row_factory=dict_row).execute(query, retention.params()).fetchall()
-    built = [extract.build_row(row, tokens, retention) for row in rows]
+    built = [extract.build_row(row, pseudo, retention) for row in rows]
     good = [row for row in built if isinstance(row, dict)]
     with tempfile.TemporaryDirectory() as scratch:
         table = pa.Table.from_pylist(good, schema=extract.raw_schema())

@@ -41,12 +41,12 @@ NOT_IDENTIFYING = frozenset({
     "okt", "piso", "depto", "edif", "interior", "mgr", "ing", "bay", "bayan", "apt", "suite",
     "piano",
 })  # fmt: skip
-TOKEN = re.compile(r"<[A-Z]+_[0-9a-f]{8}>")
+PSEUDONYM = re.compile(r"<[A-Z]+_[0-9a-f]{8}>")
 
 
 def survives(value: str, kind: str, output: str) -> bool:
-    """Whether an identifying fragment of ``value`` is left in ``output`` (tokens removed)."""
-    rest = TOKEN.sub(" ", output)
+    """Whether an identifying fragment of ``value`` is left in ``output`` (pseudonyms removed)."""
+    rest = PSEUDONYM.sub(" ", output)
     for word in re.findall(r"\w+", value):
         if len(word) < 3 or word.lower() in NOT_IDENTIFYING:
             continue
@@ -59,13 +59,13 @@ def survives(value: str, kind: str, output: str) -> bool:
 
 def held_out_recall() -> tuple[dict[str, float], dict[tuple[str, str], int]]:
     rng = random.Random(0)
-    tokens = privacy.Tokeniser(b"recall")
+    pseudo = privacy.Pseudonymiser(b"recall")
     caught, total, misses = Counter(), Counter(), Counter()
     for person in held_out_people(per_locale=40):
         for kind, contexts in CONTEXTS.items():
             if kind not in person:
                 continue
-            output = tokens.tokenise(rng.choice(contexts).format(person[kind]))
+            output = pseudo.pseudonymise(rng.choice(contexts).format(person[kind]))
             total[kind] += 1
             if survives(person[kind], kind, output):
                 misses[(kind, person["locale"])] += 1
@@ -84,12 +84,12 @@ def test_held_out_recall_meets_the_floors() -> None:
 def test_every_value_the_seeder_plants_is_caught() -> None:
     planted = seed.Planted()
     chunk = next(seed.generate(3000, 9, dt.date(2026, 11, 24), planted=planted))
-    tokens = privacy.Tokeniser(b"recall")
+    pseudo = privacy.Pseudonymiser(b"recall")
     texts = [t for row in chunk.expense for t in (row[3], row[5]) if t]
     for row in chunk.agent_trace:
         for message in json.loads(row[3])["messages"]:
-            texts.append(tokens.scrub_text(message["content"]))
-    output = "\n".join(tokens.tokenise(text) for text in texts)
+            texts.append(pseudo.scrub_text(message["content"]))
+    output = "\n".join(pseudo.pseudonymise(text) for text in texts)
     by_kind = Counter(kind for _, where, kind, _ in planted.values if "session" not in where)
     missed = {value for _, where, _, value in planted.values if value in output}
     print("\nplanted values in free text by kind:", dict(by_kind), "missed:", len(missed))
