@@ -273,6 +273,7 @@ _PERSON_CUE = re.compile(
     r"|\binvited|\bvisitor|\bhost(?:ed\s+by)?)\W{0,3}$"
 )
 _LATIN_WORD = re.compile(r"[A-Za-z]{3}")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n(\[\"“|]\s*)$|^\s*$")
 _POSSESSIVE = re.compile(r"['’]s$")
 # Honorifics that follow the name in Japanese, Chinese and Korean.
 _CJK_NAME = re.compile(
@@ -668,10 +669,11 @@ def first_names() -> frozenset[str]:
 
 @cache
 def common_words() -> frozenset[str]:
-    """Lower-case words common enough in written text to be a single cl100k token with a
-    leading space (" flight", " dinner", " berlin"; not " kamau", " wiśniewska"): the lexicon
-    that tells an ordinary capitalised word from a name. Read from the tokenizer ranks file that
-    ships with pria-ml (pria_ml/assets), so nothing is downloaded."""
+    """Words common enough in written text to be a single cl100k token with a leading space,
+    lower-case (" flight", " dinner", " berlin") or capitalised (" Manchester", " Munich"); not
+    " kamau", " Wiśniewska". The lexicon that tells an ordinary capitalised word or a well-known
+    place from a rare name. Read from the tokenizer ranks file that ships with pria-ml
+    (pria_ml/assets), so nothing is downloaded."""
     import base64
     from importlib import resources
 
@@ -681,7 +683,7 @@ def common_words() -> frozenset[str]:
             token = base64.b64decode(line.split(maxsplit=1)[0])
             if token[:1] == b" " and len(token) > 2:
                 word = token[1:].decode("utf-8", "replace")
-                if word.isalpha() and word.islower():
+                if word.isalpha() and (word.islower() or word[1:].islower()):
                     words.add(word)
     return frozenset(words)
 
@@ -700,8 +702,15 @@ def _is_uncommon(word: str) -> bool:
     word = word.rstrip(".")
     if word in _PLACES or word in _NOT_NAMES:
         return False
-    parts = [part for part in re.split(r"[-'’]", word) if part]
-    return any(part.lower() not in common_words() for part in parts if len(part) > 1)
+    parts = [part for part in re.split(r"[-'’]", word) if len(part) > 1]
+    common = common_words()
+    return any(part.lower() not in common and part not in common for part in parts)
+
+
+def _is_ordinary(word: str) -> bool:
+    """An ordinary lower-case word written with a capital ("Accommodation", "Train")."""
+    lower = word.rstrip(".").lower()
+    return lower in common_words() and lower not in first_names()
 
 
 @lru_cache(maxsize=65536)
@@ -724,6 +733,21 @@ def _is_mark(ch: str) -> bool:
     import unicodedata
 
     return unicodedata.category(ch).startswith("M") or ch in "\u200c\u200d"
+
+
+def _is_bold_name(run: list[str], *, sentence_start: bool) -> bool:
+    """Two or more capitalised words, one of which is no common word or well-known place, and
+    none a business word or a place that is also a first name. At the start of a sentence a
+    capital says nothing, so leading ordinary words are set aside there ("Accommodation
+    Gothenburg", "Train Munich-Berlin"); mid-sentence they count ("for Anom Rahayu")."""
+    core = list(run)
+    while sentence_start and core and _is_ordinary(core[0]):
+        core.pop(0)
+    return (
+        len(core) >= 2
+        and any(_is_uncommon(w) for w in core if _is_capitalised(w))
+        and not any(w in _PLACES or w in _NOT_NAMES for w in core)
+    )
 
 
 def _ends_sentence(word: str) -> bool:
@@ -792,10 +816,7 @@ def _name_findings(text: str) -> list[Finding]:
             or run[-1].lower().endswith(_SURNAME_ENDINGS)
             or _TITLES.search(before)
             or _INTRO.search(before)
-            or (
-                any(_is_uncommon(w) for w in run if _is_capitalised(w))
-                and not any(w in _PLACES or w in _NOT_NAMES for w in run)
-            )
+            or _is_bold_name(run, sentence_start=_SENTENCE_START.search(before) is not None)
         ):
             found.append(Finding(words[i].start(), words[last].end(), "NAME", ""))
             i = last + 1
@@ -830,6 +851,13 @@ _DETECTORS = {
 _NEEDS_DIGIT = frozenset({"IBAN", "CARD", "IP", "ID", "ACCOUNT", "PHONE"})
 
 
+_PSEUDONYM = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>")
+
+
+def _mask(match: re.Match) -> str:
+    return "\x00" * len(match.group())
+
+
 # Detectors that guess from words, not from checksums: they never see protected names.
 _HEURISTIC = frozenset({"ADDRESS", "NAME"})
 
@@ -849,24 +877,20 @@ def find_pii(text: str, protected: frozenset[str] = frozenset()) -> tuple[Findin
     so they come out untouched; checksummed kinds inside them are still found.
 
     Cached: prompts repeat (the system prompt, stock phrases, merchant names)."""
-    has_digit = _DIGIT.search(text) is not None
-    masked = text
+    # Pseudonyms already in the text are never found again; protected names are hidden from
+    # the detectors that guess from words. Masked characters break every pattern.
+    visible = _PSEUDONYM.sub(_mask, text) if "<" in text else text
     pattern = _protected_pattern(protected)
-    if pattern is not None:
-        masked = pattern.sub(lambda m: "\x00" * len(m.group()), text)
+    masked = pattern.sub(_mask, visible) if pattern is not None else visible
+    has_digit = _DIGIT.search(visible) is not None
     taken: list[Finding] = []
     for kind in KINDS:
         if kind in _NEEDS_DIGIT and not has_digit:
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
-        if kind in _HEURISTIC:
-            findings = [
-                Finding(f.start, f.end, f.kind, text[f.start : f.end])
-                for f in _DETECTORS[kind](masked)
-            ]
-        else:
-            findings = _DETECTORS[kind](text)
+        found = _DETECTORS[kind](masked if kind in _HEURISTIC else visible)
+        findings = [Finding(f.start, f.end, f.kind, text[f.start : f.end]) for f in found]
         for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
             if all(finding.end <= t.start or finding.start >= t.end for t in taken):
                 taken.append(finding)

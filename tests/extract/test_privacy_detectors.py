@@ -135,6 +135,13 @@ def test_pseudonyms_are_stable_keyed_and_normalised() -> None:
     assert one.fingerprint != other.fingerprint
 
 
+def test_pseudonymising_twice_changes_nothing() -> None:
+    """A pseudonym is never taken for PII itself (its hex could pass for an id or a name)."""
+    pseudo = privacy.Pseudonymiser(b"k")
+    once = pseudo.pseudonymise("It's Anna Berg, IBAN DE89 3704 0044 0532 0130 00, 10.0.0.1")
+    assert pseudo.pseudonymise(once) == once
+
+
 def test_identifier_fields_are_removed_at_every_depth() -> None:
     pseudo = privacy.Pseudonymiser(b"k")
     trace = {

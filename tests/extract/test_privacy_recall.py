@@ -81,17 +81,30 @@ def test_held_out_recall_meets_the_floors() -> None:
     assert {k: v for k, v in recall.items() if v < FLOORS[k]} == {}
 
 
-def test_every_value_the_seeder_plants_is_caught() -> None:
+def test_every_value_the_seeder_plants_is_caught_and_nothing_else() -> None:
+    """Recall 100 % on the seeder's PII, and no false positive on its PII-free texts with the
+    known merchants protected (as extraction runs): no merchant, no ordinary word altered."""
     planted = seed.Planted()
-    chunk = next(seed.generate(3000, 9, dt.date(2026, 11, 24), planted=planted))
-    pseudo = privacy.Pseudonymiser(b"recall")
-    texts = [t for row in chunk.expense for t in (row[3], row[5]) if t]
+    chunk = next(seed.generate(1500, 9, dt.date(2026, 11, 24), planted=planted))
+    pseudo = privacy.Pseudonymiser(b"recall", protected=frozenset(seed.MERCHANTS))
+    texts = [t for row in chunk.expense for t in (row[3], row[4], row[5]) if t]
     for row in chunk.agent_trace:
-        for message in json.loads(row[3])["messages"]:
-            texts.append(pseudo.scrub_text(message["content"]))
-    output = "\n".join(pseudo.pseudonymise(text) for text in texts)
+        texts += [message["content"] for message in json.loads(row[3])["messages"]]
+    outputs = [pseudo.scrub_text(text) for text in texts]
     by_kind = Counter(kind for _, where, kind, _ in planted.values if "session" not in where)
-    missed = {value for _, where, _, value in planted.values if value in output}
-    print("\nplanted values in free text by kind:", dict(by_kind), "missed:", len(missed))
+    joined = "\n".join(outputs)
+    missed = {value for _, where, _, value in planted.values if value in joined}
+    values = {value for *_, value in planted.values}
+    clean = [
+        (t, o)
+        for t, o in zip(texts, outputs, strict=True)
+        if not t.startswith("{") and not any(v in t for v in values)  # not the tool results
+    ]
+    altered = [o for t, o in clean if t != o]
+    print(
+        "\nplanted values in free text by kind:", dict(by_kind), "missed:", len(missed),
+        f"| PII-free texts: {len(clean)}, altered: {len(altered)}",
+    )  # fmt: skip
     assert missed == set()
     assert set(by_kind) == {"email", "phone", "card", "iban", "address", "name", "ip"}
+    assert len(clean) > 2000 and altered == []
