@@ -141,6 +141,7 @@ _STREET_TYPE_WORDS = (
     r"Allé|Alle|Vej|Gade|Plads|Vænge|katu|tie|kuja|polku|puistopolku|kaari|utca|út|útja|tér"
     r"|körút|sor|köz|Straße|Strasse|Weg|Platz|Gasse|Ring|laan|straat|weg|gata|vägen|gatan"
     r"|ulica|ulice|cesta|pot|trg|nábrežie|námestie|iela|gatvė|tänav|tee|sokak|sokağı|caddesi"
+    r"|bulevardi|puistobulevardi|puistotie|raitti|rinne"
 )
 # "Hauptstraße 12", "Mannerheimintie 5 A 12", "Teglværks Allé 519", "József attila utca 212."
 _ADDRESS_SUFFIX = re.compile(

@@ -21,9 +21,9 @@ FLOORS = {
     "card": 1.0,
     "ipv4": 1.0,
     "ipv6": 1.0,
-    "phone": 0.95,
-    "name": 0.95,
-    "address": 0.85,
+    "phone": 0.98,
+    "name": 0.99,
+    "address": 0.98,
 }
 CONTEXTS = {
     "name": ("Lunch with {} from Siemens", "Approved by {}.", "{} joined the dinner", "Guest: {}"),
@@ -39,7 +39,7 @@ CONTEXTS = {
 NOT_IDENTIFYING = frozenset({
     "pan", "pani", "dott", "sig", "lic", "sra", "srta", "srita", "prof", "univ", "fru", "rndr",
     "okt", "piso", "depto", "edif", "interior", "mgr", "ing", "bay", "bayan", "apt", "suite",
-    "piano",
+    "piano", "appartamento", "interno", "scala", "puerta", "escalera",
 })  # fmt: skip
 PSEUDONYM = re.compile(r"<[A-Z]+_[0-9a-f]{8}>")
 
