@@ -6,10 +6,15 @@ The only door between customer data and training. In order:
    counts and the rows come from the same snapshot. The per-source queries in ``sql/extract/``
    apply the retention windows (workflow_event 365 days, expense 180, agent_trace 90, each
    ending with day D) and never select ``workspace_id`` or ``user_id``.
-2. The joined rows stream through a server-side cursor in batches, so memory stays flat however
-   large the tables are. Each row is checked (``build_row``): a bad row goes to the quarantine
-   file with its reason, never silently away. Identifier fields are removed from the trace JSON
-   at every depth, and every piece of text is PII-pseudonymised (``privacy.py``).
+2. The known merchants (``sql/extract/known_merchants.sql``: used by two or more workspaces) are
+   read first; the PII detectors leave them alone. The joined rows then stream through a
+   server-side cursor in batches, so memory stays flat however large the tables are. Each row
+   is checked (``build_row``): a bad row goes to the quarantine file with its reason, never
+   silently away. Identifier fields are removed from the trace JSON at every depth, and every
+   piece of text is PII-pseudonymised (``privacy.py``). Detection is the costly part, so the
+   batches go to a pool of worker processes (every core by default), a few batches ahead of
+   the writer, and come back in the order they were read: the files are the same whatever the
+   number of workers.
 3. Rows are written with a Parquet writer to local temporary files, uploaded, and the manifest
    (counts, quarantine reasons, retention cut-offs, schema hash, sha256 per file, code version)
    is written last: a dataset exists when its manifest does. Re-running a date whose manifest
@@ -220,7 +225,7 @@ def run(
             Path(scratch, "raw.parquet"),
             Path(scratch, "quarantine.parquet"),
         )
-        workers = workers or settings.extract_workers or len(os.sched_getaffinity(0))
+        workers = workers or settings.extract_workers or _all_cores()
         counts = _extract_to_files(source, retention, pseudo, raw_path, quarantine_path, workers)
         if force:
             storage.delete(manifest_key)  # the old manifest must not vouch for new files
@@ -251,6 +256,13 @@ def run(
     data = json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n"
     info = storage.write_bytes(manifest_key, data, overwrite=False)
     return ExtractResult(date, False, manifest, info.uri)
+
+
+def _all_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def source_queries() -> dict[str, str]:
