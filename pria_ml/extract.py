@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -352,13 +353,19 @@ def _built_batches(
     retention: Retention,
     workers: int,
 ) -> Iterator[Batch]:
-    """Each batch built, in the order read. With more than one worker, a process pool builds
-    up to two batches per worker ahead of the writer (so memory holds a few batches, never the
-    table); results come back in submission order, so the output is the same for any count.
-    The pool is stopped on any error or Ctrl-C before the exception leaves."""
-    if workers <= 1:
-        for rows in batches:
-            yield build_batch(rows, pseudo, retention)
+    """Each batch built, in the order read, with what it counted (``pseudo`` itself is left
+    alone). With more than one worker and more than one batch, a process pool builds up to two
+    batches per worker ahead of the writer (so memory holds a few batches, never the table);
+    results come back in submission order, so the output is the same for any count. The pool
+    is stopped on any error or Ctrl-C before the exception leaves. A source that fits in one
+    batch starts no process."""
+    local = Pseudonymiser(pseudo.key, protected=pseudo.protected)
+    first = next(batches, None)
+    second = next(batches, None) if workers > 1 and first is not None else None
+    if second is None:
+        head = [first] if first is not None else []
+        for rows in itertools.chain(head, batches):
+            yield build_batch(rows, local, retention)
         return
     import multiprocessing
 
@@ -368,7 +375,7 @@ def _built_batches(
     pool = context.Pool(workers, initializer=_start_worker, initargs=initargs)
     try:
         pending: deque = deque()
-        for rows in batches:
+        for rows in itertools.chain([first, second], batches):
             pending.append(pool.apply_async(_build_in_worker, (rows,)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()
@@ -426,9 +433,8 @@ def _extract_to_files(
                 for batch in _built_batches(_batches(cursor), pseudo, retention, workers):
                     quarantined.update(batch.quarantined)
                     excluded.update(batch.excluded)
-                    if workers > 1:  # in-process batches counted on ``pseudo`` already
-                        pseudo.pseudonyms.update(batch.pseudonyms)
-                        pseudo.fields_removed += batch.fields_removed
+                    pseudo.pseudonyms.update(batch.pseudonyms)
+                    pseudo.fields_removed += batch.fields_removed
                     if batch.good:
                         table = pa.Table.from_pylist(batch.good, schema=raw_schema_)
                         raw_writer.write_table(table)

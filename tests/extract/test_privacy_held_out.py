@@ -104,8 +104,9 @@ def _strings(value) -> list[str]:
 
 @pytest.mark.slow
 def test_held_out_values_planted_in_every_source_do_not_leak(
-    source_settings: Settings, source_db: Database
+    source_settings: Settings, source_db: Database, monkeypatch
 ) -> None:
+    monkeypatch.setattr(extract, "BATCH_ROWS", 50)  # several batches: the pool really runs
     plants = held_out_plants(per_origin=1)
     _plant_rows(source_db, plants)
     result = extract.run(source_settings, DAY, workers=2)
