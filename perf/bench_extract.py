@@ -89,10 +89,15 @@ def child(mode: str, home: Path, workers: int) -> None:
     else:
         out_rows = naive_extract(home)
     seconds = time.perf_counter() - start
+    own, workers_ = (
+        resource.getrusage(r) for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     print(
         json.dumps(
             {
                 "seconds": seconds,
+                # CPU of this process and its (joined) workers: what the pool costs on top
+                "cpu_s": own.ru_utime + own.ru_stime + workers_.ru_utime + workers_.ru_stime,
                 "out_rows": out_rows,
                 "peak_rss_mb": peak_rss_mb(),
                 "rss_before_mb": rss_before,
@@ -103,7 +108,7 @@ def child(mode: str, home: Path, workers: int) -> None:
 
 def measure(mode: str, home: Path, workers: int = 1) -> dict:
     """One extraction in a fresh process. Peak RSS is the parent's: with a pool, each worker
-    adds its own (the detectors' gazetteers, about 100 MB), flat in the table size too."""
+    adds its own (the detectors and their lexicons, about 80 MB), flat in the table size too."""
     done = subprocess.run(
         [sys.executable, __file__, "--child", mode, "--home", str(home), "--n", str(workers)],
         capture_output=True,
@@ -169,7 +174,7 @@ def main() -> None:
 
     print()
     print(f"{'source events':>14} {'mode':>10} {'seconds':>8} {'events/s':>9} {'rows out':>9}"
-          f" {'rows out/s':>10} {'peak RSS MB':>12}")  # fmt: skip
+          f" {'rows out/s':>10} {'peak RSS MB':>12} {'CPU s':>7}")  # fmt: skip
     for size, figures in results.items():
         for mode, f in figures.items():
             if mode == "seed_s":
@@ -177,7 +182,7 @@ def main() -> None:
             print(
                 f"{size:>14,} {mode:>10} {f['seconds']:>8.1f} {size / f['seconds']:>9,.0f}"
                 f" {f['out_rows']:>9,} {f['out_rows'] / f['seconds']:>10,.0f}"
-                f" {f['peak_rss_mb']:>12.0f}"
+                f" {f['peak_rss_mb']:>12.0f} {f.get('cpu_s', 0):>7.1f}"
             )
     small, large = min(results), max(results)
     one, most = f"stream x{min(args.workers)}", f"stream x{max(args.workers)}"
