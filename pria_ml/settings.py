@@ -77,7 +77,11 @@ class Settings(BaseSettings):
         description="Hub id or local directory of the base model; unset builds a tiny local one.",
     )
     pii_key: SecretStr | None = Field(
-        None, description="HMAC key for stable PII tokens in extracted datasets."
+        None, description="HMAC key for stable PII pseudonyms in extracted datasets."
+    )
+    extract_workers: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="Processes that run PII detection during extract; unset uses every core.",
     )
     gpu_tier: str = "pilot"
     gpu_tiers: dict[str, GpuTier] = Field(default_factory=lambda: dict(DEFAULT_GPU_TIERS))
