@@ -47,7 +47,7 @@ class BenchmarkTask:
 
 @cache
 def default_dir() -> Path:
-    """``benchmarks/`` of the checkout, or the copy a built wheel ships as ``pria_ml.benchmarks``."""
+    """``benchmarks/`` of the checkout, or the copy a wheel ships as ``pria_ml.benchmarks``."""
     import importlib.resources
 
     checkout = Path(__file__).resolve().parent.parent / "benchmarks"

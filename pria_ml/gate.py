@@ -141,22 +141,43 @@ def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
 
     ``inputs`` keys (percentage points unless noted): ``accuracy_delta``, ``override_delta``,
     ``safety_flag_pct`` (% of samples), ``latency_delta_low`` (lower end of the 95% interval
-    of p95 ratio - 1; ``latency_delta``, the point estimate, is shown in its note) and
+    of p95 ratio - 1; ``latency_delta``, the point estimate, is shown in its note;
+    ``latency_baseline`` = "bare base model" when there is no previous adapter) and
     ``benchmarks``: ``{task: {"delta_pp": float, "critical": bool}}``. Missing or non-finite
     values fail their clause; so do missing benchmarks.
     """
     results: list[ClauseResult] = []
     for clause in CLAUSES:
-        note = ""
         if clause.key == "latency_delta_low":
-            point = _number(inputs.get("latency_delta"))
-            if point is not None:
-                note = f"point estimate {point:+.3f}; blocks when the interval is above 5%"
-        results.append(_judge(clause, inputs.get(clause.key), note))
+            results.append(_latency_clause(clause, inputs))
+        else:
+            results.append(_judge(clause, inputs.get(clause.key)))
     results.extend(_benchmark_clauses(inputs.get("benchmarks")))
     failed = [r.describe() for r in results if not r.passed]
-    return GateDecision(
-        passed=not failed, inputs=dict(inputs), failed=failed, clauses=results
+    return GateDecision(passed=not failed, inputs=dict(inputs), failed=failed, clauses=results)
+
+
+def _latency_clause(clause: Clause, inputs: Mapping[str, Any]) -> ClauseResult:
+    """The latency clause; against the bare base model it asks only for a measurement.
+
+    The spec budgets latency "vs previous adapter". Before the first promotion there is none:
+    the candidate is timed against the bare base model, which measures what any LoRA adapter
+    adds rather than a regression, so the interval must exist but no threshold applies.
+    """
+    point = _number(inputs.get("latency_delta"))
+    note = (
+        ""
+        if point is None
+        else f"point estimate {point:+.3f}; blocks when the interval is above 5%"
+    )
+    judged = _judge(clause, inputs.get(clause.key), note)
+    if inputs.get("latency_baseline") != "bare base model" or _number(judged.value) is None:
+        return judged
+    return ClauseResult(
+        clause.rule,
+        judged.value,
+        True,
+        "no previous adapter: measured against the bare base, reported, not judged",
     )
 
 

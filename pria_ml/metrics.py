@@ -82,9 +82,9 @@ def would_override(output: str, reference: str) -> bool:
     produced = parse_action(output)
     if produced is None:
         return True
-    return produced[0] != approved[0] or produced[1].get("category_id") != approved[1][
-        "category_id"
-    ]
+    return (
+        produced[0] != approved[0] or produced[1].get("category_id") != approved[1]["category_id"]
+    )
 
 
 @cache
