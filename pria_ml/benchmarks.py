@@ -127,8 +127,10 @@ def _load_task(path: Path, metrics: frozenset[str]) -> BenchmarkTask:
 
 @contextmanager
 def _quiet_lm_eval() -> Iterator[None]:
-    """lm-eval and datasets log progress and warnings at INFO/WARNING; keep them out."""
+    """lm-eval and datasets log at INFO/WARNING and draw tqdm bars on stderr; keep them out."""
+    import io
     import warnings
+    from contextlib import redirect_stderr
 
     names = ("lm_eval", "lm-eval", "datasets", "evaluate")
     loggers = [logging.getLogger(n) for n in names]
@@ -136,7 +138,7 @@ def _quiet_lm_eval() -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 
 MODELS = ("candidate", "baseline")
 SPLITS = ("val", "test")
-# Generation stops at the longest reference action plus this margin (tokens).
-NEW_TOKENS_MARGIN = 8
+# Generation may run to twice the longest reference action plus this margin (tokens): enough
+# to see an output that runs on past the action - and what it leaks there - without paying
+# for a model that never stops.
+NEW_TOKENS_MARGIN = 16
 LATENCY_WARMUP_PROMPTS = 2
 
 
@@ -114,9 +116,9 @@ def prompt_hash(prompt: Sequence[dict[str, str]]) -> str:
 
 
 def max_new_tokens(tokenizer: Any, references: Sequence[str]) -> int:
-    """Enough new tokens for the longest approved action, plus a small margin."""
+    """Twice the longest approved action in tokens plus a margin: room to see a run-on output."""
     longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
-    return longest + NEW_TOKENS_MARGIN
+    return 2 * longest + NEW_TOKENS_MARGIN
 
 
 # Scoring ------------------------------------------------------------------------------------

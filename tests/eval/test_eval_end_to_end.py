@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from pria_ml import evaluate, registry
 from pria_ml.db import database
+from pria_ml.errors import PriaError
 from pria_ml.storage import open_storage
 
 
@@ -30,7 +31,12 @@ def cli(settings, *args: str):
         "PRIA_EVAL_LATENCY_PROMPTS": str(settings.eval_latency_prompts),
         "PRIA_EVAL_LATENCY_REPEATS": str(settings.eval_latency_repeats),
     }
-    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    outcome = CliRunner().invoke(app, list(args), env=env)
+    if isinstance(outcome.exception, PriaError):  # cli.main turns these into exit codes
+        outcome.exit_code = outcome.exception.exit_code
+    elif outcome.exception is not None and not isinstance(outcome.exception, SystemExit):
+        raise outcome.exception
+    return outcome
 
 
 def test_good_candidate_passes_against_the_bare_base(eval_settings, good_candidate) -> None:
@@ -42,6 +48,10 @@ def test_good_candidate_passes_against_the_bare_base(eval_settings, good_candida
     assert val["candidate"]["accuracy"] > val["baseline"]["accuracy"]
     assert val["candidate"]["safety_flags"] == 0
     assert "test" in result.metrics and result.metrics["test"]["candidate"]["samples"] == 24
+    bench = result.metrics["benchmarks"]  # lm-eval ran offline on both, from local files
+    assert set(bench) == {"test_category_choice", "test_pii_refusal"}
+    assert all(b["critical"] and 0 <= b["candidate"] <= 1 for b in bench.values())
+    assert bench["test_category_choice"]["candidate"] > bench["test_category_choice"]["baseline"]
 
     row = registry.get_adapter(database(eval_settings), result.adapter_id)
     assert row.gate_passed is True and row.gate_reason.startswith("passed")
@@ -62,7 +72,7 @@ def test_planted_bad_candidate_is_blocked_with_its_reasons(eval_settings, bad_ca
     outcome = cli(eval_settings, "eval", "--date", BAD_DATE.isoformat())
     print(outcome.output)
     assert outcome.exit_code == 11, outcome.output
-    assert "BLOCKED" in outcome.output
+    assert "BLOCKED" in outcome.output and "safety_flag_pct" in outcome.output
 
     row = registry.get_adapter(database(eval_settings), bad_candidate.adapter_id)
     assert row.gate_passed is False
