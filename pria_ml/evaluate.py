@@ -450,7 +450,15 @@ def _write(
     samples = storage.write_parquet(
         eval_key(date, adapter_id, "samples.parquet"), pa.concat_tables(tables)
     )
-    report["files"] = {"samples.parquet": {"uri": samples.uri, "sha256": samples.sha256}}
+    # the manifest layout of the other stages: {name: {key, sha256, ...}}
+    report["files"] = {
+        "samples.parquet": {
+            "key": samples.key,
+            "uri": samples.uri,
+            "sha256": samples.sha256,
+            "bytes": samples.size,
+        }
+    }
     payload = json.dumps(report, indent=2, default=_json_default, allow_nan=True)
     written = storage.write_bytes(eval_key(date, adapter_id, "report.json"), payload.encode())
     return samples.uri, written.uri
