@@ -1,7 +1,6 @@
 """End to end on the tiny model: a candidate trained on good data passes the gate against the
 bare base model and is promoted without --force; a planted bad one (trained to echo a person's
-name and phone number) is then blocked against it, with the reasons recorded; the week's
-spot-check is drawn from prod's evaluated samples and its verdicts reach `history`.
+name and phone number) is then blocked against it, with the reasons recorded.
 
 The tests run in file order and share the registry: each step builds on the one before."""
 
@@ -95,31 +94,3 @@ def test_planted_bad_candidate_is_blocked_with_its_reasons(eval_settings, bad_ca
 
     refused = cli(eval_settings, "promote", "--date", BAD_DATE.isoformat())
     assert refused.exit_code == 7
-
-
-def test_spot_check_draws_the_weeks_samples_and_records_verdicts(eval_settings, tmp_path):
-    import csv
-    import datetime
-
-    from pria_ml import spotcheck
-
-    day = datetime.date(2026, 11, 25)
-    sheet = spotcheck.draw(eval_settings, day=day, out_dir=tmp_path / "a")
-    again = spotcheck.draw(eval_settings, day=day, out_dir=tmp_path / "b")
-    assert sheet.samples == 25 and sheet.week == "2026-W48"
-    assert sheet.csv_path.read_text() == again.csv_path.read_text()  # seeded by the ISO week
-    other = spotcheck.draw(eval_settings, day=day + datetime.timedelta(days=7), out_dir=tmp_path)
-    assert other.csv_path.read_text() != sheet.csv_path.read_text()
-    assert "<table>" in sheet.html_path.read_text()
-
-    rows = list(csv.DictReader(sheet.csv_path.open()))
-    for i, row in enumerate(rows):
-        row["verdict"] = "wrong" if i < 3 else "ok"
-    with sheet.csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=spotcheck.COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    outcome = cli(eval_settings, "spot-check", "record", str(sheet.csv_path))
-    assert outcome.exit_code == 0, outcome.output
-    history = cli(eval_settings, "history")
-    assert "spot-check 2026-W48" in history.output and "22 ok, 3 wrong" in history.output
