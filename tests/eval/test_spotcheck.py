@@ -125,5 +125,5 @@ def test_prod_samples_drawn_recorded_and_shown_in_history(eval_settings, tmp_pat
     )
     assert drawn.exit_code == 0, drawn.output
     assert (out / "spot-check-2026-W48.csv").read_text() == again.csv_path.read_text()
-    shown = CliRunner().invoke(app, ["history"], env=env, terminal_width=200)
-    assert "spot_check" in shown.output and "22 ok, 3 wrong" in shown.output
+    shown = CliRunner().invoke(app, ["history"], env=env)
+    assert "spot_check" in shown.output and "2026-W48" in shown.output
