@@ -83,3 +83,9 @@ class CheckpointError(TrainingError):
 
 class ArtifactMismatch(StorageError):
     """A stored artifact is not the one its registry row describes (sha256 or location)."""
+
+
+class GateBlocked(PriaError):
+    """The promotion gate blocked the candidate (a decision, not a failure: it was recorded)."""
+
+    exit_code = 11
