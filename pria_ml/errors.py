@@ -79,3 +79,19 @@ class TrainingError(PriaError):
 
 class CheckpointError(TrainingError):
     """A training checkpoint is corrupt or belongs to another run's options or data."""
+
+
+class ArtifactMismatch(StorageError):
+    """A stored artifact is not the one its registry row describes (sha256 or location)."""
+
+
+class GateBlocked(PriaError):
+    """The promotion gate refused the candidate; prod is unchanged."""
+
+    exit_code = 11
+
+
+class NightlyLocked(PriaError):
+    """Another nightly run holds the lock for this date; nothing was done."""
+
+    exit_code = 12

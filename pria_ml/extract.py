@@ -243,6 +243,15 @@ def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractRes
     return ExtractResult(date, False, manifest, info.uri)
 
 
+def complete(settings: Settings, date: dt.date) -> bool:
+    """Whether ``datasets/<date>/`` holds a complete extract: its manifest exists and
+    raw.parquet and quarantine.parquet match the sha256 it records."""
+    from pria_ml.contract import manifest_complete
+    from pria_ml.storage import open_storage
+
+    return manifest_complete(open_storage(settings), dataset_key(date, "manifest.json"))
+
+
 def source_queries() -> dict[str, str]:
     """The retention-windowed query of each source, from ``sql/extract/<source>.sql``."""
     return {name: read_sql(f"extract/{name}.sql").strip().rstrip(";") for name in RETENTION_DAYS}
