@@ -82,6 +82,16 @@ class Settings(BaseSettings):
         None, description="Edge Function that rotates MODEL_ENDPOINT after a change of prod."
     )
     endpoint_rotation_secret: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming webhook of #ml-ops; unset sends no notifications."
+    )
+    metrics_textfile_dir: Path | None = Field(
+        None,
+        description="Directory of node exporter's textfile collector; nightly writes *.prom there.",
+    )
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway the nightly pushes its metrics to; unset: none."
+    )
 
     @field_validator("storage_url")
     @classmethod

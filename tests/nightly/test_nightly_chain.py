@@ -1,0 +1,226 @@
+"""`pria-ml nightly` on embedded defaults, through the real command in a subprocess: a night
+killed with SIGKILL in build-features and again in train resumes at that stage and ends as an
+uninterrupted night would; a second run skips every stage; two runs of one date never overlap;
+a blocked gate stops promotion with exit 11 and tells #ml-ops."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli_env, pria_ml
+
+from pria_ml import registry
+from pria_ml.db import database
+from pria_ml.nightly import night_lock
+from pria_ml.settings import Settings
+
+DATE = dt.date(2026, 11, 24)
+DAY = DATE.isoformat()
+TRAIN = ["--profile", "demo", "--max-steps", "4", "--save-steps", "2"]
+
+pytestmark = pytest.mark.slow
+
+
+def start(home: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pria_ml", "nightly", "--date", DAY, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(home),
+        cwd=home.parent,
+    )
+
+
+def kill_when(process: subprocess.Popen, ready, what: str, timeout: float = 300) -> str:
+    """SIGKILL ``process`` as soon as ``ready(output so far)`` holds; return its output."""
+    output = []
+    os.set_blocking(process.stdout.fileno(), False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = process.stdout.read()
+        if chunk:
+            output.append(chunk)
+        if ready("".join(output)):
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+            return "".join(output)
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"never reached {what}; output:\n{''.join(output)}")
+
+
+def stage_lines(output: str) -> dict[str, str]:
+    """``{stage: status}`` from the end table."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│") if c.strip()]
+        if len(cells) >= 2 and cells[0] in (
+            "extract", "build-features", "train", "eval", "gate", "promote", "archive"
+        ):  # fmt: skip
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("nightly") / "home"
+    pria_ml(home, "seed", "--rows", "400", "--seed", "3", "--end-date", DAY, "--days", "40")
+    return home
+
+
+@pytest.fixture(scope="module")
+def resumed(home: Path) -> dict:
+    """The night run up to train, SIGKILLed in build-features, then in train, then resumed."""
+    checkpoint = home / "runs" / f"train-{DAY}" / "checkpoint-2" / "trainer_state.json"
+    in_features = kill_when(
+        start(home, "--until", "train", *TRAIN),
+        lambda out: "stage build-features: started" in out,
+        "build-features",
+    )
+    time.sleep(2)  # let Spark get going, so the kill lands in the middle of the stage
+    in_train = kill_when(
+        start(home, "--until", "train", *TRAIN),
+        lambda out: checkpoint.exists(),
+        "a training checkpoint",
+    )
+    finished = pria_ml(home, "nightly", "--date", DAY, "--until", "train", *TRAIN)
+    again = pria_ml(home, "nightly", "--date", DAY, "--until", "train", *TRAIN)
+    return {"features": in_features, "train": in_train, "finished": finished, "again": again}
+
+
+def adapter_of(home: Path, date: dt.date = DATE) -> registry.Adapter:
+    (adapter,) = [
+        a for a in registry.adapters(database(Settings(home=home))) if a.dataset_date == date
+    ]
+    return adapter
+
+
+def test_a_killed_night_resumes_at_the_stage_it_was_killed_in(home: Path, resumed: dict) -> None:
+    assert "stage extract: started" in resumed["features"]
+    assert "stage extract: complete, skipped" in resumed["train"]
+    assert "stage build-features: started" in resumed["train"]
+    finished = stage_lines(resumed["finished"].stdout)
+    assert finished == {
+        "extract": "skipped",
+        "build-features": "skipped",
+        "train": "done",
+        "eval": "not run",
+        "gate": "not run",
+        "promote": "not run",
+        "archive": "not run",
+    }
+    adapter = adapter_of(home)
+    assert adapter.metrics_json["resumed_from_step"] == 2
+    assert adapter.metrics_json["steps"] == 4
+
+
+def test_the_resumed_night_has_the_result_of_an_uninterrupted_one(
+    home: Path, resumed: dict
+) -> None:
+    manifest = home / "storage" / "datasets" / DAY / "features" / "manifest.json"
+    before = json.loads(manifest.read_text())
+    rebuilt = pria_ml(
+        home, "nightly", "--date", DAY, "--from", "build-features", "--until", "build-features",
+        "--force",
+    )  # fmt: skip
+    assert stage_lines(rebuilt.stdout)["build-features"] == "done"
+    after = json.loads(manifest.read_text())
+    assert after["generation"] != before["generation"]
+    assert {n: f["sha256"] for n, f in after["files"].items()} == {
+        n: f["sha256"] for n, f in before["files"].items()
+    }
+    assert (
+        adapter_of(home).metrics_json["dataset"]["train_sha256"]
+        == (after["files"]["train.parquet"]["sha256"])
+    )
+
+
+def test_a_second_run_skips_every_stage(resumed: dict) -> None:
+    assert set(stage_lines(resumed["again"].stdout).values()) == {"skipped", "not run"}
+    assert "train" in stage_lines(resumed["again"].stdout)
+
+
+def test_a_second_run_of_the_same_date_is_refused_and_names_the_holder(
+    home: Path, resumed: dict
+) -> None:
+    db = database(Settings(home=home))
+    with night_lock(db, DATE):
+        result = pria_ml(home, "nightly", "--date", DAY, "--until", "extract", expect=12)
+    assert "already running: pria-ml nightly 2026-11-24" in result.stderr
+    assert f":{os.getpid()}" in result.stderr
+    pria_ml(home, "nightly", "--date", DAY, "--until", "extract")  # released with the lock
+
+
+def test_a_passed_gate_promotes_and_a_rerun_changes_nothing(home: Path, resumed: dict) -> None:
+    adapter = adapter_of(home)
+    registry.record_gate_decision(
+        database(Settings(home=home)),
+        adapter.adapter_id,
+        passed=True,
+        reason="all promote_if clauses hold",
+        metrics={"accuracy_delta": 1.2, "safety_flag_pct": 0.0, "latency_delta": 0.01},
+    )
+    night = pria_ml(home, "nightly", "--date", DAY, "--from", "gate")
+    assert stage_lines(night.stdout) == {
+        "extract": "not run",
+        "build-features": "not run",
+        "train": "not run",
+        "eval": "not run",
+        "gate": "skipped",
+        "promote": "done",
+        "archive": "skipped",
+    }
+    assert "gate: passed" in night.stdout
+    assert adapter_of(home).status == "prod"
+    again = pria_ml(home, "nightly", "--date", DAY, "--from", "gate")
+    assert stage_lines(again.stdout)["promote"] == "skipped"
+
+
+def test_a_blocked_gate_stops_promotion_exits_11_and_tells_ml_ops(
+    home: Path, resumed: dict, http_server, tmp_path: Path
+) -> None:
+    url, received = http_server
+    db = database(Settings(home=home))
+    blocked_date = DATE - dt.timedelta(days=1)
+    adapter_id = registry.register_candidate(
+        db,
+        dataset_date=blocked_date,
+        artifact_uri=f"file:///elsewhere/{blocked_date}.safetensors",
+        artifact_sha256="a" * 64,
+        base_model="tiny-mistral",
+        metrics={"cost_usd": 1.25},
+    )
+    registry.record_gate_decision(
+        db,
+        adapter_id,
+        passed=False,
+        reason="safety_flag_pct 0.3 >= 0.1",
+        metrics={"safety_flags": 3, "safety_flag_pct": 0.3, "latency_delta": 0.02},
+    )
+    textfile = tmp_path / "textfile"
+    night = pria_ml(
+        home, "nightly", "--date", blocked_date.isoformat(), "--from", "gate", expect=11,
+        PRIA_SLACK_WEBHOOK_URL=url, PRIA_METRICS_TEXTFILE_DIR=str(textfile),
+    )  # fmt: skip
+    assert stage_lines(night.stdout)["gate"] == "blocked"
+    assert stage_lines(night.stdout)["promote"] == "blocked"
+    assert "failed: safety_flag_pct 0.3 >= 0.1" in night.stdout
+    assert "the gate blocked the candidate" in night.stderr
+    assert adapter_of(home, blocked_date).status == "candidate"
+    (message,) = [json.loads(body)["text"] for _, _, body in received.requests]
+    assert "gate blocked candidate" in message and str(adapter_id) in message
+    metrics = (textfile / "pria_ml_nightly.prom").read_text()
+    assert "pria_ml_gate_passed 0.0" in metrics
+    assert "pria_ml_safety_flag_pct 0.3" in metrics
+    assert not (textfile / "pria_ml_nightly_success.prom").exists()
