@@ -3,8 +3,8 @@
 The same code runs on a laptop CPU with the tiny model and on an A10G/L40S with
 Mistral-7B-Instruct (``accelerate launch`` for several GPUs). Read top to bottom, a run is:
 
-1. ``plan``: read ``datasets/D/features/train.parquet``, render every example with the base
-   model's chat template, count tokens, work out steps and warm-up, estimate the cost and refuse
+1. ``plan``: read the train split through the features manifest, render every example with
+   the base model's chat template, count tokens, work out steps and warm-up, estimate the cost and refuse
    a run over the nightly budget. ``--dry-run`` stops here and prints the plan.
 2. Load the base model in 4-bit NF4 with double quantisation, prepare it for k-bit training and
    add a LoRA adapter (rank 64 on every linear layer by default).
@@ -475,7 +475,7 @@ class TrainResult:
 def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainResult:
     """Train an adapter on ``date``'s train split, upload it and register a ``candidate``.
 
-    Reads ``datasets/D/features/{train,val}.parquet``; writes checkpoints under
+    Reads the train and val splits through ``datasets/D/features/manifest.json``; writes checkpoints under
     ``<home>/runs/train-D`` (resumed when the run is restarted), then ``adapters/D.safetensors``
     and ``adapters/D.config.json`` and one ``model_registry`` row. Raises DataError,
     ConfigError, BudgetExceeded, CheckpointError, TrainingError (out of memory) and
