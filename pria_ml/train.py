@@ -4,8 +4,8 @@ The same code runs on a laptop CPU with the tiny model and on an A10G/L40S with
 Mistral-7B-Instruct (``accelerate launch`` for several GPUs). Read top to bottom, a run is:
 
 1. ``plan``: read the train split through the features manifest, render every example with
-   the base model's chat template, count tokens, work out steps and warm-up, estimate the cost and refuse
-   a run over the nightly budget. ``--dry-run`` stops here and prints the plan.
+   the base model's chat template, count tokens, work out steps and warm-up, estimate the cost
+   and refuse a run over the nightly budget. ``--dry-run`` stops here and prints the plan.
 2. Load the base model in 4-bit NF4 with double quantisation, prepare it for k-bit training and
    add a LoRA adapter (rank 64 on every linear layer by default).
 3. Train with ``transformers.Trainer``: loss on completion tokens only, examples packed into

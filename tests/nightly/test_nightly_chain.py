@@ -8,9 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,23 +43,21 @@ def start(home: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def kill_when(process: subprocess.Popen, ready, what: str, timeout: float = 300) -> str:
+def kill_when(process: subprocess.Popen, ready, what: str, timeout: float = 900) -> str:
     """SIGKILL ``process`` as soon as ``ready(output so far)`` holds; return its output."""
-    output = []
-    os.set_blocking(process.stdout.fileno(), False)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        chunk = process.stdout.read()
-        if chunk:
-            output.append(chunk)
+    while time.monotonic() < deadline and process.poll() is None:
         if ready("".join(output)):
             process.send_signal(signal.SIGKILL)
             process.wait(30)
+            reader.join(30)
             return "".join(output)
-        if process.poll() is not None:
-            break
         time.sleep(0.1)
     process.kill()
+    reader.join(30)
     pytest.fail(f"never reached {what}; output:\n{''.join(output)}")
 
 
@@ -224,3 +225,29 @@ def test_a_blocked_gate_stops_promotion_exits_11_and_tells_ml_ops(
     assert "pria_ml_gate_passed 0.0" in metrics
     assert "pria_ml_safety_flag_pct 0.3" in metrics
     assert not (textfile / "pria_ml_nightly_success.prom").exists()
+
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
+
+
+def runbook_commands() -> list[str]:
+    """Every `pria-ml` line of the runbook's sh blocks, in order."""
+    blocks = re.findall(r"```sh\n(.*?)```", RUNBOOK.read_text(), re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_every_runbook_command_runs_as_written(home: Path, resumed: dict) -> None:
+    """Each command of docs/RUNBOOK.md, run for real in the runbook's order on this night:
+    DATE is the night, ADAPTER_ID the candidate the gate blocked the day before."""
+    commands = runbook_commands()
+    assert len(commands) >= 12 and all(c.startswith("pria-ml ") for c in commands)
+    blocked = adapter_of(home, DATE - dt.timedelta(days=1))
+    variables = {"$DATE": DAY, "$ADAPTER_ID": str(blocked.adapter_id)}
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        argv = [variables.get(arg, arg) for arg in argv]
+        result = pria_ml(home, *argv)
+        assert result.stdout.strip(), command
+    history = registry.history(database(Settings(home=home)), limit=5)
+    assert [event.action for event in history[:2]] == ["rollback", "promote"]
+    assert adapter_of(home).status == "prod"  # rolled back to the night's own adapter
