@@ -272,10 +272,25 @@ def _gate_complete(night: Night) -> bool:
 
 
 def _gate_run(night: Night) -> str:
-    raise RegistryError(
-        f"evaluation of {night.date} finished without recording a gate decision in "
-        f"model_registry; run `pria-ml nightly --date {night.date} --from eval --force`"
+    """Record the decision of this run's evaluation when the evaluation did not record it."""
+    from pria_ml import registry
+
+    result = night.eval_result
+    if result is None:
+        raise RegistryError(
+            f"the candidate of {night.date} has no gate decision and no evaluation ran in this "
+            f"run; run `pria-ml nightly --date {night.date} --from eval --force`"
+        )
+    decision = result.decision
+    failed = list(decision.failed)
+    registry.record_gate_decision(
+        night.db,
+        result.adapter_id,
+        passed=bool(decision.passed),
+        reason="; ".join(failed) or "every promote_if clause holds",
+        metrics=dict(decision.inputs),
     )
+    return "passed" if decision.passed else "blocked"
 
 
 def _promote_complete(night: Night) -> bool:
