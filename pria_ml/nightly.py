@@ -364,7 +364,7 @@ def run(
 
     Never raises for a stage's failure: it is reported, notified and exported as metrics.
     """
-    from pria_ml import metrics, notify
+    from pria_ml import monitoring, notify
     from pria_ml.db import database
     from pria_ml.migrate import ensure_current
     from pria_ml.train import PROFILES
@@ -394,7 +394,7 @@ def run(
         report.finished_at = dt.datetime.now(dt.UTC)
         report.adapter = _adapter_or_none(night)
     # Reporting never fails the night: each of these logs its own trouble and returns.
-    metrics.publish(settings, report)
+    monitoring.publish(settings, report)
     if report.error is not None:
         notify.stage_failed(settings, report)
     elif report.blocked:

@@ -475,12 +475,12 @@ class TrainResult:
 def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainResult:
     """Train an adapter on ``date``'s train split, upload it and register a ``candidate``.
 
-    Reads the train and val splits through ``datasets/D/features/manifest.json``; writes checkpoints under
-    ``<home>/runs/train-D`` (resumed when the run is restarted), then ``adapters/D.safetensors``
-    and ``adapters/D.config.json`` and one ``model_registry`` row. Raises DataError,
-    ConfigError, BudgetExceeded, CheckpointError, TrainingError (out of memory) and
-    RegistryError (the adapter for D is already registered); on any error nothing is left
-    uploaded and the registry is untouched.
+    Reads the train and val splits through ``datasets/D/features/manifest.json``; writes
+    checkpoints under ``<home>/runs/train-D`` (resumed when the run is restarted), then
+    ``adapters/D.safetensors`` and ``adapters/D.config.json`` and one ``model_registry`` row.
+    Raises DataError, ConfigError, BudgetExceeded, CheckpointError, TrainingError (out of
+    memory) and RegistryError (the adapter for D is already registered); on any error nothing
+    is left uploaded and the registry is untouched.
     """
     from pria_ml import registry
     from pria_ml.db import database

@@ -6,7 +6,7 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pria_ml import metrics
+from pria_ml import monitoring
 from pria_ml.cost import NightSpend, SpendReport
 from pria_ml.nightly import DONE, SKIPPED, STAGES, GateOutcome, NightlyReport, StageReport
 from pria_ml.settings import Settings
@@ -39,7 +39,8 @@ def spend() -> SpendReport:
 def test_run_metrics_carry_cost_stages_gate_and_latency() -> None:
     from prometheus_client import generate_latest
 
-    found = samples(generate_latest(metrics.run_metrics(finished_night(), spend(), None)).decode())
+    registry = monitoring.run_metrics(finished_night(), spend(), None)
+    found = samples(generate_latest(registry).decode())
     assert found[("gpu_train_cost_usd_total", ())] == 312.25
     assert found[("pria_ml_train_cost_usd_30d", ())] == 41.5
     assert found[("pria_ml_nightly_stage_duration_seconds", (("stage", "train"),))] == 3.0
@@ -56,12 +57,12 @@ def test_textfile_keeps_the_last_success_through_a_failed_night(
     directory = tmp_path / "textfile"
     configured = registry_settings.model_copy(update={"metrics_textfile_dir": directory})
     good = finished_night()
-    assert len(metrics.publish(configured, good)) == 2
+    assert len(monitoring.publish(configured, good)) == 2
     blocked = finished_night(passed=False)
     blocked.finished_at = good.finished_at + dt.timedelta(days=1)
-    assert metrics.publish(configured, blocked) == [str(directory / metrics.RUN_FILE)]
-    run = samples((directory / metrics.RUN_FILE).read_text())
-    success = samples((directory / metrics.SUCCESS_FILE).read_text())
+    assert monitoring.publish(configured, blocked) == [str(directory / monitoring.RUN_FILE)]
+    run = samples((directory / monitoring.RUN_FILE).read_text())
+    success = samples((directory / monitoring.SUCCESS_FILE).read_text())
     assert run[("pria_ml_nightly_exit_code", ())] == 11
     assert run[("pria_ml_gate_passed", ())] == 0
     assert success[("pria_ml_nightly_last_success_timestamp_seconds", ())] == (
@@ -73,9 +74,9 @@ def test_textfile_keeps_the_last_success_through_a_failed_night(
 def test_pushgateway_receives_an_additive_push(settings, http_server) -> None:
     url, received = http_server
     configured = settings.model_copy(update={"pushgateway_url": url})
-    assert len(metrics.publish(configured, finished_night())) == 2
+    assert len(monitoring.publish(configured, finished_night())) == 2
     methods = {(method, path) for method, path, _ in received.requests}
-    assert methods == {("POST", f"/metrics/job/{metrics.JOB}")}
+    assert methods == {("POST", f"/metrics/job/{monitoring.JOB}")}
     bodies = b"".join(body for _, _, body in received.requests).decode()
     assert "pria_ml_nightly_last_success_timestamp_seconds" in bodies
     assert "pria_ml_nightly_stage_duration_seconds" in bodies
@@ -85,9 +86,9 @@ def test_an_unreachable_gateway_does_not_fail_the_night(settings, http_server, c
     url, received = http_server
     received.statuses = [500, 500]
     configured = settings.model_copy(update={"pushgateway_url": url})
-    assert metrics.publish(configured, finished_night()) == []
+    assert monitoring.publish(configured, finished_night()) == []
     assert "cannot push" in caplog.text
 
 
 def test_nothing_is_published_without_a_destination(tmp_path) -> None:
-    assert metrics.publish(Settings(home=tmp_path), finished_night()) == []
+    assert monitoring.publish(Settings(home=tmp_path), finished_night()) == []
