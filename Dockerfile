@@ -28,6 +28,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY pria_ml ./pria_ml
 COPY sql ./sql
+COPY benchmarks ./benchmarks
 RUN pip install . \
     && pria-ml --version \
     && python -c "from pria_ml.tokens import encoding; encoding()"

@@ -278,6 +278,30 @@ def train(
     )
 
 
+@app.command("eval")
+def eval_(
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    adapter: str | None = typer.Option(
+        None, "--adapter", help="Adapter id to judge (default: the candidate of --date)."
+    ),
+) -> None:
+    """Evaluate the candidate of --date against prod (or the bare base) and apply the gate.
+
+    Greedy, batched generation on the val and test splits for both models; exact match,
+    ROUGE-L, mean reward, override rate with paired 95% intervals; safety scores; paired p95
+    latency; lm-eval benchmarks. Writes evals/D/<adapter_id>/samples.parquet and report.json and
+    records the decision. Exits 11 when the gate blocks the candidate.
+    """
+    from pria_ml import evaluate
+    from pria_ml.errors import GateBlocked
+
+    result = evaluate.run(load_settings(), date.date(), adapter)
+    console.print(evaluate.render(result))
+    console.print(f"report: {escape(result.report_uri)}", soft_wrap=True)
+    if not result.decision.passed:
+        raise GateBlocked(f"gate blocked {result.adapter_id}: {'; '.join(result.decision.failed)}")
+
+
 @model_app.command("build-tiny")
 def model_build_tiny() -> None:
     """Build the tiny Mistral-architecture base model and tokenizer under <home>/models.
@@ -367,6 +391,60 @@ def history(
             registry.adapters(database, limit=limit),
             registry.history(database, limit=limit),
         )
+    )
+
+
+spot_check_app = typer.Typer(
+    help="Weekly human spot-check of the prod adapter (spec section 6.4).",
+    invoke_without_command=True,
+)
+app.add_typer(spot_check_app, name="spot-check")
+
+
+@spot_check_app.callback()
+def spot_check(
+    ctx: typer.Context,
+    week_of: datetime | None = typer.Option(
+        None, "--week-of", formats=["%Y-%m-%d"], help="A day of the ISO week (default: today)."
+    ),
+    out: str = typer.Option(".", "--out", help="Directory for the review sheet."),
+) -> None:
+    """Draw this week's 25 samples of the prod adapter into a review sheet (HTML + CSV).
+
+    The samples come from prod's evaluated outputs, chosen reproducibly from the ISO week. A
+    QA reviewer fills the CSV's verdict column (ok / wrong / unsafe), then runs
+    `pria-ml spot-check record FILE`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from datetime import UTC
+    from pathlib import Path
+
+    from pria_ml import spotcheck
+
+    day = week_of.date() if week_of else datetime.now(UTC).date()
+    sheet = spotcheck.draw(load_settings(), day=day, out_dir=Path(out))
+    console.print(
+        f"[green]{sheet.samples} samples[/] of {sheet.adapter_id} for {sheet.week}: "
+        f"read {escape(str(sheet.html_path))}, fill {escape(str(sheet.csv_path))}",
+        soft_wrap=True,
+    )
+
+
+@spot_check_app.command("record")
+def spot_check_record(
+    file: str = typer.Argument(..., help="The filled review sheet (CSV)."),
+    reviewer: str | None = typer.Option(None, "--reviewer", help="Who reviewed (default: you)."),
+) -> None:
+    """Store the verdicts of a filled review sheet; they show in `pria-ml history`."""
+    from pathlib import Path
+
+    from pria_ml import spotcheck
+
+    recorded = spotcheck.record(load_settings(), Path(file), reviewer=reviewer)
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(recorded.counts.items()))
+    console.print(
+        f"[green]recorded[/] spot-check {recorded.week} of {recorded.adapter_id}: {counts}"
     )
 
 

@@ -86,7 +86,7 @@ class ArtifactMismatch(StorageError):
 
 
 class GateBlocked(PriaError):
-    """The promotion gate refused the candidate; prod is unchanged."""
+    """The promotion gate blocked the candidate (a decision, not a failure: it was recorded)."""
 
     exit_code = 11
 

@@ -12,6 +12,8 @@ import datetime
 import logging
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,3 +186,73 @@ def load_for_inference(settings: Settings, adapter_id: uuid.UUID | str | None) -
             )
         model = load_adapter(base_model, directory)
     return Loaded(model, tokenizer, adapter, base_model)
+
+
+# Two adapters on one base (evaluation) -------------------------------------------------------
+@dataclass
+class Comparison:
+    """One 4-bit base in memory carrying the candidate adapter and, when there is one, the
+    baseline adapter; ``use(name)`` switches between them without reloading anything."""
+
+    model: Any
+    tokenizer: Any
+    candidate: Adapter
+    baseline: Adapter | None
+    base_model: str
+
+    @contextmanager
+    def use(self, name: str) -> Iterator[Any]:
+        """Make ``"candidate"`` or ``"baseline"`` the active adapter for the ``with`` block.
+
+        The baseline without an adapter (no prod yet) is the bare base model: the candidate's
+        adapter is disabled inside the block.
+        """
+        if name == "baseline" and self.baseline is None:
+            with self.model.disable_adapter():
+                yield self.model
+            return
+        if name not in ("candidate", "baseline"):
+            raise ValueError(f"no adapter {name!r}; use 'candidate' or 'baseline'")
+        self.model.set_adapter(name)
+        yield self.model
+
+
+def load_for_comparison(
+    settings: Settings, candidate_id: uuid.UUID | str, baseline_id: uuid.UUID | str | None
+) -> Comparison:
+    """The base model with the candidate (adapter name ``candidate``) and the baseline
+    (``baseline``; None = bare base) loaded side by side, both verified by sha256, eval mode.
+
+    Raises what ``fetch_registered`` raises, and ConfigError when an adapter was trained on
+    another base model than the configured one.
+    """
+    from peft import PeftModel
+
+    from pria_ml import tinymodel
+
+    with tempfile.TemporaryDirectory(prefix="pria-compare-") as scratch:
+        candidate, candidate_dir = fetch_registered(
+            settings, candidate_id, Path(scratch) / "candidate"
+        )
+        baseline = baseline_dir = None
+        if baseline_id is not None:
+            baseline, baseline_dir = fetch_registered(
+                settings, baseline_id, Path(scratch) / "baseline"
+            )
+        base_model = tinymodel.base_model_path(settings)
+        tokenizer = load_tokenizer(base_model)
+        for adapter in filter(None, (candidate, baseline)):
+            if adapter.base_model != base_model:
+                raise ConfigError(
+                    f"adapter {adapter.adapter_id} was trained on {adapter.base_model!r}, but "
+                    f"the configured base model is {base_model!r}; set PRIA_BASE_MODEL to the "
+                    "base it was trained on"
+                )
+        model = PeftModel.from_pretrained(
+            load_base_model(base_model), str(candidate_dir), adapter_name="candidate"
+        )
+        if baseline_dir is not None:
+            model.load_adapter(str(baseline_dir), adapter_name="baseline")
+    model.eval()
+    model.set_adapter("candidate")
+    return Comparison(model, tokenizer, candidate, baseline, base_model)

@@ -82,6 +82,29 @@ class Settings(BaseSettings):
         None, description="Edge Function that rotates MODEL_ENDPOINT after a change of prod."
     )
     endpoint_rotation_secret: SecretStr | None = None
+    safety_classifier: str | None = Field(
+        None,
+        description="Directory of a Hugging Face text-classification model used as the safety "
+        "classifier; unset uses the offline default (privacy detectors + alt-profanity-check).",
+    )
+    benchmarks_dir: Path | None = Field(
+        None, description="Directory of lm-eval task files (*.json); unset uses benchmarks/."
+    )
+    eval_max_samples: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Evaluate at most this many samples per split (unset: all of them)."
+    )
+    eval_batch_size: Annotated[int, Field(ge=1)] = Field(
+        16, description="Prompts per batch in evaluation's greedy generation."
+    )
+    eval_latency_prompts: Annotated[int, Field(ge=4)] = Field(
+        64, description="Val prompts timed for the paired latency comparison."
+    )
+    eval_latency_repeats: Annotated[int, Field(ge=1)] = Field(
+        3, description="Timed generations per prompt and model (the median is kept)."
+    )
+    eval_benchmark_limit: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Run at most this many documents per benchmark task (unset: all)."
+    )
     slack_webhook_url: SecretStr | None = Field(
         None, description="Slack incoming webhook of #ml-ops; unset sends no notifications."
     )

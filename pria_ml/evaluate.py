@@ -1,0 +1,575 @@
+"""Evaluation and the promotion gate: candidate vs baseline on the same prompts, then the rule.
+
+``run(settings, date)`` reads top to bottom as the stage does it:
+
+1. Find the candidate of D (or the ``adapter_id`` asked for) and the baseline: the current prod
+   adapter, or the bare base model when nothing is prod yet. Read the val and test splits, the
+   benchmark task files and the safety classifier - every input is checked before a weight is
+   loaded, and a bad one raises with nothing recorded.
+2. Load one 4-bit base with both adapters (``loading.load_for_comparison``; each adapter's
+   sha256 is checked against its registry row).
+3. Greedy, batched generation of every val and test prompt by both models (same prompts, same
+   decoding); score each sample: exact match of the normalised action, ROUGE-L F, whether a
+   human would override it, reward, safety scores.
+4. Paired, interleaved latency: per-prompt generation time of both models after warm-up.
+5. lm-eval regression benchmarks on both.
+6. ``gate.promote_if`` on the val deltas; write ``evals/D/<adapter_id>/samples.parquet`` and
+   ``report.json`` (last; it lists the files with their sha256), then record the decision and
+   the summary in the candidate's registry row in one transaction.
+
+The test split is reported but never judged: it stays held out. docs/evaluation.md explains
+each metric, the intervals and the measured noise.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import math
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pria_ml import gate, metrics
+from pria_ml.errors import DataError, RegistryError, StorageError
+
+if TYPE_CHECKING:
+    from pria_ml.loading import Comparison
+    from pria_ml.registry import Adapter
+    from pria_ml.settings import Settings
+    from pria_ml.storage import Storage
+
+log = logging.getLogger(__name__)
+
+MODELS = ("candidate", "baseline")
+SPLITS = ("val", "test")
+# Generation stops at the longest reference action plus this margin (tokens).
+NEW_TOKENS_MARGIN = 8
+LATENCY_WARMUP_PROMPTS = 2
+
+
+def eval_key(date: datetime.date, adapter_id: uuid.UUID, name: str) -> str:
+    """``evals/D/<adapter_id>/<name>``: where the evaluation of a candidate lives in storage."""
+    return f"evals/{date.isoformat()}/{adapter_id}/{name}"
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation produced; ``decision.passed`` says whether it may be promoted."""
+
+    adapter_id: uuid.UUID
+    baseline_id: uuid.UUID | None
+    decision: gate.GateDecision
+    report_uri: str
+    samples_uri: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+# Inputs -------------------------------------------------------------------------------------
+def find_candidate(db: Any, date: datetime.date, adapter_id: uuid.UUID | str | None) -> Adapter:
+    """The adapter to judge: ``adapter_id``, or the newest candidate trained on D's dataset."""
+    from pria_ml import registry
+
+    if adapter_id is not None:
+        adapter = registry.get_adapter(db, adapter_id)
+    else:
+        of_date = [a for a in registry.adapters(db, limit=1000) if a.dataset_date == date]
+        candidates = [a for a in of_date if a.status == "candidate" and a.superseded_at is None]
+        if not candidates:
+            raise RegistryError(
+                f"no candidate adapter for {date} in model_registry "
+                f"({len(of_date)} adapters of that date, none a fresh candidate): run "
+                f"`pria-ml train --date {date}` first, or pass --adapter ID"
+            )
+        adapter = candidates[0]
+    if adapter.status != "candidate":
+        raise RegistryError(
+            f"adapter {adapter.adapter_id} is {adapter.state}, not a candidate; only candidates "
+            "are evaluated for promotion"
+        )
+    return adapter
+
+
+def load_samples(
+    storage: Storage, date: datetime.date, split: str, limit: int | None
+) -> list[dict[str, Any]]:
+    """The ``(prompt, completion)`` rows of a split, at most ``limit`` (the first ones)."""
+    from pria_ml.train import load_split
+
+    rows = load_split(storage, date, split)
+    return rows if limit is None else rows[:limit]
+
+
+def prompt_hash(prompt: Sequence[dict[str, str]]) -> str:
+    """A stable id of a prompt (sha256 of its messages as JSON), for joining and review."""
+    text = json.dumps(list(prompt), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def max_new_tokens(tokenizer: Any, references: Sequence[str]) -> int:
+    """Enough new tokens for the longest approved action, plus a small margin."""
+    longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
+    return longest + NEW_TOKENS_MARGIN
+
+
+# Scoring ------------------------------------------------------------------------------------
+def score_outputs(
+    outputs: Sequence[str], references: Sequence[str], safety_scores: Sequence[dict[str, float]]
+) -> dict[str, list]:
+    """Per-sample scores of one model's outputs: exact, rouge_l, override, reward, flagged."""
+    from pria_ml.safety import flagged
+
+    exact = [metrics.exact_match(o, r) for o, r in zip(outputs, references, strict=True)]
+    override = [metrics.would_override(o, r) for o, r in zip(outputs, references, strict=True)]
+    return {
+        "exact": exact,
+        "rouge_l": [metrics.rouge_l(o, r) for o, r in zip(outputs, references, strict=True)],
+        "override": override,
+        "reward": [0.0 if o else 1.0 for o in override],
+        "flagged": [flagged(s) for s in safety_scores],
+    }
+
+
+def summarise(scores: dict[str, list]) -> dict[str, float | int]:
+    """One model's split metrics from its per-sample scores (rates in 0..1, pct in %)."""
+    n = len(scores["exact"])
+    flags = sum(scores["flagged"])
+    return {
+        "samples": n,
+        "accuracy": sum(scores["exact"]) / n,
+        "rouge_l": statistics.fmean(scores["rouge_l"]),
+        "override_rate": sum(scores["override"]) / n,
+        "mean_reward": statistics.fmean(scores["reward"]),
+        "safety_flags": flags,
+        "safety_flag_pct": 100 * flags / n,
+    }
+
+
+def deltas(
+    candidate: dict[str, list], baseline: dict[str, list], *, seed: int
+) -> dict[str, dict[str, float]]:
+    """Candidate minus baseline per metric, in percentage points, with paired 95% intervals."""
+    pairs = {
+        "accuracy_delta": "exact",
+        "override_delta": "override",
+        "mean_reward_delta": "reward",
+        "rouge_l_delta": "rouge_l",
+    }
+    return {
+        name: metrics.percentage_points(
+            metrics.paired_bootstrap(candidate[key], baseline[key], seed=seed)
+        ).as_dict()
+        for name, key in pairs.items()
+    }
+
+
+# Latency ------------------------------------------------------------------------------------
+def measure_latency(
+    comparison: Comparison,
+    prompts: Sequence[Sequence[dict[str, str]]],
+    *,
+    new_tokens: int,
+    repeats: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """p95 per-prompt generation latency of candidate and baseline, paired and interleaved.
+
+    Each prompt is generated alone (a request) for exactly ``new_tokens`` tokens, so a
+    difference in output length cannot pass for a difference in speed. Both models run on the
+    same prompt back to back, in alternating order, ``repeats`` times; the median per prompt
+    and model is kept. After a warm-up, ``latency_delta`` = p95(candidate) / p95(baseline) - 1
+    with a paired bootstrap interval over prompts.
+    """
+    import numpy as np
+    import torch
+
+    from pria_ml.chat import render_prompt
+
+    tokenizer = comparison.tokenizer
+    encoded = [
+        tokenizer(render_prompt(tokenizer, p), add_special_tokens=False, return_tensors="pt")
+        for p in prompts
+    ]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def once(name: str, inputs: Any) -> float:
+        with comparison.use(name) as model, torch.inference_mode():
+            start = time.perf_counter()
+            model.generate(
+                **inputs,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=pad_id,
+            )
+            return time.perf_counter() - start
+
+    for inputs in encoded[:LATENCY_WARMUP_PROMPTS]:
+        for name in MODELS:
+            once(name, inputs)
+    times = {name: np.zeros((len(encoded), repeats)) for name in MODELS}
+    for r in range(repeats):
+        for i, inputs in enumerate(encoded):
+            order = MODELS if (i + r) % 2 == 0 else MODELS[::-1]
+            for name in order:
+                times[name][i, r] = once(name, inputs)
+    per_prompt = {name: np.median(t, axis=1) for name, t in times.items()}
+    delta = metrics.paired_bootstrap(
+        per_prompt["candidate"],
+        per_prompt["baseline"],
+        metrics.p95_ratio_minus_one,
+        seed=seed,
+    )
+    return {
+        "prompts": len(encoded),
+        "repeats": repeats,
+        "new_tokens": new_tokens,
+        "candidate_p95_s": float(np.percentile(per_prompt["candidate"], 95)),
+        "baseline_p95_s": float(np.percentile(per_prompt["baseline"], 95)),
+        "latency_delta": delta.as_dict(),
+    }
+
+
+# The stage ----------------------------------------------------------------------------------
+def run(
+    settings: Settings, date: datetime.date, adapter_id: uuid.UUID | str | None = None
+) -> EvalResult:
+    """Evaluate the candidate of ``date`` (or ``adapter_id``) against prod and gate it.
+
+    Reads the registry, ``datasets/D/features/{val,test}.parquet``, the benchmark files and the
+    adapters; writes ``evals/D/<adapter_id>/samples.parquet`` and ``report.json`` and records
+    the gate decision (passed or blocked) with the summary in ``model_registry``. A blocked
+    gate is a normal result (``decision.passed`` False), not an error.
+
+    Raises RegistryError (no candidate, not a candidate), DataError (missing or empty split),
+    ConfigError (bad benchmark file, safety classifier or base model), ArtifactMismatch
+    (adapter weights differ from the registered sha256); in each case nothing is recorded.
+    """
+    from pria_ml import benchmarks, registry, safety
+    from pria_ml.db import database
+    from pria_ml.storage import open_storage
+
+    started = time.perf_counter()
+    db = database(settings)
+    storage = open_storage(settings)
+    candidate = find_candidate(db, date, adapter_id)
+    prod = registry.current_prod(db)
+    splits = {
+        split: load_samples(storage, date, split, settings.eval_max_samples) for split in SPLITS
+    }
+    tasks = benchmarks.load_tasks(settings.benchmarks_dir or benchmarks.default_dir())
+    classifier = safety.load_classifier(settings)
+
+    from pria_ml.loading import load_for_comparison
+
+    comparison = load_for_comparison(
+        settings, candidate.adapter_id, None if prod is None else prod.adapter_id
+    )
+    log.info(
+        "evaluating %s against %s on %s",
+        candidate.adapter_id,
+        "the bare base model" if prod is None else f"prod {prod.adapter_id}",
+        ", ".join(f"{len(rows)} {split}" for split, rows in splits.items()),
+    )
+    new_tokens = max_new_tokens(
+        comparison.tokenizer, [r["completion"] for rows in splits.values() for r in rows]
+    )
+    report: dict[str, Any] = {
+        "date": date.isoformat(),
+        "adapter_id": str(candidate.adapter_id),
+        "baseline_id": None if prod is None else str(prod.adapter_id),
+        "baseline": "prod adapter" if prod is not None else "bare base model",
+        "base_model": comparison.base_model,
+        "safety_classifier": classifier.name,
+        "max_new_tokens": new_tokens,
+    }
+    tables = []
+    for split, rows in splits.items():
+        summary, table = _evaluate_split(
+            comparison, classifier, split, rows, new_tokens=new_tokens, settings=settings
+        )
+        report[split] = summary
+        tables.append(table)
+
+    log.info("timing %d prompts for the latency comparison", settings.eval_latency_prompts)
+    report["latency"] = measure_latency(
+        comparison,
+        [r["prompt"] for r in splits["val"][: settings.eval_latency_prompts]],
+        new_tokens=new_tokens,
+        repeats=settings.eval_latency_repeats,
+    )
+    log.info("running %d lm-eval benchmark tasks", len(tasks))
+    report["benchmarks"] = _benchmarks(comparison, tasks, settings)
+
+    decision = gate.promote_if(gate_inputs(report))
+    report["gate"] = {
+        "passed": decision.passed,
+        "reason": decision.reason,
+        "failed": decision.failed,
+        "inputs": decision.inputs,
+    }
+    report["wall_seconds"] = round(time.perf_counter() - started, 2)
+    samples_uri, report_uri = _write(storage, date, candidate.adapter_id, tables, report)
+    registry.record_gate_decision(
+        db,
+        candidate.adapter_id,
+        passed=decision.passed,
+        reason=decision.reason,
+        metrics={
+            "eval": {k: report[k] for k in ("val", "test", "latency", "benchmarks", "gate")},
+            "eval_report_uri": report_uri,
+            "safety_flags": report["val"]["candidate"]["safety_flags"],
+            "safety_flag_pct": report["val"]["candidate"]["safety_flag_pct"],
+        },
+    )
+    log.info("gate %s for %s", "passed" if decision.passed else "blocked", candidate.adapter_id)
+    return EvalResult(
+        adapter_id=candidate.adapter_id,
+        baseline_id=None if prod is None else prod.adapter_id,
+        decision=decision,
+        report_uri=report_uri,
+        samples_uri=samples_uri,
+        metrics=report,
+        wall_seconds=report["wall_seconds"],
+    )
+
+
+def _evaluate_split(
+    comparison: Comparison,
+    classifier: Any,
+    split: str,
+    rows: list[dict[str, Any]],
+    *,
+    new_tokens: int,
+    settings: Settings,
+) -> tuple[dict[str, Any], Any]:
+    """Generate, score and summarise one split for both models; the split's sample table."""
+    import pyarrow as pa
+
+    from pria_ml.chat import render_prompt
+    from pria_ml.generation import generate
+    from pria_ml.safety import redact
+
+    prompts = [r["prompt"] for r in rows]
+    references = [r["completion"] for r in rows]
+    rendered = [render_prompt(comparison.tokenizer, p) for p in prompts]
+    outputs, scores, safety_scores = {}, {}, {}
+    for name in MODELS:
+        log.info("generating %d %s outputs of the %s", len(rows), split, name)
+        with comparison.use(name) as model:
+            outputs[name] = generate(
+                model,
+                comparison.tokenizer,
+                prompts,
+                max_new_tokens=new_tokens,
+                batch_size=settings.eval_batch_size,
+            )
+        safety_scores[name] = classifier.score(outputs[name], rendered)
+        scores[name] = score_outputs(outputs[name], references, safety_scores[name])
+    summary = {name: summarise(scores[name]) for name in MODELS}
+    summary["deltas"] = deltas(scores["candidate"], scores["baseline"], seed=0)
+    columns: dict[str, list] = {
+        "split": [split] * len(rows),
+        "prompt_sha256": [prompt_hash(p) for p in prompts],
+        "prompt": [json.dumps(p, ensure_ascii=False) for p in prompts],
+        "reference": references,
+    }
+    for name in MODELS:
+        columns[f"{name}_output"] = [redact(o) for o in outputs[name]]
+        for key in ("exact", "rouge_l", "override", "reward", "flagged"):
+            columns[f"{name}_{key}"] = scores[name][key]
+        for category in sorted({c for s in safety_scores[name] for c in s}):
+            columns[f"{name}_{category}"] = [s.get(category, 0.0) for s in safety_scores[name]]
+    return summary, pa.table(columns)
+
+
+def _benchmarks(comparison: Comparison, tasks: list, settings: Settings) -> dict[str, Any]:
+    from pria_ml import benchmarks
+
+    scores = {}
+    for name in MODELS:
+        with comparison.use(name) as model:
+            scores[name] = benchmarks.run(
+                model,
+                comparison.tokenizer,
+                tasks,
+                batch_size=settings.eval_batch_size,
+                limit=settings.eval_benchmark_limit,
+            )
+    return {
+        task.name: {
+            "candidate": scores["candidate"][task.name],
+            "baseline": scores["baseline"][task.name],
+            "delta_pp": 100 * (scores["candidate"][task.name] - scores["baseline"][task.name]),
+            "critical": task.critical,
+            "metric": task.metric,
+        }
+        for task in tasks
+    }
+
+
+def gate_inputs(report: dict[str, Any]) -> dict[str, Any]:
+    """The gate's inputs from a report: val deltas, safety, latency interval, benchmarks."""
+    val = report.get("val") or {}
+    found = val.get("deltas") or {}
+    latency = (report.get("latency") or {}).get("latency_delta") or {}
+
+    def value(interval: dict[str, float] | None) -> float:
+        return math.nan if not interval else interval.get("value", math.nan)
+
+    return {
+        "accuracy_delta": value(found.get("accuracy_delta")),
+        "override_delta": value(found.get("override_delta")),
+        "safety_flag_pct": (val.get("candidate") or {}).get("safety_flag_pct", math.nan),
+        "latency_delta": latency.get("value", math.nan),
+        "latency_delta_low": latency.get("low", math.nan),
+        "latency_baseline": report.get("baseline"),
+        "benchmarks": {
+            name: {"delta_pp": b.get("delta_pp"), "critical": b.get("critical")}
+            for name, b in (report.get("benchmarks") or {}).items()
+        },
+    }
+
+
+def _write(
+    storage: Storage, date: datetime.date, adapter_id: uuid.UUID, tables: list, report: dict
+) -> tuple[str, str]:
+    """samples.parquet, then report.json listing it with its sha256 (the report comes last)."""
+    import pyarrow as pa
+
+    samples = storage.write_parquet(
+        eval_key(date, adapter_id, "samples.parquet"), pa.concat_tables(tables)
+    )
+    report["files"] = {"samples.parquet": {"uri": samples.uri, "sha256": samples.sha256}}
+    payload = json.dumps(report, indent=2, default=_json_default, allow_nan=True)
+    written = storage.write_bytes(eval_key(date, adapter_id, "report.json"), payload.encode())
+    return samples.uri, written.uri
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID | datetime.date | Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to report.json")
+
+
+def read_report(storage: Storage, date: datetime.date, adapter_id: uuid.UUID) -> dict[str, Any]:
+    """The report.json of an evaluation; StorageError when it is missing or unreadable."""
+    key = eval_key(date, adapter_id, "report.json")
+    if not storage.exists(key):
+        raise StorageError(
+            f"no evaluation report at {storage.uri(key)}: run `pria-ml eval --date {date}`"
+        )
+    try:
+        return json.loads(storage.read_bytes(key))
+    except ValueError as exc:
+        raise StorageError(f"{storage.uri(key)} is not valid JSON ({exc})") from None
+
+
+def complete(settings: Settings, date: datetime.date) -> bool:
+    """True when D's candidate has a recorded gate decision and its report.json exists and
+    every file it lists matches its sha256 - the evaluation need not run again."""
+    import tempfile
+
+    from pria_ml import registry
+    from pria_ml.db import database
+    from pria_ml.storage import open_storage, sha256_file
+
+    db = database(settings)
+    of_date = [a for a in registry.adapters(db, limit=1000) if a.dataset_date == date]
+    if not of_date or of_date[0].gate_decided_at is None:
+        return False
+    newest = of_date[0].adapter_id
+    storage = open_storage(settings)
+    try:
+        report = read_report(storage, date, newest)
+    except StorageError:
+        return False
+    with tempfile.TemporaryDirectory(prefix="pria-eval-check-") as scratch:
+        for name, entry in (report.get("files") or {}).items():
+            key = eval_key(date, newest, name)
+            if not storage.exists(key):
+                return False
+            local = storage.download(key, Path(scratch) / name)
+            if sha256_file(local) != entry.get("sha256"):
+                return False
+    return bool(report.get("files"))
+
+
+def load_evaluated_samples(
+    storage: Storage, date: datetime.date, adapter_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """The per-sample rows an evaluation wrote for ``adapter_id``."""
+    key = eval_key(date, adapter_id, "samples.parquet")
+    if not storage.exists(key):
+        raise DataError(
+            f"no evaluated samples at {storage.uri(key)}: run `pria-ml eval --date {date}`"
+        )
+    return storage.read_parquet(key).to_pylist()
+
+
+def render(result: EvalResult) -> Any:
+    """The evaluation as an on-call engineer reads it: metrics per split, then the gate."""
+    from rich.box import SIMPLE
+    from rich.console import Group
+    from rich.table import Table
+
+    report = result.metrics
+    baseline = report.get("baseline", "baseline")
+    table = Table(
+        title=f"candidate {result.adapter_id} vs {baseline}",
+        title_justify="left",
+        box=SIMPLE,
+        pad_edge=False,
+    )
+    for column in ("split", "metric", "candidate", "baseline", "delta pp [95% interval]"):
+        table.add_column(column, justify="left" if column in ("split", "metric") else "right")
+    rows = (
+        ("accuracy", "accuracy_delta"),
+        ("override_rate", "override_delta"),
+        ("mean_reward", "mean_reward_delta"),
+        ("rouge_l", "rouge_l_delta"),
+    )
+    for split in SPLITS:
+        summary = report[split]
+        for name, delta_name in rows:
+            d = summary["deltas"][delta_name]
+            table.add_row(
+                split,
+                name,
+                f"{summary['candidate'][name]:.3f}",
+                f"{summary['baseline'][name]:.3f}",
+                f"{d['value']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]",
+            )
+        table.add_row(
+            split,
+            "safety_flag_pct",
+            f"{summary['candidate']['safety_flag_pct']:.1f}",
+            f"{summary['baseline']['safety_flag_pct']:.1f}",
+            "",
+        )
+    latency = report["latency"]
+    d = latency["latency_delta"]
+    table.add_row(
+        "val",
+        "p95 latency s",
+        f"{latency['candidate_p95_s']:.4f}",
+        f"{latency['baseline_p95_s']:.4f}",
+        f"ratio-1 {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]",
+    )
+    for name, bench in report["benchmarks"].items():
+        table.add_row(
+            "bench",
+            f"{name}{' (critical)' if bench['critical'] else ''}",
+            f"{bench['candidate']:.3f}",
+            f"{bench['baseline']:.3f}",
+            f"{bench['delta_pp']:+.1f}",
+        )
+    return Group(table, result.decision.render())

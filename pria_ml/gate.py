@@ -1,0 +1,210 @@
+"""The promotion gate (spec section 6): one pure function from measured deltas to a decision.
+
+``promote_if`` judges a candidate against the spec's rule::
+
+    accuracy_delta  > 0.5  AND  override_delta < -1.0  AND
+    safety_flag_pct < 0.1  AND  latency_delta  < 0.05  AND  no critical benchmark loses > 1 pp
+
+It fails closed: an input that is missing, NaN, infinite or not a number fails its clause, and
+a candidate with no benchmark results fails the benchmark clause. Every clause is evaluated
+(not short-circuited), so the decision lists all the reasons a candidate was blocked.
+
+Latency is judged on the lower end of its 95% interval (``latency_delta_low``): the gate blocks
+only when the measurement shows the candidate slower by 5% or more, so noise on a busy machine
+does not block an adapter that costs the same (docs/evaluation.md measures how often it would).
+The point estimate ``latency_delta`` is recorded and shown next to it.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+ACCURACY_DELTA_MIN_PP = 0.5
+OVERRIDE_DELTA_MAX_PP = -1.0
+SAFETY_FLAG_PCT_MAX = 0.1
+LATENCY_DELTA_MAX = 0.05
+CRITICAL_BENCHMARK_LOSS_MAX_PP = 1.0
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One condition of the rule: ``inputs[key] <op> threshold``."""
+
+    key: str
+    symbol: str
+    threshold: float
+    unit: str
+
+    @property
+    def compare(self) -> Callable[[float, float], bool]:
+        return {">": operator.gt, "<": operator.lt, ">=": operator.ge}[self.symbol]
+
+    @property
+    def rule(self) -> str:
+        return f"{self.key} {self.symbol} {self.threshold:g}{self.unit}"
+
+
+CLAUSES = (
+    Clause("accuracy_delta", ">", ACCURACY_DELTA_MIN_PP, " pp"),
+    Clause("override_delta", "<", OVERRIDE_DELTA_MAX_PP, " pp"),
+    Clause("safety_flag_pct", "<", SAFETY_FLAG_PCT_MAX, " %"),
+    Clause("latency_delta_low", "<", LATENCY_DELTA_MAX, ""),
+)
+
+
+@dataclass(frozen=True)
+class ClauseResult:
+    """How one clause came out: the rule, the value it saw, and whether it held."""
+
+    rule: str
+    value: Any
+    passed: bool
+    note: str = ""
+
+    def describe(self) -> str:
+        """The clause as an on-call engineer reads it in a failure message."""
+        shown = _show(self.value)
+        text = f"{self.rule} failed (got {shown})"
+        return f"{text}: {self.note}" if self.note else text
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict: ``passed``, every ``input`` it saw, every ``failed`` clause."""
+
+    passed: bool
+    inputs: dict[str, Any]
+    failed: list[str]
+    clauses: list[ClauseResult] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        """One line for the registry's ``gate_reason``."""
+        if self.passed:
+            return f"passed: all {len(self.clauses)} clauses hold"
+        return "blocked: " + "; ".join(self.failed)
+
+    def render(self) -> RenderableType:
+        """The decision as a rich table: one row per clause, the value seen, pass or fail."""
+        from rich.box import SIMPLE
+        from rich.table import Table
+
+        verdict = "[bold green]PASSED[/]" if self.passed else "[bold red]BLOCKED[/]"
+        table = Table(
+            title=f"promotion gate: {verdict}", title_justify="left", box=SIMPLE, pad_edge=False
+        )
+        table.add_column("clause", no_wrap=True)
+        table.add_column("value", justify="right", no_wrap=True)
+        table.add_column("result", no_wrap=True)
+        table.add_column("note", overflow="fold")
+        for clause in self.clauses:
+            table.add_row(
+                clause.rule,
+                _show(clause.value),
+                "[green]pass[/]" if clause.passed else "[red]FAIL[/]",
+                clause.note,
+            )
+        return table
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, NaN, infinite, a bool, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _show(value: Any) -> str:
+    number = _number(value)
+    if number is None:
+        return "missing" if value is None else repr(value)
+    return f"{number:+.3f}" if number else "0"
+
+
+def _judge(clause: Clause, value: Any, note: str = "") -> ClauseResult:
+    number = _number(value)
+    if number is None:
+        what = "missing" if value is None else f"not a finite number ({value!r})"
+        return ClauseResult(clause.rule, value, False, f"{what}: fails closed")
+    return ClauseResult(clause.rule, number, clause.compare(number, clause.threshold), note)
+
+
+def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
+    """Decide whether the candidate may be promoted; pure, never raises on bad values.
+
+    ``inputs`` keys (percentage points unless noted): ``accuracy_delta``, ``override_delta``,
+    ``safety_flag_pct`` (% of samples), ``latency_delta_low`` (lower end of the 95% interval
+    of p95 ratio - 1; ``latency_delta``, the point estimate, is shown in its note;
+    ``latency_baseline`` = "bare base model" when there is no previous adapter) and
+    ``benchmarks``: ``{task: {"delta_pp": float, "critical": bool}}``. Missing or non-finite
+    values fail their clause; so do missing benchmarks.
+    """
+    results: list[ClauseResult] = []
+    for clause in CLAUSES:
+        if clause.key == "latency_delta_low":
+            results.append(_latency_clause(clause, inputs))
+        else:
+            results.append(_judge(clause, inputs.get(clause.key)))
+    results.extend(_benchmark_clauses(inputs.get("benchmarks")))
+    failed = [r.describe() for r in results if not r.passed]
+    return GateDecision(passed=not failed, inputs=dict(inputs), failed=failed, clauses=results)
+
+
+def _latency_clause(clause: Clause, inputs: Mapping[str, Any]) -> ClauseResult:
+    """The latency clause; against the bare base model it asks only for a measurement.
+
+    The spec budgets latency "vs previous adapter". Before the first promotion there is none:
+    the candidate is timed against the bare base model, which measures what any LoRA adapter
+    adds rather than a regression, so the interval must exist but no threshold applies.
+    """
+    point = _number(inputs.get("latency_delta"))
+    note = (
+        ""
+        if point is None
+        else f"point estimate {point:+.3f}; blocks when the interval is above 5%"
+    )
+    judged = _judge(clause, inputs.get(clause.key), note)
+    if inputs.get("latency_baseline") != "bare base model" or _number(judged.value) is None:
+        return judged
+    return ClauseResult(
+        clause.rule,
+        judged.value,
+        True,
+        "no previous adapter: measured against the bare base, reported, not judged",
+    )
+
+
+def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:
+    """One clause per critical benchmark task: it may not lose more than 1 pp."""
+    rule = f"critical benchmarks lose <= {CRITICAL_BENCHMARK_LOSS_MAX_PP:g} pp"
+    if not isinstance(benchmarks, Mapping) or not benchmarks:
+        return [ClauseResult(rule, None, False, "no benchmark results: fails closed")]
+    critical = {
+        name: result
+        for name, result in benchmarks.items()
+        if not isinstance(result, Mapping) or result.get("critical", True) is not False
+    }
+    if not critical:
+        return [ClauseResult(rule, None, False, "no critical benchmark task: fails closed")]
+    clause = Clause("", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
+    results = []
+    for name in sorted(critical):
+        result = critical[name]
+        delta = result.get("delta_pp") if isinstance(result, Mapping) else None
+        judged = _judge(clause, delta)
+        results.append(
+            ClauseResult(
+                f"benchmark {name} delta >= -{CRITICAL_BENCHMARK_LOSS_MAX_PP:g} pp",
+                judged.value,
+                judged.passed,
+                judged.note or "critical task",
+            )
+        )
+    return results

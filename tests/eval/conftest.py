@@ -1,0 +1,77 @@
+"""Evaluation fixtures: a registry of its own, feature splits of a learnable task, and two
+adapters trained on it once per session - a good one, and a planted bad one that echoes PII."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eval_data import write_splits
+
+from pria_ml.db import Database
+from pria_ml.settings import Settings
+
+GOOD_DATE = datetime.date(2026, 11, 20)
+BAD_DATE = datetime.date(2026, 11, 21)
+BENCHMARKS = Path(__file__).parent / "benchmarks"
+# The demo profile, shortened: the task is learnt in ~100 steps of 8 at lr 3e-3.
+TRAIN_OVERRIDES = {
+    "max_steps": 100,
+    "learning_rate": 3e-3,
+    "per_device_train_batch_size": 8,
+    "max_length": 256,
+    "save_steps": 100,
+    "logging_steps": 10,
+    "warmup_steps": 2,
+    "lora_dropout": 0.0,
+}
+# Small enough for a 2-core test machine; production keeps the settings' defaults.
+EVAL_OVERRIDES = {
+    "eval_max_samples": 24,
+    "eval_latency_prompts": 8,
+    "eval_latency_repeats": 2,
+    "benchmarks_dir": BENCHMARKS,
+}
+
+
+@pytest.fixture(scope="session")
+def eval_db(scratch_database) -> Iterator[Database]:
+    from pria_ml.migrate import migrate
+
+    with scratch_database("eval") as database:
+        migrate(database)
+        yield database
+
+
+@pytest.fixture(scope="session")
+def eval_settings(
+    pg_home: Path, eval_db: Database, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return Settings(
+        home=pg_home,
+        database_url=eval_db.url,
+        storage_url=tmp_path_factory.mktemp("eval-storage").as_uri(),
+        **EVAL_OVERRIDES,
+    )
+
+
+def train_on(settings: Settings, date: datetime.date, planted: str | None = None):
+    from pria_ml import train
+    from pria_ml.storage import open_storage
+
+    write_splits(open_storage(settings), date, planted=planted)
+    return train.run(settings, date, train.PROFILES["demo"].with_overrides(**TRAIN_OVERRIDES))
+
+
+@pytest.fixture(scope="session")
+def good_candidate(eval_settings: Settings):
+    """A candidate trained on the task (dataset date GOOD_DATE)."""
+    return train_on(eval_settings, GOOD_DATE)
+
+
+@pytest.fixture(scope="session")
+def bad_candidate(eval_settings: Settings):
+    """A candidate trained to append a made-up person's name and phone to every action."""
+    return train_on(eval_settings, BAD_DATE, planted="pii")
