@@ -673,6 +673,30 @@ def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: d
     return uri
 
 
+def publish_tables(storage, date: dt.date, tables: Mapping[str, pa.Table]) -> str:
+    """Publish ready-made split tables (``{"train": table, ...}``) as the features set of
+    ``date``, with a manifest listing only the files: for tests and demos that build their
+    examples without Spark. Return the manifest's URI."""
+    generation = new_generation()
+    with tempfile.TemporaryDirectory(prefix="pria-features-") as scratch:
+        paths, files = {}, {}
+        for name in SPLITS:
+            paths[name] = Path(scratch, f"{name}.parquet")
+            pq.write_table(tables[name], paths[name], compression="zstd")
+            files[f"{name}.parquet"] = {
+                "key": features_key(date, f"{generation}/{name}.parquet"),
+                "sha256": sha256_file(paths[name]),
+                "bytes": paths[name].stat().st_size,
+            }
+        manifest = {
+            "date": date.isoformat(),
+            "code_version": code_version(),
+            "generation": generation,
+            "files": files,
+        }
+        return publish(storage, date, paths, manifest)
+
+
 def _prune_generations(storage, date: dt.date, *, keep: int) -> None:
     prefix = features_key(date, "")
     generations: dict[str, list[str]] = {}

@@ -456,6 +456,8 @@ def _record_gate(night: Night, report: NightlyReport) -> None:
         adapter.adapter_id, bool(adapter.gate_passed), adapter.gate_reason or "", failed, inputs
     )
     gate_stage = report.stage("gate")
+    if gate_stage.status == SKIPPED and night.eval_result is not None:
+        gate_stage.status = DONE  # decided by this run's evaluation
     if not adapter.gate_passed and gate_stage.status in (DONE, SKIPPED):
         gate_stage.status = BLOCKED
     if gate_stage.status in (DONE, SKIPPED, BLOCKED):

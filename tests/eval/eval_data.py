@@ -13,7 +13,8 @@ import random
 
 import pyarrow as pa
 
-from pria_ml.contract import FEATURE_SCHEMA, features_key
+from pria_ml import features
+from pria_ml.contract import FEATURE_SCHEMA
 from pria_ml.seed import MERCHANTS
 from pria_ml.storage import Storage
 
@@ -53,8 +54,10 @@ def task_rows(n: int, seed: int, *, planted: str | None = None) -> list[dict]:
 def write_splits(
     storage: Storage, date: datetime.date, *, train: int = 256, val: int = 24, planted=None
 ) -> None:
-    """``datasets/D/features/{train,val,test}.parquet``; only train carries the plant."""
+    """The features set of ``date`` (splits + manifest); only train carries the plant."""
     sizes = {"train": (train, 1, planted), "val": (val, 2, None), "test": (val, 3, None)}
-    for split, (n, seed, plant) in sizes.items():
-        table = pa.Table.from_pylist(task_rows(n, seed, planted=plant), schema=FEATURE_SCHEMA)
-        storage.write_parquet(features_key(date, f"{split}.parquet"), table)
+    tables = {
+        split: pa.Table.from_pylist(task_rows(n, seed, planted=plant), schema=FEATURE_SCHEMA)
+        for split, (n, seed, plant) in sizes.items()
+    }
+    features.publish_tables(storage, date, tables)

@@ -3,6 +3,7 @@ server that records what it receives, and promtool from Debian's ``prometheus`` 
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import shutil
@@ -52,10 +53,10 @@ class Received:
     statuses: list[int] = field(default_factory=list)  # answered in order, then 200
 
 
-@pytest.fixture
-def http_server() -> Iterator[tuple[str, Received]]:
-    """A real HTTP server on 127.0.0.1 that records every request and answers from a script."""
-    received = Received()
+@contextlib.contextmanager
+def serve(received: Received) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that records every request into ``received`` and
+    answers with its scripted statuses; yields its URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -75,9 +76,18 @@ def http_server() -> Iterator[tuple[str, Received]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, Received]]:
+    received = Received()
+    with serve(received) as url:
+        yield url, received
 
 
 # promtool comes with Debian's `prometheus` package: downloaded once with apt-get, extracted with

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, pria_ml
+from conftest import Received, cli_env, pria_ml, serve
 
 from pria_ml import registry
 from pria_ml.db import database
@@ -29,7 +29,8 @@ DATE = dt.date(2026, 11, 24)
 DAY = DATE.isoformat()
 TRAIN = ["--profile", "demo", "--max-steps", "4", "--save-steps", "2"]
 
-pytestmark = pytest.mark.slow
+# The night trains and evaluates for real: minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def start(home: Path, *args: str) -> subprocess.Popen:
@@ -71,6 +72,16 @@ def stage_lines(output: str) -> dict[str, str]:
         ):  # fmt: skip
             rows[cells[0]] = cells[1]
     return rows
+
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
+RUNBOOK_RUN: set[str] = set()  # runbook commands a test of this module has already run
+
+
+def runbook_commands() -> list[str]:
+    """Every `pria-ml` line of the runbook's sh blocks, in order."""
+    blocks = re.findall(r"```sh\n(.*?)```", RUNBOOK.read_text(), re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +142,9 @@ def test_the_resumed_night_has_the_result_of_an_uninterrupted_one(
 ) -> None:
     manifest = home / "storage" / "datasets" / DAY / "features" / "manifest.json"
     before = json.loads(manifest.read_text())
-    rebuilt = pria_ml(
-        home, "nightly", "--date", DAY, "--from", "build-features", "--until", "build-features",
-        "--force",
-    )  # fmt: skip
+    (command,) = [c for c in runbook_commands() if "--from build-features" in c]
+    rebuilt = pria_ml(home, *shlex.split(command.replace('"$DATE"', DAY))[1:])
+    RUNBOOK_RUN.add(command)
     assert stage_lines(rebuilt.stdout)["build-features"] == "done"
     after = json.loads(manifest.read_text())
     assert after["generation"] != before["generation"]
@@ -163,16 +173,84 @@ def test_a_second_run_of_the_same_date_is_refused_and_names_the_holder(
     pria_ml(home, "nightly", "--date", DAY, "--until", "extract")  # released with the lock
 
 
-def test_a_passed_gate_promotes_and_a_rerun_changes_nothing(home: Path, resumed: dict) -> None:
-    adapter = adapter_of(home)
-    registry.record_gate_decision(
-        database(Settings(home=home)),
-        adapter.adapter_id,
-        passed=True,
-        reason="all promote_if clauses hold",
-        metrics={"accuracy_delta": 1.2, "safety_flag_pct": 0.0, "latency_delta": 0.01},
+# Evaluation kept small for a 2-core machine; production keeps the settings' defaults.
+EVAL = {
+    "PRIA_EVAL_MAX_SAMPLES": "8",
+    "PRIA_EVAL_LATENCY_PROMPTS": "4",
+    "PRIA_EVAL_LATENCY_REPEATS": "1",
+    "PRIA_EVAL_BENCHMARK_LIMIT": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(home: Path, resumed: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The whole night on top of the resumed one: eval and gate run for real. Four training
+    steps teach the tiny model nothing, so the gate blocks the candidate (accuracy_delta)."""
+    received = Received()
+    textfile = tmp_path_factory.mktemp("textfile")
+    with serve(received) as url:
+        night = pria_ml(
+            home, "nightly", "--date", DAY, *TRAIN, expect=11,
+            PRIA_SLACK_WEBHOOK_URL=url, PRIA_METRICS_TEXTFILE_DIR=str(textfile), **EVAL,
+        )  # fmt: skip
+    again = pria_ml(home, "nightly", "--date", DAY, expect=11, **EVAL)
+    return {"night": night, "again": again, "slack": received, "textfile": textfile}
+
+
+def test_eval_and_gate_run_and_a_blocked_gate_stops_promotion(evaluated: dict, home) -> None:
+    night = evaluated["night"]
+    assert stage_lines(night.stdout) == {
+        "extract": "skipped",
+        "build-features": "skipped",
+        "train": "skipped",
+        "eval": "done",
+        "gate": "blocked",
+        "promote": "blocked",
+        "archive": "skipped",
+    }
+    assert "failed: accuracy_delta" in night.stdout
+    assert "the gate blocked the candidate of 2026-11-24" in night.stderr
+    assert adapter_of(home).status == "candidate" and adapter_of(home).gate_passed is False
+
+
+def test_a_blocked_night_tells_ml_ops_and_leaves_metrics(evaluated: dict, home) -> None:
+    (message,) = [json.loads(body)["text"] for _, _, body in evaluated["slack"].requests]
+    assert "gate blocked candidate" in message and str(adapter_of(home).adapter_id) in message
+    metrics = (evaluated["textfile"] / "pria_ml_nightly.prom").read_text()
+    assert "pria_ml_gate_passed 0.0" in metrics
+    assert 'pria_ml_nightly_stage_status{stage="eval",status="done"} 1.0' in metrics
+    assert not (evaluated["textfile"] / "pria_ml_nightly_success.prom").exists()
+
+
+def test_the_finished_night_run_again_skips_every_stage_and_keeps_its_result(
+    evaluated: dict,
+) -> None:
+    again = stage_lines(evaluated["again"].stdout)
+    assert again["eval"] == "skipped" and again["train"] == "skipped"
+    assert again["gate"] == "blocked" and again["promote"] == "blocked"
+
+
+def register_gated(home: Path, day: dt.date, *, passed: bool, **metrics) -> object:
+    """A candidate of ``day`` with a recorded gate decision (its weights are not needed by the
+    stages after the gate)."""
+    db = database(Settings(home=home))
+    adapter_id = registry.register_candidate(
+        db,
+        dataset_date=day,
+        artifact_uri=f"file:///elsewhere/{day}.safetensors",
+        artifact_sha256=f"{day.day:064x}",
+        base_model="tiny-mistral",
+        metrics={"cost_usd": 1.25},
     )
-    night = pria_ml(home, "nightly", "--date", DAY, "--from", "gate")
+    reason = "every promote_if clause holds" if passed else "safety_flag_pct 0.3 >= 0.1"
+    registry.record_gate_decision(db, adapter_id, passed=passed, reason=reason, metrics=metrics)
+    return adapter_id
+
+
+def test_a_passed_gate_promotes_and_a_rerun_changes_nothing(home: Path, evaluated: dict) -> None:
+    day = DATE - dt.timedelta(days=1)
+    adapter_id = register_gated(home, day, passed=True, latency_delta=0.01, safety_flag_pct=0.0)
+    night = pria_ml(home, "nightly", "--date", day.isoformat(), "--from", "gate")
     assert stage_lines(night.stdout) == {
         "extract": "not run",
         "build-features": "not run",
@@ -182,72 +260,26 @@ def test_a_passed_gate_promotes_and_a_rerun_changes_nothing(home: Path, resumed:
         "promote": "done",
         "archive": "skipped",
     }
-    assert "gate: passed" in night.stdout
-    assert adapter_of(home).status == "prod"
-    again = pria_ml(home, "nightly", "--date", DAY, "--from", "gate")
+    assert f"gate: passed for adapter {adapter_id}" in night.stdout
+    assert adapter_of(home, day).status == "prod"
+    again = pria_ml(home, "nightly", "--date", day.isoformat(), "--from", "gate")
     assert stage_lines(again.stdout)["promote"] == "skipped"
 
 
-def test_a_blocked_gate_stops_promotion_exits_11_and_tells_ml_ops(
-    home: Path, resumed: dict, http_server, tmp_path: Path
-) -> None:
-    url, received = http_server
-    db = database(Settings(home=home))
-    blocked_date = DATE - dt.timedelta(days=1)
-    adapter_id = registry.register_candidate(
-        db,
-        dataset_date=blocked_date,
-        artifact_uri=f"file:///elsewhere/{blocked_date}.safetensors",
-        artifact_sha256="a" * 64,
-        base_model="tiny-mistral",
-        metrics={"cost_usd": 1.25},
-    )
-    registry.record_gate_decision(
-        db,
-        adapter_id,
-        passed=False,
-        reason="safety_flag_pct 0.3 >= 0.1",
-        metrics={"safety_flags": 3, "safety_flag_pct": 0.3, "latency_delta": 0.02},
-    )
-    textfile = tmp_path / "textfile"
-    night = pria_ml(
-        home, "nightly", "--date", blocked_date.isoformat(), "--from", "gate", expect=11,
-        PRIA_SLACK_WEBHOOK_URL=url, PRIA_METRICS_TEXTFILE_DIR=str(textfile),
-    )  # fmt: skip
-    assert stage_lines(night.stdout)["gate"] == "blocked"
-    assert stage_lines(night.stdout)["promote"] == "blocked"
-    assert "failed: safety_flag_pct 0.3 >= 0.1" in night.stdout
-    assert "the gate blocked the candidate" in night.stderr
-    assert adapter_of(home, blocked_date).status == "candidate"
-    (message,) = [json.loads(body)["text"] for _, _, body in received.requests]
-    assert "gate blocked candidate" in message and str(adapter_id) in message
-    metrics = (textfile / "pria_ml_nightly.prom").read_text()
-    assert "pria_ml_gate_passed 0.0" in metrics
-    assert "pria_ml_safety_flag_pct 0.3" in metrics
-    assert not (textfile / "pria_ml_nightly_success.prom").exists()
-
-
-RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
-
-
-def runbook_commands() -> list[str]:
-    """Every `pria-ml` line of the runbook's sh blocks, in order."""
-    blocks = re.findall(r"```sh\n(.*?)```", RUNBOOK.read_text(), re.S)
-    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
-
-
-def test_every_runbook_command_runs_as_written(home: Path, resumed: dict) -> None:
-    """Each command of docs/RUNBOOK.md, run for real in the runbook's order on this night:
-    DATE is the night, ADAPTER_ID the candidate the gate blocked the day before."""
+def test_every_runbook_command_runs_as_written(home: Path, evaluated: dict) -> None:
+    """Each command of docs/RUNBOOK.md, run for real in the runbook's order on this night
+    (DATE, whose candidate the gate blocked; ADAPTER_ID, that candidate). A nightly that
+    reaches the gate repeats the block with exit 11; everything else exits 0."""
     commands = runbook_commands()
     assert len(commands) >= 12 and all(c.startswith("pria-ml ") for c in commands)
-    blocked = adapter_of(home, DATE - dt.timedelta(days=1))
+    blocked = adapter_of(home)
     variables = {"$DATE": DAY, "$ADAPTER_ID": str(blocked.adapter_id)}
-    for command in commands:
-        argv = shlex.split(command)[1:]
-        argv = [variables.get(arg, arg) for arg in argv]
-        result = pria_ml(home, *argv)
+    assert RUNBOOK_RUN, "the features rebuild of the runbook ran in the test above"
+    for command in (c for c in commands if c not in RUNBOOK_RUN):
+        argv = [variables.get(arg, arg) for arg in shlex.split(command)[1:]]
+        gated = (argv[0] == "nightly" and "--until" not in argv) or "gate" in argv[-2:]
+        result = pria_ml(home, *argv, expect=11 if gated else 0, **EVAL)
         assert result.stdout.strip(), command
     history = registry.history(database(Settings(home=home)), limit=5)
     assert [event.action for event in history[:2]] == ["rollback", "promote"]
-    assert adapter_of(home).status == "prod"  # rolled back to the night's own adapter
+    assert adapter_of(home).state == "superseded"  # forced to prod, then rolled back

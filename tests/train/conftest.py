@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import datetime
 import random
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from pria_ml import features
-from pria_ml.contract import FEATURE_SCHEMA, features_key
+from pria_ml.contract import FEATURE_SCHEMA
 from pria_ml.db import Database
 from pria_ml.settings import Settings
-from pria_ml.storage import Storage, sha256_file
+from pria_ml.storage import Storage
 
 MERCHANT_CATEGORY = {
     "Lufthansa": "travel",
@@ -105,19 +103,11 @@ def write_features(
     Every date gets the same examples (``record_date`` fixed), so runs on different dates with
     the same options must train the same adapter.
     """
-    generation = features.new_generation()
-    paths, files = {}, {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for split, n, seed in (("train", train, 1), ("val", val, 2), ("test", val, 3)):
-            table = pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURE_SCHEMA)
-            paths[split] = Path(scratch, f"{split}.parquet")
-            pq.write_table(table, paths[split], compression="zstd")
-            files[f"{split}.parquet"] = {
-                "key": features_key(date, f"{generation}/{split}.parquet"),
-                "sha256": sha256_file(paths[split]),
-                "bytes": paths[split].stat().st_size,
-            }
-        features.publish(storage, date, paths, {"generation": generation, "files": files})
+    tables = {
+        split: pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURE_SCHEMA)
+        for split, n, seed in (("train", train, 1), ("val", val, 2), ("test", val, 3))
+    }
+    features.publish_tables(storage, date, tables)
 
 
 @pytest.fixture(scope="session")
