@@ -461,9 +461,9 @@ def _record_gate(night: Night, report: NightlyReport) -> None:
     if not adapter.gate_passed and gate_stage.status in (DONE, SKIPPED):
         gate_stage.status = BLOCKED
     if gate_stage.status in (DONE, SKIPPED, BLOCKED):
-        gate_stage.detail = ("passed" if adapter.gate_passed else "blocked") + (
-            f": {adapter.gate_reason}" if adapter.gate_reason else ""
-        )
+        verdict = "passed" if adapter.gate_passed else "blocked"
+        reason = adapter.gate_reason or ""
+        gate_stage.detail = reason if reason.startswith(verdict) else f"{verdict}: {reason}"
 
 
 GATE_INPUTS = ("accuracy_delta", "override_delta", "safety_flag_pct", "latency_delta")
@@ -510,12 +510,13 @@ def render(report: NightlyReport) -> RenderableType:
         gate = report.gate
         verdict = "[green]passed[/]" if gate.passed else "[yellow]blocked[/]"
         lines.append(Text.from_markup(f"gate: {verdict} for adapter {gate.adapter_id}"))
-        if gate.reason:
-            lines.append(Text(f"  reason: {gate.reason}"))
         for clause in gate.failed:
             lines.append(Text(f"  failed: {clause}"))
-        if gate.inputs:
-            shown = ", ".join(f"{k}={v:g}" for k, v in gate.inputs.items())
+        if not gate.failed and gate.reason:
+            lines.append(Text(f"  reason: {gate.reason}"))
+        numbers = {k: v for k, v in gate.inputs.items() if isinstance(v, int | float)}
+        if numbers:
+            shown = ", ".join(f"{k}={v:g}" for k, v in numbers.items())
             lines.append(Text(f"  inputs: {shown}"))
     total = sum(s.cost_usd or 0.0 for s in report.stages)
     elapsed = (report.finished_at or report.started_at) - report.started_at
