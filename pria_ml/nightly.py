@@ -450,7 +450,8 @@ def _record_gate(night: Night, report: NightlyReport) -> None:
     decision = getattr(night.eval_result, "decision", None)
     failed = list(getattr(decision, "failed", None) or [])
     if not failed and not adapter.gate_passed and adapter.gate_reason:
-        failed = [part.strip() for part in adapter.gate_reason.split(";") if part.strip()]
+        clauses = adapter.gate_reason.removeprefix("blocked:")
+        failed = [part.strip() for part in clauses.split(";") if part.strip()]
     inputs = dict(getattr(decision, "inputs", None) or gate_inputs(adapter.metrics_json))
     report.gate = GateOutcome(
         adapter.adapter_id, bool(adapter.gate_passed), adapter.gate_reason or "", failed, inputs
