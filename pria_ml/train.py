@@ -159,8 +159,8 @@ def read_split(
             table = pq.read_table(path)
         except StorageError as exc:  # ArtifactMismatch included
             raise DataError(
-                f"no complete {split} split of {date}: {exc}; run `pria-ml build-features "
-                f"--date {date}`"
+                f"no {split} split at {storage.uri(key)} that the manifest vouches for ({exc}); "
+                f"run `pria-ml build-features --date {date}`"
             ) from exc
     missing = {"prompt", "completion"} - set(table.column_names)
     if missing:
