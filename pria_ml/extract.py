@@ -6,10 +6,15 @@ The only door between customer data and training. In order:
    counts and the rows come from the same snapshot. The per-source queries in ``sql/extract/``
    apply the retention windows (workflow_event 365 days, expense 180, agent_trace 90, each
    ending with day D) and never select ``workspace_id`` or ``user_id``.
-2. The joined rows stream through a server-side cursor in batches, so memory stays flat however
-   large the tables are. Each row is checked (``build_row``): a bad row goes to the quarantine
-   file with its reason, never silently away. Identifier fields are removed from the trace JSON
-   at every depth, and every piece of text is PII-tokenised (``privacy.py``).
+2. The known merchants (``sql/extract/known_merchants.sql``: used by two or more workspaces) are
+   read first; the PII detectors leave them alone. The joined rows then stream through a
+   server-side cursor in batches, so memory stays flat however large the tables are. Each row
+   is checked (``build_row``): a bad row goes to the quarantine file with its reason, never
+   silently away. Identifier fields are removed from the trace JSON at every depth, and every
+   piece of text is PII-pseudonymised (``privacy.py``). Detection is the costly part, so the
+   batches go to a pool of worker processes (every core by default), a few batches ahead of
+   the writer, and come back in the order they were read: the files are the same whatever the
+   number of workers.
 3. Rows are written with a Parquet writer to local temporary files, uploaded, and the manifest
    (counts, quarantine reasons, retention cut-offs, schema hash, sha256 per file, code version)
    is written last: a dataset exists when its manifest does. Re-running a date whose manifest
@@ -20,17 +25,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
+import os
 import tempfile
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pria_ml import provenance
 from pria_ml.contract import QUARANTINE_SCHEMA, RAW_SCHEMA, dataset_key
-from pria_ml.errors import DatabaseUnavailable, DataError
-from pria_ml.privacy import Tokeniser, tokeniser
+from pria_ml.errors import DataError
+from pria_ml.privacy import Pseudonymiser, pseudonymiser
 from pria_ml.sqlfiles import read_sql
 
 if TYPE_CHECKING:
@@ -41,6 +49,8 @@ if TYPE_CHECKING:
 RETENTION_DAYS = {"workflow_event": 365, "expense": 180, "agent_trace": 90}
 KNOWN_ROLES = frozenset(("system", "user", "tool", "assistant"))
 BATCH_ROWS = 10_000
+# A merchant becomes a protected name once this many workspaces use it (known_merchants.sql).
+MERCHANT_MIN_WORKSPACES = 2
 
 
 def schema_hash(schema: pa.Schema) -> str:
@@ -83,9 +93,9 @@ class Rejected:
     detail: str
 
 
-def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> dict | Rejected:
+def build_row(row: dict[str, Any], pseudo: Pseudonymiser, retention: Retention) -> dict | Rejected:
     """One joined source row as a raw.parquet row, or the reason it is rejected. No I/O; only
-    ``tokens``' counters change.
+    ``pseudo``' counters change.
 
     A row whose trace has aged out of agent_trace's retention window is ``Rejected`` with source
     ``retention``: excluded by policy and counted in the manifest, not quarantined.
@@ -106,7 +116,7 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
     messages = trace.get("messages") if isinstance(trace, dict) else None
     if not isinstance(messages, list):
         return Rejected("agent_trace", "malformed_trace_json", "no 'messages' list")
-    trace = tokens.strip_identifiers(trace)
+    trace = pseudo.strip_identifiers(trace)
     # This event is the agent's k-th action in the trace: its k-th assistant message. Earlier
     # actions stay in the prompt as assistant turns; what follows the action is not used.
     prompt, action, seen = [], None, 0
@@ -116,14 +126,14 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
             return Rejected("agent_trace", "malformed_trace_json", detail)
         role = message.get("role")
         if role not in KNOWN_ROLES:
-            shown = tokens.tokenise(str(role))[:40]
+            shown = pseudo.pseudonymise(str(role))[:40]
             return Rejected("agent_trace", "unknown_role", f"message {index} has role {shown!r}")
         if role == "assistant":
             seen += 1
             if seen == row["action_index"]:
                 action = message["content"]
                 break
-        prompt.append({"role": role, "content": tokens.scrub_text(message["content"])})
+        prompt.append({"role": role, "content": pseudo.scrub_text(message["content"])})
     if action is None or not action.strip():
         detail = f"event is action {row['action_index']} of its trace, which has {seen}"
         return Rejected("agent_trace", "no_agent_action", detail)
@@ -134,19 +144,19 @@ def build_row(row: dict[str, Any], tokens: Tokeniser, retention: Retention) -> d
         return Rejected(
             "workflow_event", "override_without_correction", "override_flag without output"
         )
-    # Part by part: the same description and notes were just tokenised in the tool result,
+    # Part by part: the same description and notes were just pseudonymised in the tool result,
     # so the detectors' cache answers.
     parts = (row["description"], row["merchant"], row["notes"])
-    text = " | ".join(tokens.tokenise(part) for part in parts if part)
+    text = " | ".join(pseudo.pseudonymise(part) for part in parts if part)
     return {
         "event_id": row["event_id"],
         "trace_id": row["trace_id"],
         "record_date": row["created_at"].astimezone(dt.UTC).date(),
-        "event_type": tokens.tokenise(row["event_type"]),
+        "event_type": pseudo.pseudonymise(row["event_type"]),
         "override_flag": row["override_flag"],
         "prompt_messages": prompt,
-        "agent_output": tokens.tokenise(action),
-        "corrected_output": tokens.tokenise(corrected) if row["override_flag"] else None,
+        "agent_output": pseudo.pseudonymise(action),
+        "corrected_output": pseudo.pseudonymise(corrected) if row["override_flag"] else None,
         "category_id": row["category_id"],
         "expense_text": text or None,
     }
@@ -165,19 +175,25 @@ def code_version() -> str:
     return provenance.code_version(["extract.py", "privacy.py"], ("extract/*",))
 
 
-def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractResult:
+def run(
+    settings: Settings, date: dt.date, *, force: bool = False, workers: int | None = None
+) -> ExtractResult:
     """Extract day ``date`` from the source database into ``datasets/<date>/`` in storage.
 
     Writes raw.parquet, quarantine.parquet and, last, manifest.json. A date whose manifest
     exists is left alone (``skipped``) unless ``force``. Raises ``ConfigError`` without
-    PRIA_PII_KEY, ``DatabaseUnavailable`` if the source cannot be reached, ``DataError`` if it
+    PRIA_PII_KEY, ``DatabaseUnavailable`` if the source cannot be reached (a lost connection is
+    read again until PRIA_DB_RETRY_DEADLINE_S), ``DataError`` if it
     lacks the source tables, ``StorageError`` if storage refuses a write; in every failure case
     no manifest is written, so no partial dataset becomes visible.
+
+    PII detection runs on ``workers`` processes (default ``settings.extract_workers``, unset =
+    every core); the files are byte-identical whatever the count.
     """
     from pria_ml.db import database
     from pria_ml.storage import open_storage
 
-    tokens = tokeniser(settings)  # fail on a missing key before touching anything
+    pseudo = pseudonymiser(settings)  # fail on a missing key before touching anything
     storage = open_storage(settings)
     manifest_key = dataset_key(date, "manifest.json")
     if storage.exists(manifest_key) and not force:
@@ -191,7 +207,15 @@ def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractRes
             Path(scratch, "raw.parquet"),
             Path(scratch, "quarantine.parquet"),
         )
-        counts = _extract_to_files(source, retention, tokens, raw_path, quarantine_path)
+        workers = workers or settings.extract_workers or _all_cores()
+
+        def attempt() -> tuple[Pseudonymiser, dict[str, Any]]:
+            # Read-only, so a lost connection is simply read again, counting from zero.
+            fresh = pseudonymiser(settings)
+            counts = _extract_to_files(source, retention, fresh, raw_path, quarantine_path, workers)
+            return fresh, counts
+
+        pseudo, counts = source.retry(attempt, what=f"extract of {date}", idempotent=True)
         if force:
             storage.delete(manifest_key)  # the old manifest must not vouch for new files
         files = {}
@@ -213,9 +237,9 @@ def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractRes
         },
         "files": files,
         "privacy": {
-            "pii_key_fingerprint": tokens.fingerprint,
-            "pii_tokens": dict(sorted(tokens.tokens.items())),
-            "identifier_fields_removed": tokens.fields_removed,
+            "pii_key_fingerprint": pseudo.fingerprint,
+            "pseudonyms": dict(sorted(pseudo.pseudonyms.items())),
+            "identifier_fields_removed": pseudo.fields_removed,
         },
     }
     data = json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n"
@@ -232,6 +256,13 @@ def complete(settings: Settings, date: dt.date) -> bool:
     return manifest_complete(open_storage(settings), dataset_key(date, "manifest.json"))
 
 
+def _all_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def source_queries() -> dict[str, str]:
     """The retention-windowed query of each source, from ``sql/extract/<source>.sql``."""
     return {name: read_sql(f"extract/{name}.sql").strip().rstrip(";") for name in RETENTION_DAYS}
@@ -245,8 +276,123 @@ def joined_query(queries: dict[str, str]) -> str:
     return joined
 
 
+def known_merchants(conn, retention: Retention) -> frozenset[str]:
+    """Merchants of the expense window used by at least MERCHANT_MIN_WORKSPACES workspaces
+    (``sql/extract/known_merchants.sql``): names the detectors leave alone."""
+    params = retention.params() | {"merchant_min_workspaces": MERCHANT_MIN_WORKSPACES}
+    return frozenset(m for (m,) in conn.execute(read_sql("extract/known_merchants.sql"), params))
+
+
+@dataclass
+class Batch:
+    """What one batch of source rows became; batches are summed in stream order."""
+
+    good: list[dict[str, Any]]
+    bad: list[dict[str, Any]]
+    quarantined: Counter[str]
+    excluded: Counter[str]
+    pseudonyms: Counter[str]
+    fields_removed: int
+
+
+def build_batch(rows: list[dict[str, Any]], pseudo: Pseudonymiser, retention: Retention) -> Batch:
+    """``build_row`` over ``rows``, in order, with what ``pseudo`` counted for them."""
+    pseudonyms_before, removed_before = Counter(pseudo.pseudonyms), pseudo.fields_removed
+    batch = Batch([], [], Counter(), Counter(), Counter(), 0)
+    for row in rows:
+        built = build_row(row, pseudo, retention)
+        if isinstance(built, dict):
+            batch.good.append(built)
+        elif built.source == "retention":
+            batch.excluded[built.reason] += 1
+        else:
+            batch.quarantined[built.reason] += 1
+            by_trace = built.source == "agent_trace"
+            batch.bad.append(
+                {
+                    "source": built.source,
+                    "source_key": row["trace_id" if by_trace else "event_id"],
+                    "reason": built.reason,
+                    "detail": built.detail,
+                }
+            )
+    batch.pseudonyms = pseudo.pseudonyms - pseudonyms_before
+    batch.fields_removed = pseudo.fields_removed - removed_before
+    return batch
+
+
+# One per worker process: set by _start_worker, used by _build_in_worker.
+_worker: tuple[Pseudonymiser, Retention] | None = None
+
+
+def _start_worker(key: bytes, protected: frozenset[str], retention: Retention) -> None:
+    import signal
+
+    global _worker
+    # Ctrl-C reaches the whole process group: the parent stops the pool, workers stay quiet.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker = (Pseudonymiser(key, protected=protected), retention)
+
+
+def _build_in_worker(rows: list[dict[str, Any]]) -> Batch:
+    assert _worker is not None, "worker used before _start_worker"
+    return build_batch(rows, *_worker)
+
+
+def _batches(cursor) -> Iterator[list[dict[str, Any]]]:
+    while batch := cursor.fetchmany(BATCH_ROWS):
+        yield batch
+
+
+def _built_batches(
+    batches: Iterator[list[dict[str, Any]]],
+    pseudo: Pseudonymiser,
+    retention: Retention,
+    workers: int,
+) -> Iterator[Batch]:
+    """Each batch built, in the order read, with what it counted (``pseudo`` itself is left
+    alone). With more than one worker and more than one batch, a process pool builds up to two
+    batches per worker ahead of the writer (so memory holds a few batches, never the table);
+    results come back in submission order, so the output is the same for any count. The pool
+    is stopped on any error or Ctrl-C before the exception leaves. A source that fits in one
+    batch starts no process."""
+    local = Pseudonymiser(pseudo.key, protected=pseudo.protected)
+    first = next(batches, None)
+    second = next(batches, None) if workers > 1 and first is not None else None
+    if second is None:
+        head = [first] if first is not None else []
+        for rows in itertools.chain(head, batches):
+            yield build_batch(rows, local, retention)
+        return
+    import multiprocessing
+
+    # spawn, not fork: the parent holds a database connection and may hold threads.
+    context = multiprocessing.get_context("spawn")
+    initargs = (pseudo.key, pseudo.protected, retention)
+    pool = context.Pool(workers, initializer=_start_worker, initargs=initargs)
+    try:
+        pending: deque = deque()
+        for rows in itertools.chain([first, second], batches):
+            pending.append(pool.apply_async(_build_in_worker, (rows,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
 def _extract_to_files(
-    source, retention: Retention, tokens: Tokeniser, raw_path: Path, quarantine_path: Path
+    source,
+    retention: Retention,
+    pseudo: Pseudonymiser,
+    raw_path: Path,
+    quarantine_path: Path,
+    workers: int,
 ) -> dict[str, Any]:
     import psycopg
     import pyarrow as pa
@@ -276,40 +422,27 @@ def _extract_to_files(
                 rows[name] = conn.execute(
                     f"SELECT count(*) FROM ({query}) AS s", params
                 ).fetchone()[0]
+            pseudo.protect(known_merchants(conn, retention))
             with conn.cursor(name="pria_extract", row_factory=dict_row) as cursor:
                 cursor.itersize = BATCH_ROWS
                 cursor.execute(joined, params)
-                while batch := cursor.fetchmany(BATCH_ROWS):
-                    good, bad = [], []
-                    for row in batch:
-                        built = build_row(row, tokens, retention)
-                        if isinstance(built, dict):
-                            good.append(built)
-                        elif built.source == "retention":
-                            excluded[built.reason] += 1
-                        else:
-                            quarantined[built.reason] += 1
-                            by_trace = built.source == "agent_trace"
-                            bad.append(
-                                {
-                                    "source": built.source,
-                                    "source_key": row["trace_id" if by_trace else "event_id"],
-                                    "reason": built.reason,
-                                    "detail": built.detail,
-                                }
-                            )
-                    if good:
-                        raw_writer.write_table(pa.Table.from_pylist(good, schema=RAW_SCHEMA))
-                        rows["raw"] += len(good)
-                    if bad:
-                        q_writer.write_table(pa.Table.from_pylist(bad, schema=QUARANTINE_SCHEMA))
+                for batch in _built_batches(_batches(cursor), pseudo, retention, workers):
+                    quarantined.update(batch.quarantined)
+                    excluded.update(batch.excluded)
+                    pseudo.pseudonyms.update(batch.pseudonyms)
+                    pseudo.fields_removed += batch.fields_removed
+                    if batch.good:
+                        table = pa.Table.from_pylist(batch.good, schema=RAW_SCHEMA)
+                        raw_writer.write_table(table)
+                        rows["raw"] += len(batch.good)
+                    if batch.bad:
+                        table = pa.Table.from_pylist(batch.bad, schema=QUARANTINE_SCHEMA)
+                        q_writer.write_table(table)
     except psycopg.errors.UndefinedTable as exc:
         raise DataError(
             f"the source database {source.display_url} has no {exc.diag.message_primary}: "
             "point PRIA_SOURCE_DATABASE_URL at PRIA's database, or run `pria-ml seed`"
         ) from exc
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(str(source.unavailable(exc))) from exc
     rows["quarantined"] = sum(quarantined.values())
     rows["excluded"] = sum(excluded.values())
     return {"rows": rows, "quarantined": quarantined, "excluded": excluded}

@@ -1,21 +1,24 @@
 # ruff: noqa: RUF001 - the patterns spell street words and names in their own alphabets
-"""PII detection and keyed tokenisation: the privacy rules extraction applies before writing.
+"""PII detection and keyed pseudonymisation: the privacy rules extraction applies before writing.
 
 Two jobs, both pure (no I/O, no network, no model):
 
-- ``find_pii(text)`` finds emails, phone numbers, payment card numbers, IBANs, IP addresses,
-  street addresses and person names. Checksummed identifiers are validated by libraries (Luhn
-  and IBAN mod-97 from ``python-stdnum``, phone numbering plans from ``phonenumbers``, IPs from
-  ``ipaddress``); names use a first-name gazetteer of ~45,000 names from 50+ countries (the data
-  file shipped inside ``gender-guesser``), honorifics and introductions ("Dear", "my name is"),
-  and surname endings common across Europe and beyond. docs/privacy.md has the measured recall
-  and the known limits.
-- ``Tokeniser`` replaces every finding with a stable keyed token, ``<EMAIL_3f2a9c1b>``: the
+- ``find_pii(text)`` finds emails, phone numbers, payment card numbers, IBANs and other bank
+  account numbers, national identity / social security / tax / passport numbers, IP addresses,
+  street addresses and person names. Checksummed identifiers are validated by libraries (Luhn,
+  IBAN mod-97 and ~50 national id and tax number checks from ``python-stdnum``, phone numbering
+  plans from ``phonenumbers``, IPs from ``ipaddress``); numbers without a checksum count after a
+  cue word ("passport", "SSN", "Kontonummer", ...). Names use a first-name gazetteer of ~45,000
+  names from 50+ countries (the data file shipped inside ``gender-guesser``), honorifics and
+  introductions, person contexts (prepositions, verbs, possessives) and surname forms. Names the
+  caller protects (the known merchants) are never touched. docs/privacy.md has the measured
+  recall and the known limits.
+- ``Pseudonymiser`` replaces every finding with a stable keyed pseudonym, ``<EMAIL_3f2a9c1b>``: the
   first 32 bits of HMAC-SHA256(key, kind + normalised value). The same value gives the same
-  token on every night with the same key, so the model can still learn "same person", and
-  nobody without the key can test a guess. ``Tokeniser.scrub`` removes user identifier fields
+  pseudonym on every night with the same key, so the model can still learn "same person", and
+  nobody without the key can test a guess. ``Pseudonymiser.scrub`` removes user identifier fields
   (``user_id``, ``email``, ``name``, ``phone``, ``ip``, ...) from JSON at any depth and
-  tokenises every remaining string.
+  pseudonymises every remaining string.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 
 # Highest priority first: when findings overlap, the earlier kind wins (an IBAN contains
 # digit runs a phone detector would also like).
-KINDS = ("EMAIL", "IBAN", "CARD", "IP", "PHONE", "ADDRESS", "NAME")
+KINDS = ("EMAIL", "IBAN", "CARD", "IP", "ID", "ACCOUNT", "PHONE", "ADDRESS", "NAME")
 
 # Keys whose values identify a user; compared after lower-casing and mapping "-"/" " to "_".
 IDENTIFIER_FIELDS = frozenset({
@@ -62,7 +65,7 @@ class Finding:
 # --- detectors --------------------------------------------------------------------------------
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){8,30}\b")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(
@@ -77,22 +80,24 @@ _PHONE_CUE = re.compile(
     r"|téléphone|portable|celular|contact|nummer|nr)\W{0,12}$"
 )
 _DATE = re.compile(r"^\d{1,4}[-./]\d{1,2}[-./]\d{1,4}$")
+_AMOUNT = re.compile(r"^\d{1,3}(?:[ ,.]\d{3})*[.,]\d{2}$|^\d+[.,]\d{2}$")
 
 # Upper-case letters of the Latin scripts: names and street names start with one.
 _UP = "A-Z" + "".join(ch for ch in map(chr, range(0xC0, 0x250)) if ch.isupper())
 _CAP = rf"[{_UP}][\w'’.-]*"  # a capitalised word
 _WORD = r"[^\W\d_][\w'’.-]*"  # any word
-_NUMBER = r"\d{1,5}[A-Za-z]?(?:/\d{1,5})?"  # "12", "221B", "11/86"
+_NUMBER = r"\d{1,5}(?:-?[A-Za-z])?(?:/\d{1,5})?"  # "12", "221B", "11/86", "231-H"
 
 _STREET_WORDS = (
     r"Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Boulevard|Blvd|Way|Place|Pl|Court|Ct|Square"
     r"|Sq|Terrace|Close|Crescent|Parkway|Pkwy|Highway|Hwy|Row|Mews|Gardens|Walk|Trail|Circle"
-    r"|Path|End|Marg|Nagar|Chowk"
+    r"|Path|End|Marg|Nagar|Chowk|Causeway|Subdivision|Estate|Estates|Heights|Village|Ganj"
 )
 _UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Piso|Depto|Int|Interior)\.?\s*#?\d{1,5}"
 # "221B Baker Street", "74/391, Balasubramanian Path", "1318 Yorulmaz Views Apt. 390"
 _ADDRESS_NUMBER_FIRST = re.compile(
-    rf"\b{_NUMBER},?\s+(?:{_CAP}\s+){{0,3}}(?:{_STREET_WORDS})\b\.?(?:,?\s+{_UNIT})?"
+    rf"\b{_NUMBER},?\s+(?:(?:{_CAP}|\d{{1,3}}(?:st|nd|rd|th))\s+){{0,3}}(?:{_STREET_WORDS})\b\.?"
+    rf"(?:,?\s+{_UNIT})?"
     rf"|\b{_NUMBER}\s+(?:{_CAP}\s+){{1,3}}{_UNIT}"
 )
 _STREET_PREFIXES = (
@@ -103,11 +108,23 @@ _STREET_PREFIXES = (
     r"|quadra|jardim|fazenda|chácara|vereda|ulica|ul\.|aleja|al\.|plac|pl\.|os\.|osiedle|ulice"
     r"|náměstí|nám\.|strada|str\.|bulevardul|calea|aleea|intrarea|șoseaua|soseaua|splaiul"
     r"|piața|sokak|sokağı|cadde|caddesi|cad\.|bulvarı|mahallesi|mah\.|ulitsa|prospekt|jalan"
-    r"|jl\.|rruga|odos|leoforos"
+    r"|jl\.|gg\.|gang|rruga|odos|leoforos|diagonal|transversal|pasaje|psje\.|rua|đường|phố"
+    r"|ngõ|ngách|hẻm|khóm|khu|thôn|ấp"
 )
 _STREET_ABBREVIATIONS = r"Av\.?|R\.|Tv\.|Pça\.|Rod\."
 _PARTICLES = r"(?:(?:de|du|des|la|le|l'|d'|del|della|di|da|do|dos|das|van|von|der|den)\s+)*"
 # "ulica Baczyńskiego 66", "12, rue de la Paix", "Praça André Sampaio, 44", "rue Victoire Perrier"
+# Streets with numbers for names (Latin America): "Calle 19Y # 5-80 Sur", "Diagonal 7 N° 410".
+_ADDRESS_NUMBERED_STREET = re.compile(
+    rf"\b(?i:{_STREET_PREFIXES}|av\.|cl\.|cra\.|kr\.|dg\.|tv\.)\s+\d{{1,3}}[A-Za-z]?(?:\s+Bis)?"
+    r"\s*(?:N[º°o]\.?|No\.?|#)\s*\d{1,5}[A-Za-z]?(?:-\d{1,4})?(?:\s+(?:Sur|Este|Norte|Oeste))?"
+)
+# Vietnamese: house number, then block / hamlet / street words and their numbers or names.
+_ADDRESS_VIETNAMESE = re.compile(
+    r"(?i:\b(?:số\s+)?\d{1,5}(?:/\d{1,5})*,?\s+)?"
+    r"(?i:\b(?:khóm|khu|đường|phố|ngõ|ngách|hẻm|tổ|ấp|thôn|phường|xã))\s+[^,;\n]{1,40}"
+)
+_VIETNAMESE_WORDS = frozenset({"khóm", "khu", "đường", "phố", "ngõ", "ngách", "hẻm", "thôn", "ấp"})
 _ADDRESS_PREFIX = re.compile(
     rf"(?:\b\d{{1,5}}[A-Za-z]?,?\s+)?(?:\b(?i:{_STREET_PREFIXES})|\b(?:{_STREET_ABBREVIATIONS}))"
     rf"\s+{_PARTICLES}{_CAP}(?:\s+{_PARTICLES}{_CAP}){{0,3}}?"
@@ -123,6 +140,8 @@ _STREET_SUFFIXES = (
 _STREET_TYPE_WORDS = (
     r"Allé|Alle|Vej|Gade|Plads|Vænge|katu|tie|kuja|polku|puistopolku|kaari|utca|út|útja|tér"
     r"|körút|sor|köz|Straße|Strasse|Weg|Platz|Gasse|Ring|laan|straat|weg|gata|vägen|gatan"
+    r"|ulica|ulice|cesta|pot|trg|nábrežie|námestie|iela|gatvė|tänav|tee|sokak|sokağı|caddesi"
+    r"|bulevardi|puistobulevardi|puistotie|raitti|rinne"
 )
 # "Hauptstraße 12", "Mannerheimintie 5 A 12", "Teglværks Allé 519", "József attila utca 212."
 _ADDRESS_SUFFIX = re.compile(
@@ -137,9 +156,86 @@ _ADDRESS_CUE = re.compile(
     rf"(?P<address>(?:{_WORD}\s+){{0,3}}{_CAP}\s+{_NUMBER}\b|{_NUMBER},?\s+(?:{_CAP}\s*){{1,3}})"
 )
 
+# The layout most of the world writes without a street word: a street name and a house
+# number closing the clause ("Podtatranského 825", "Τζιωρτζή 59", "הפרדס 91"), or a house number
+# and a street name ("825 Ondieki Circles,"). Kept only when the name holds a word that is no
+# ordinary word (see _is_plausible_street).
+_NAME_THEN_NUMBER = re.compile(
+    r"(?P<street>(?:[^\W\d_][\w'’.-]*\s+){0,3}[^\W\d_][\w'’.-]*)\s+(?:No\.?\s*|N[º°o]\.?\s*|#\s*)?"
+    r"\d{1,4}[^\W\d_]?(?:[/-]\d{1,4}[^\W\d_]?)?"
+    r"(?:\s+(?i:of|ofic|oficina|dpto|depto|apt|apto|piso|int|local|casa|torre|stan|kv)\.?\s*\w{1,6})*"
+    r"(?=\s*(?:$|[,;)\n]|\s\d{4,6}\b))"
+)
+_NUMBER_THEN_NAME = re.compile(
+    r"(?<![\w.,/-])\d{1,5}[A-Za-z]?,?\s+(?P<street>[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,3})"
+    r"(?=\s*(?:$|[,;)\n]))"
+)
+# A unit before the house number: "Flat 3, 12 High St", "Apt 4B, 221 Baker Street", "Unit 5/".
+_UNIT_BEFORE = re.compile(
+    r"(?i:\b(?:flat|apt|apartment|unit|suite|ste|room|rm|floor|fl|level|lvl|lot|shop|piso"
+    r"|depto|dpto|apto|apartamento|wohnung|whg|appartement|appt|app|lgh|lägenhet|bte|boîte"
+    r"|etage|étage|kv|kv\.|квартира|кв)\.?\s*(?:no\.?\s*)?#?\s*[\w-]{1,6}(?:\s*/)?[,\s]\s*)$"
+)
+# Addresses in scripts without capital letters or with their own street words and postal marks.
+_ADDRESS_SCRIPTS = re.compile(
+    # Japanese: postal mark and code, then the address up to the end of the clause.
+    r"〒\s?\d{3}-?\d{4}(?:\s*[\u3040-\u30ff\u4e00-\u9fff\uff00-\uffef\d\-−ー－]+)*"
+    # Japanese without the mark: prefecture, then municipality, then block numbers.
+    r"|[\u4e00-\u9fff]{1,4}[都道府県][\u4e00-\u9fff\u3040-\u30ff]{1,12}[市区町村郡]"
+    r"[\u4e00-\u9fff\u3040-\u30ff\uff10-\uff190-9\-−ー－丁目番地号の ]*"
+    # Chinese: road / street / lane words followed by a number and 号 / 號.
+    r"|[\u4e00-\u9fff]{1,20}(?:路|街|大道|巷|弄|胡同|道)(?:\s?[\d\uff10-\uff19]+\s?(?:段|巷|弄))*"
+    r"\s?[\d\uff10-\uff19]+\s?(?:号|號|弄|巷)(?:之[\d\uff10-\uff19]+)?"
+    r"(?:\s?[\u4e00-\u9fff]{0,6}[\d\uff10-\uff19]+\s?(?:室|楼|樓|座|栋|棟))*"
+    # Chinese: province / city, then county / district, then the rest of the run.
+    r"|[\u4e00-\u9fff]{1,6}(?:省|自治区|自治區|市|縣)[\u4e00-\u9fff]{1,10}(?:市|县|縣|区|區|镇|鎮)"
+    r"[\u4e00-\u9fffA-Za-z0-9\uff10-\uff19]*"
+    # Korean: province / city and district words, a road name (-로, -길, -가, -대로), a building
+    # number, and the neighbourhood in brackets.
+    r"|(?:[가-힣]+(?:특별시|광역시|특별자치시|특별자치도|도|시|군|구)\s)*"
+    r"[가-힣\d]{1,20}(?:로|길|대로|가)\s?\d{1,5}(?:-\d{1,5})?(?:번길\s?\d{1,5})?"
+    r"(?:\s?\([가-힣\d]+\))?"
+    # Georgian: a street name and ქ. (street), გამზ. (avenue), a number.
+    r"|[\u10d0-\u10ff-]+(?:\s[\u10d0-\u10ff-]+){0,2}\s(?:ქ\.|ქუჩა|გამზ\.|გამზირი|ჩიხი"
+    r"|შესახვევი|მოედანი|ხეივანი)\s?\d{1,5}"
+    # South Asian house / building / plot numbers and what follows to the end of the clause.
+    r"|(?:(?i:h\.?\s?no\.?|house\s+no\.?|plot\s+no\.?|door\s+no\.?)|বাসা\s+নং|বিল্ডিং\s+নং"
+    r"|হোল্ডিং\s+নং|ফ্ল্যাট|মকান\s+নং|मकान\s+नं\.?|भवन\s+सं\.?)\s*[\d/-]+(?:,\s*[^,;\n]{1,40}){0,2}"
+    # Cyrillic: street words, a name, a house number (ул. Ленина, д. 5; вулиця Шевченка 12).
+    r"|(?i:\b(?:ул\.|улица|пр\.|пр-т|просп\.|проспект|пер\.|переулок|бул\.|бульв\.|бульвар"
+    r"|ш\.|шоссе|пл\.|площадь|наб\.|набережная|туп\.|тупик|вул\.|вулиця|пров\.|провулок"
+    r"|мкр\.|микрорайон|алея|ал\.|булевард|бул|ulitsa|набережна|узвіз|площа|шосе|проїзд"
+    r"|проезд|парк|майдан|тракт|линия|лінія|просп|вулица|улица|ulica))"
+    r"\s*[\w\s.'’-]{1,40}?,?\s*(?:д\.|дом|буд\.|№)?\s*\d{1,5}[а-яА-Я]?"
+    r"(?:[,\s]*(?:к\.|корп\.|стр\.|кв\.|к|/)\s*[\d/]+)*"
+    # ... and on to the house number when the street name itself holds a number ("21-й км")
+    r"(?:[^\n;]{0,50}?(?:д\.|дом|буд\.)\s*\d{1,5}[а-яА-Я]?"
+    r"(?:[,\s]*(?:к\.|корп\.|стр\.|кв\.|к|/)\s*[\d/]+)*)?"
+    # Greek: street / avenue / square words, a name, a number.
+    r"|(?:Οδός|οδός|Οδ\.|οδ\.|Λεωφόρος|λεωφόρος|Λεωφ\.|λεωφ\.|Πλατεία|πλατεία|Πλ\.|Πάροδος)"
+    r"\s+[\w\s.'’-]{1,40}?\s\d{1,5}[Α-Ωα-ω]?"
+    # Arabic and Persian: street / road / alley / district words and what follows, to a number.
+    r"|(?:شارع|طريق|جادة|زقاق|حي|ميدان|خیابان|کوچه|بلوار)\s+[\u0600-\u06ff\s]{1,40}?"
+    r"\s?[\d\u0660-\u0669\u06f0-\u06f9]{1,5}"
+    r"|[\d\u0660-\u0669\u06f0-\u06f9]{1,5}\s+(?:شارع|طريق|جادة|زقاق|خیابان|کوچه)\s+[\u0600-\u06ff]+"
+    r"(?:\s+[\u0600-\u06ff]+){0,3}"
+    # Hebrew: street / boulevard words, a name, a number.
+    r"|(?:רחוב|רח'|שדרות|שד'|סמטת)\s+[\u0590-\u05ff\s'\"-]{1,30}?\s?\d{1,5}"
+    # Thai: road / lane / village words and what follows.
+    r"|(?:ถนน|ถ\.|ซอย|ซ\.|หมู่ที่|หมู่)\s?[\u0e00-\u0e7f\d\s/.]{1,40}"
+    # Devanagari and other Indic scripts: road / colony words after a number or name.
+    r"|\d{1,5}[,\s]+[\u0900-\u0dff\s]{1,30}(?:मार्ग|रोड|नगर|गली|सड़क|चौक|சாலை|தெரு|রোড|সড়ক)"
+)
+
 _DIGIT = re.compile(r"\d")
 _WORDS = re.compile(r"\w+")
-_NAME_TOKEN = re.compile(r"[^\W\d_][\w'’-]*\.?")
+# Combining marks are no word characters to ``re``: without them a Hindi or Thai word would
+# split at every vowel sign.
+_MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
+    "\u0900-\u0dff\u0e00-\u0eff\u1000-\u109f\u17b4-\u17d3\u200c\u200d"
+)
+_NAME_WORD = re.compile(rf"[^\W\d_][\w{_MARKS}'’-]*\.?")
 _TITLES = re.compile(
     r"(?i)\b(?:mr|mrs|ms|miss|mx|dr|prof|herr|frau|mme|mlle|sr|sra|srta|srita|sig|sig\.ra|dott"
     r"|dott\.ssa|ing|arq|lic|mgr|bc|rndr|mudr|judr|pan|pani|bay|bayan|sayın|okt|uz|hr|fru|dhr"
@@ -157,9 +253,37 @@ _PLACES = frozenset({
     "Vienna", "Milan", "Lyon", "Valencia", "Santiago", "Israel", "India", "China", "America",
 })  # fmt: skip
 _NAME_PARTICLES = frozenset({
-    "da", "de", "di", "do", "dos", "das", "del", "della", "van", "von", "der", "den", "ten", "ter",
-    "la", "le", "du", "bin", "al", "y", "e"
+    "da", "de", "di", "do", "dos", "das", "del", "della", "dei", "degli", "van", "von", "der",
+    "den", "ten", "ter", "het", "op", "zu", "zum", "vom", "la", "le", "lo", "du", "bin", "binti",
+    "binte", "bint", "ibn", "ben", "bat", "ap", "ab", "al", "el", "ul", "y", "i", "e", "ní",
+    "nic", "ó", "mac", "af", "av",
 })  # fmt: skip
+# "al-Farouq", "el-Sayed", "d'Almeida", "O'Neill", "bin-Laden": a particle glued to a name.
+_GLUED_PARTICLE = re.compile(
+    r"^(?:al|el|ul|ad|as|at|az|ar|an|ash|ibn|bin|abu|ben|bou|ait|d|l|o|mc|mac|di|de|da)[-'’]"
+    r"(?=\w)",
+    re.IGNORECASE,
+)
+# After these, one to three words of a script without capitals (CJK, Arabic, Hebrew, Thai,
+# Indic) are a person; in cased scripts a single capitalised word is.
+_PERSON_CUE = re.compile(
+    r"(?i)(?:\bname(?:\s+is)?|\bnamed|\bI\s+am|\bI'm|\bit's|\bthis\s+is|\bdear|\bhi|\bhello"
+    r"|\bhey|\bsigned|\bregards|\bthanks|\bthank\s+you|\bcheers|\battendees?|\bguests?"
+    r"|\bcontact|\bcc|\bapproved\s+by|\bsubmitted\s+by|\bbooked\s+by|\bpaid\s+by|\bwith"
+    r"|\bcolleague|\bmanager|\bwife|\bhusband|\bpartner|\bfriend|\bdriver|\bmet"
+    r"|\binvited|\bvisitor|\bhost(?:ed\s+by)?)\W{0,3}$"
+)
+_LATIN_WORD = re.compile(r"[A-Za-z]{3}")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n(\[\"“|]\s*)$|^\s*$")
+_POSSESSIVE = re.compile(r"['’]s$")
+# Honorifics that follow the name in Japanese, Chinese and Korean.
+_CJK_NAME = re.compile(
+    r"[\u4e00-\u9fff\u3040-\u30ff]{1,4}\s?[\u4e00-\u9fff\u3040-\u30ff]{0,4}"
+    r"(?=\s?(?:さん|様|さま|氏|先生|君|くん|ちゃん|殿|女士|小姐|老师|老師|经理|經理|同志))"
+    r"|[가-힣]{2,4}(?=\s?(?:님|씨|선생님|고객님))"
+    r"|(?<=我叫|我是)[\u4e00-\u9fff]{2,4}|(?<=名前は)[\u4e00-\u9fff\u3040-\u30ff]{2,6}"
+    r"|(?<=이름은 )[가-힣]{2,4}|(?<=저는 )[가-힣]{2,4}(?=입니다)"
+)
 _SURNAME_ENDINGS = (
     "son", "sen", "ski", "ska", "cki", "cka", "dzki", "wicz", "owicz", "ová", "ov", "ova", "ev",
     "eva", "enko", "escu", "eanu", "oğlu", "oglu", "poulos", "idis", "akis", "opoulou", "nen",
@@ -186,14 +310,16 @@ _NOT_NAMES = frozenset({
 
 
 def _iban_findings(text: str) -> list[Finding]:
-    from stdnum import iban
+    """IBAN-shaped strings whose mod-97 check holds, whatever their length or country: a
+    mistyped or truncated IBAN is still somebody's bank account."""
+    from stdnum.iso7064 import mod_97_10
 
     found = []
     for match in _IBAN.finditer(text):
         candidate = match.group()
         # The pattern may run into a following upper-case word; drop trailing groups until valid.
-        while len(candidate.replace(" ", "")) >= 15:
-            if iban.is_valid(candidate):
+        while len(compact := candidate.replace(" ", "")) >= 12:
+            if mod_97_10.is_valid(compact[4:] + compact[:4]):
                 end = match.start() + len(candidate)
                 found.append(Finding(match.start(), end, "IBAN", candidate))
                 break
@@ -212,13 +338,189 @@ def _card_findings(text: str) -> list[Finding]:
     return found
 
 
+# National identity, social security, tax and personal numbers that python-stdnum validates
+# (checksums, birth dates, structure): EU/EEA, UK, CH, US, CA, AU, IN, BR, JP and more. Company
+# numbers are left out unless sole traders use them too (CNPJ, Greek AFM, Polish NIP).
+_ID_VALIDATORS = {
+    "at.vnr": (10,), "at.tin": (9,), "be.nn": (11,), "be.ssn": (11,), "be.bis": (11,),
+    "bg.egn": (10,), "bg.pnf": (10,), "hr.oib": (11,), "cz.rc": (9, 10), "dk.cpr": (10,),
+    "ee.ik": (11,), "fi.hetu": (10, 11), "fr.nir": (15,), "de.idnr": (11,), "gr.amka": (11,),
+    "gr.vat": (9,), "ie.pps": (8, 9), "it.codicefiscale": (11, 16), "lv.pvn": (11,),
+    "lt.asmens": (11,), "nl.bsn": (8, 9), "pl.pesel": (11,), "pl.nip": (10,), "pt.cc": (12,),
+    "pt.nif": (9,), "ro.cnp": (13,), "sk.rc": (9, 10), "si.emso": (13,), "es.dni": (9,),
+    "es.nie": (9,), "es.nif": (9,), "se.personnummer": (10, 11, 12), "is_.kennitala": (10,),
+    "no.fodselsnummer": (11,), "ch.ssn": (13,), "gb.nhs": (10,), "gb.utr": (10, 13),
+    "us.ssn": (9,), "us.itin": (9,), "us.ein": (9,), "us.ptin": (9,), "ca.sin": (9,),
+    "au.tfn": (8, 9), "in_.aadhaar": (12,), "in_.pan": (10,), "in_.epic": (10,),
+    "br.cpf": (11,), "br.cnpj": (14,), "jp.in_": (12,), "cn.ric": (18,), "kr.rrn": (13,),
+    "mx.curp": (18,), "mx.rfc": (10, 12, 13), "cl.rut": (8, 9), "ar.cuit": (11,),
+    "za.idnr": (13,), "tr.tckimlik": (11,), "il.idnr": (9,), "th.pin": (13,),
+    "ua.rntrc": (10,),
+}  # fmt: skip
+# An id-shaped run: groups of digits (and letters) joined by single separators; it may start
+# with up to six letters ("AB 12 34 56 C", "X-1234567-L", "RSSMRA85T10A562S", "ABCDE1234F").
+_ID_RUN = re.compile(
+    r"(?<![\w@+.\-/])(?:[A-Za-z]{1,6}[ -]?)?\d[A-Za-z0-9]*"
+    r"(?:[ .\-/](?:\d[A-Za-z0-9]*|[A-Za-z]{1,2}(?![\w'’])))*"
+)
+_IN_PHONE = re.compile(r"(?:\+|\b00)\d{1,4}[ .\-]?$|[()]\s?$")
+_ID_PART = re.compile(r"[A-Za-z0-9]+")
+_SEPARATORS = re.compile(r"[ .\-/]")
+# UK National Insurance number: no checksum, but a layout of its own (HMRC's prefix rules).
+_NINO = re.compile(
+    r"(?<!\w)(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+    r"(?:\d{6}|[ -]\d{2}[ -]\d{2}[ -]\d{2}[ -]?)[A-D](?!\w)"
+)
+# Words after which any id-shaped run is a personal number, checksum or not: passports, ids,
+# social security and tax numbers, driving licences, employee numbers, in many languages.
+_ID_CUES = (
+    # passport, pasaporte, passaporto, paszport, pasaportë, Reisepass, password, ...
+    r"\w*pa(?:s|ss|sz|ş)\w{0,3}port\w*|\w*pass\w*|pas|útlevél|cestovní\s+pas|pasoš"
+    r"|putovnica|pasas|pase"
+    r"|visa|id|ids|i\.d\.|identity|identification|identifier|national\s+id|citizen\s+id"
+    r"|id\s*card|id\s*no|id\s*number|ssn|social\s+security|social\s+insurance|sin|tfn"
+    r"|tax\s+file|tax\s+id|tax\s+number|tax\s+code|tin|itin|ein|nino|national\s+insurance"
+    r"|ni\s+number|nhs|utr|pps|ppsn|bsn|burgerservicenummer|sofinummer|nie|nif|dni|nss|cif"
+    r"|cpf|cnpj|rg|curp|rfc|rut|cuit|cuil|cédula|cedula|dui|aadhaar|aadhar|pan|epic"
+    r"|voter\s+id|my\s*number|personnummer|personnr|person\s*nr|fødselsnummer|fodselsnummer"
+    r"|cpr|kennitala|henkilötunnus|hetu|sotu|pesel|nip|regon|dowód|dowodu|rodné\s+číslo"
+    r"|rodne\s+cislo|rč|isikukood|asmens\s+kodas|personas\s+kods|egn|oib|emšo|emso|jmbg"
+    r"|cnp|amka|afm|codice\s+fiscale|tessera\s+sanitaria|carta\s+d'identità|steuer-?id"
+    r"|steuer-?nummer|steueridentifikationsnummer|sozialversicherungsnummer|svnr|ahv|avs"
+    r"|nir|sécurité\s+sociale|numéro\s+fiscal|insee|carte\s+d'identité|personalausweis"
+    r"|ausweis|licen[cs]e|driver'?s\s+licen[cs]e|driving\s+licen[cs]e|führerschein|rijbewijs"
+    r"|permis|employee\s+(?:id|no|number)|staff\s+(?:id|no|number)|personnel\s+number"
+    r"|personalnummer|badge|member(?:ship)?\s+(?:id|no|number)|tc\s+kimlik|kimlik|tckn"
+    r"|inn|snils|nric|fin|hkid|mykad|ktp|nik|tzn|teudat\s+zehut|national\s+number"
+    r"|numéro\s+national|rijksregisternummer|identiteitskaart|residence\s+permit"
+    r"|aufenthaltstitel|permesso|tarjeta|documento|documento\s+de\s+identidad|bi|cc"
+)
+_ID_CUES_NON_LATIN = (
+    r"паспорт|инн|снилс|егн|ЕГН|ИНН|СНИЛС|διαβατήριο|ΑΜΚΑ|ΑΦΜ|αμκα|αφμ|ταυτότητα|パスポート"
+    r"|旅券|マイナンバー|個人番号|身份证|身分證|护照|護照|居民身份|여권|주민등록번호|주민번호"
+    r"|외국인등록번호|جواز|هوية|رقم\s+قومي|الرقم\s+القومي|תעודת\s+זהות|ת\.ז|דרכון"
+)
+# "Reisepassnummer", "kontonr", "passinumero": the cue and "number" written as one word.
+_GLUED_NUMBER = r"-?(?:nummer|numer|numero|número|numéro|number|nr|no|num|nro|n°|numbers)"
+_AFTER_CUE = r"\W{0,3}(?:(?i:no|nr|num|number|numero|número|numéro|nummer|n[º°o])\b\.?)?\W{0,4}"
+# Both cue patterns are searched in the few characters before a candidate run: "$" is its start.
+_ID_CUE = re.compile(
+    rf"(?:(?<!\w)(?i:{_ID_CUES})(?i:{_GLUED_NUMBER})?(?!\w)|(?:{_ID_CUES_NON_LATIN})){_AFTER_CUE}$"
+)
+_ACCOUNT_CUES = (
+    r"account|acct|acc|a/c|bank|banking|sort\s+code|routing|aba|bsb|transit|clabe|bban|iban"
+    r"|swift|kontonummer|konto|kontonr|bankkonto|compte|rib|cuenta|cta|conta|conto|rekening"
+    r"|rekeningnummer|tilinumero|tili|számlaszám|számla|účet|číslo\s+účtu|ucet|rachunek"
+    r"|rachunku|nr\s+konta|cont|bankgiro|plusgiro|giro|reg\.?\s*nr|registreringsnummer"
+    r"|agência|agencia|ifsc|beneficiary|payee|wire|transfer|überweisung|virement"
+    r"|transferencia|bonifico|overboeking|przelew"
+)
+_ACCOUNT_CUES_NON_LATIN = (
+    r"счёт|счет|р/с|л/с|рахунок|λογαριασμός|λογαριασμού|口座|账户|賬戶|账号|帳號|계좌"
+    r"|حساب|חשבון|บัญชี"
+)
+_ACCOUNT_CUE = re.compile(
+    rf"(?:(?<!\w)(?i:{_ACCOUNT_CUES})(?i:{_GLUED_NUMBER})?(?!\w)"
+    rf"|(?:{_ACCOUNT_CUES_NON_LATIN})){_AFTER_CUE}$"
+)
+# An account-like run: six or more digits, maybe in groups, maybe with letters (bank codes).
+_ACCOUNT_RUN = re.compile(r"(?<![\w@+])[A-Za-z]{0,6}\d[\dA-Za-z]*(?:[ .\-/]\d[\dA-Za-z]*)*")
+
+
+@cache
+def _id_validators() -> dict[int, tuple]:
+    """The validator modules by the length of the number they accept (separators removed)."""
+    import importlib
+
+    by_length: dict[int, list] = {}
+    for name, lengths in _ID_VALIDATORS.items():
+        module = importlib.import_module(f"stdnum.{name}")
+        for length in lengths:
+            by_length.setdefault(length, []).append(module)
+    return {length: tuple(modules) for length, modules in by_length.items()}
+
+
+@lru_cache(maxsize=65536)
+def _is_national_id(candidate: str) -> bool:
+    compact = _SEPARATORS.sub("", candidate)
+    digits = sum(ch.isdigit() for ch in compact)
+    # Bare digit runs shorter than nine are too often order numbers or dates: they need a cue,
+    # or the grouping of an id ("9.317.380-5").
+    grouped = len(_SEPARATORS.findall(candidate)) >= 2 and not _DATE.match(candidate)
+    if not 7 <= len(compact) <= 20 or digits < 4:
+        return False
+    if digits == len(compact) and digits < 9 and not (grouped and digits >= 8):
+        return False
+    for module in _id_validators().get(len(compact), ()):
+        try:
+            if module.is_valid(candidate):
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def _id_spans(match: re.Match) -> list[tuple[int, int]]:
+    """The sub-runs of an id-shaped run worth validating: the whole, and without a leading or
+    trailing word of letters only ("ID 12345678Z", "46 8 123 T"). Digit groups are never
+    dropped: half a number validated as an id would leave the other half in clear."""
+    parts = list(_ID_PART.finditer(match.group()))
+    starts = [0] + ([1] if len(parts) > 1 and parts[0].group().isalpha() else [])
+    ends = [len(parts)] + (
+        [len(parts) - 1] if len(parts) > 1 and parts[-1].group().isalpha() else []
+    )
+    return [
+        (match.start() + parts[i].start(), match.start() + parts[j - 1].end())
+        for i in starts
+        for j in ends
+        if j > i
+    ]
+
+
+def _id_findings(text: str) -> list[Finding]:
+    found = []
+    for match in _NINO.finditer(text):
+        found.append(Finding(match.start(), match.end(), "ID", match.group()))
+    for match in _ID_RUN.finditer(text):
+        if _IN_PHONE.search(text, max(0, match.start() - 8), match.start()) or _PHONE_CUE.search(
+            text, max(0, match.start() - 30), match.start()
+        ):
+            continue  # "+44 20 7946 0958", "puhelin 040 123 4567": the phone detector's
+        for start, end in _id_spans(match):
+            if _is_national_id(text[start:end]):
+                found.append(Finding(start, end, "ID", text[start:end]))
+                break
+    return found + _cued_runs(text, _ID_CUE, "ID", min_digits=4, min_length=5)
+
+
+def _cued_runs(
+    text: str, cue: re.Pattern, kind: str, *, min_digits: int, min_length: int
+) -> list[Finding]:
+    """Id- or account-shaped runs right after a cue word, whatever their checksum."""
+    found = []
+    for match in _ACCOUNT_RUN.finditer(text):
+        value = match.group().rstrip(" .-/")
+        compact = _SEPARATORS.sub("", value)
+        if len(compact) < min_length or sum(ch.isdigit() for ch in compact) < min_digits:
+            continue
+        if _DATE.match(value) or _AMOUNT.match(value):
+            continue
+        if cue.search(text, max(0, match.start() - 45), match.start()):
+            found.append(Finding(match.start(), match.start() + len(value), kind, value))
+    return found
+
+
+def _account_findings(text: str) -> list[Finding]:
+    return _cued_runs(text, _ACCOUNT_CUE, "ACCOUNT", min_digits=7, min_length=7)
+
+
 def _ip_findings(text: str) -> list[Finding]:
     found = []
     for pattern in (_IPV4, _IPV6):
         for match in pattern.finditer(text):
             value = match.group()
             if pattern is _IPV6 and sum(c.isalnum() for c in value) < 3:
-                continue  # "a::b" shapes too short to be an address worth a token
+                continue  # "a::b" shapes too short to be an address worth a pseudonym
             try:
                 ipaddress.ip_address(value)
             except ValueError:
@@ -274,7 +576,11 @@ def _address_findings(text: str) -> list[Finding]:
     if _DIGIT.search(text):
         patterns += [_ADDRESS_NUMBER_FIRST, _ADDRESS_SUFFIX]
     if not words.isdisjoint(_PREFIX_WORDS):
-        patterns.append(_ADDRESS_PREFIX)
+        patterns += [_ADDRESS_PREFIX, _ADDRESS_NUMBERED_STREET]
+    if not words.isdisjoint(_VIETNAMESE_WORDS):
+        patterns.append(_ADDRESS_VIETNAMESE)
+    if not text.isascii():
+        patterns.append(_ADDRESS_SCRIPTS)
     found = []
     for pattern in patterns:
         for match in pattern.finditer(text):
@@ -285,7 +591,57 @@ def _address_findings(text: str) -> list[Finding]:
             value = match.group("address").rstrip(" ,.")
             start = match.start("address")
             found.append(Finding(start, start + len(value), "ADDRESS", value))
-    return found
+    if _DIGIT.search(text):
+        for pattern in (_NAME_THEN_NUMBER, _NUMBER_THEN_NAME):
+            for match in pattern.finditer(text):
+                street = _street_words(match.group("street"))
+                if not street:
+                    continue
+                start = match.start("street") + match.group("street").rindex(street[0])
+                if pattern is _NUMBER_THEN_NAME:
+                    start = match.start()
+                value = text[start : match.end()].rstrip(" ,.")
+                found.append(Finding(start, start + len(value), "ADDRESS", value))
+    return [_with_unit(text, f) for f in found]
+
+
+def _street_words(phrase: str) -> list[str]:
+    """The trailing words of ``phrase`` that can name a street (capitalised or of a script
+    without capitals), if one of them is no ordinary word; else []."""
+    words = phrase.split()
+    kept: list[str] = []
+    for word in reversed(words):
+        bare = word.strip(".,'’")
+        if _DIGIT.search(bare):
+            break
+        shouting = bare.isupper() and len(bare) >= 3  # "2 Ə.ORUCƏLİYEV", "7 TƏBRİZ"
+        connector = bare.islower() and len(bare) <= 3 and bool(kept)  # "Štradon čez Prošco"
+        if not bare or not (
+            _is_capitalised(bare)
+            or _is_uncased(bare)
+            or shouting
+            or connector
+            or bare.lower() in _NAME_PARTICLES
+        ):
+            break
+        kept.insert(0, word)
+    while kept and (kept[0].strip(".,").islower() or kept[0].lower() in _NAME_PARTICLES):
+        kept.pop(0)
+    if any(w.strip(".,'’") in _NOT_NAMES for w in kept):
+        return []
+    plausible = any(
+        _is_uncased(w.strip(".,'’")) or _is_uncommon(w) or _is_uncommon(w.title()) for w in kept
+    )
+    return kept if plausible else []
+
+
+def _with_unit(text: str, finding: Finding) -> Finding:
+    """``finding`` grown to the left over a flat / apartment / unit in front of it."""
+    unit = _UNIT_BEFORE.search(text[max(0, finding.start - 30) : finding.start])
+    if unit is None:
+        return finding
+    start = finding.start - (len(unit.group()))
+    return Finding(start, finding.end, "ADDRESS", text[start : finding.end])
 
 
 @cache
@@ -312,10 +668,87 @@ def first_names() -> frozenset[str]:
     return frozenset(names)
 
 
+@cache
+def common_words() -> frozenset[str]:
+    """Words common enough in written text to be a single cl100k token with a leading space,
+    lower-case (" flight", " dinner", " berlin") or capitalised (" Manchester", " Munich"); not
+    " kamau", " Wiśniewska". The lexicon that tells an ordinary capitalised word or a well-known
+    place from a rare name. Read from the tokenizer ranks file that ships with pria-ml
+    (pria_ml/assets), so nothing is downloaded."""
+    import base64
+    from importlib import resources
+
+    words = set()
+    with resources.files("pria_ml").joinpath("assets/cl100k_base.tiktoken").open("rb") as ranks:
+        for line in ranks:
+            token = base64.b64decode(line.split(maxsplit=1)[0])
+            if token[:1] == b" " and len(token) > 2:
+                word = token[1:].decode("utf-8", "replace")
+                if word.isalpha() and (word.islower() or word[1:].islower()):
+                    words.add(word)
+    return frozenset(words)
+
+
 @lru_cache(maxsize=65536)
 def _is_capitalised(word: str) -> bool:
     word = word.rstrip(".")
-    return word[0].isupper() and any(ch.islower() for ch in word) and word not in _NOT_NAMES
+    unglued = _GLUED_PARTICLE.sub("", word)
+    word = unglued if unglued[:1].isupper() else word
+    return word[:1].isupper() and any(ch.islower() for ch in word) and word not in _NOT_NAMES
+
+
+@lru_cache(maxsize=65536)
+def _is_uncommon(word: str) -> bool:
+    """A capitalised word that is neither an ordinary word, a place nor a business word."""
+    word = word.rstrip(".")
+    if word in _PLACES or word in _NOT_NAMES:
+        return False
+    parts = [part for part in re.split(r"[-'’]", word) if len(part) > 1]
+    common = common_words()
+    return any(part.lower() not in common and part not in common for part in parts)
+
+
+def _is_ordinary(word: str) -> bool:
+    """An ordinary lower-case word written with a capital ("Accommodation", "Train")."""
+    lower = word.rstrip(".").lower()
+    return lower in common_words() and lower not in first_names()
+
+
+@lru_cache(maxsize=65536)
+def _is_uncased(word: str) -> bool:
+    """A word of a script without capital letters (CJK, Arabic, Hebrew, Thai, Indic, and
+    Georgian, whose Mkhedruli letters Unicode files as lower case)."""
+    if word[:1].isascii():
+        return False
+    letters = [ch for ch in word if ch.isalpha()]
+    return (
+        bool(letters)
+        and all(
+            (not ch.isupper() and not ch.islower()) or "\u10d0" <= ch <= "\u10ff" for ch in letters
+        )
+        and all(ch.isalpha() or ch in "'’-" or _is_mark(ch) for ch in word)
+    )
+
+
+def _is_mark(ch: str) -> bool:
+    import unicodedata
+
+    return unicodedata.category(ch).startswith("M") or ch in "\u200c\u200d"
+
+
+def _is_bold_name(run: list[str], *, sentence_start: bool) -> bool:
+    """Two or more capitalised words, one of which is no common word or well-known place, and
+    none a business word or a place that is also a first name. At the start of a sentence a
+    capital says nothing, so leading ordinary words are set aside there ("Accommodation
+    Gothenburg", "Train Munich-Berlin"); mid-sentence they count ("for Anom Rahayu")."""
+    core = list(run)
+    while sentence_start and core and _is_ordinary(core[0]):
+        core.pop(0)
+    return (
+        len(core) >= 2
+        and any(_is_uncommon(w) for w in core if _is_capitalised(w))
+        and not any(w in _PLACES or w in _NOT_NAMES for w in core)
+    )
 
 
 def _ends_sentence(word: str) -> bool:
@@ -324,15 +757,45 @@ def _ends_sentence(word: str) -> bool:
 
 
 def _name_findings(text: str) -> list[Finding]:
-    """Runs of two to four capitalised words (with particles such as "van der") that hold a
-    gazetteer first name, follow a title or an introduction, or end like a surname; and a
-    single capitalised word right after a title."""
+    """Person names:
+
+    - runs of two to five capitalised words (with particles such as "van der", "bin", "al-")
+      that hold a gazetteer first name, follow a title or a person cue, end like a surname, or
+      hold a word that is not an ordinary word (the common-word lexicon) while none of them is
+      a business word or a place - whatever the alphabet, so Cyrillic and Greek names count;
+    - a single capitalised word right after a title, or after a person cue when it is not an
+      ordinary word ("Hi Wanjiru", "with Katarzyna");
+    - one to three words of a script without capitals after a person cue, or inside a sentence
+      written in Latin letters ("Booked for 王秀英 and me"), and
+      Japanese, Chinese and Korean names before an honorific ("佐藤さん", "김민준님").
+    """
     names = first_names()
-    words = list(_NAME_TOKEN.finditer(text))
+    words = list(_NAME_WORD.finditer(text))
+    # A sentence that switches from Latin letters to another script for a word or three does so
+    # for a proper noun: a person (or a place, which an address detector has taken first).
+    latin = _LATIN_WORD.search(text) is not None
     found = []
     i = 0
     while i < len(words):
-        if not _is_capitalised(words[i].group()):
+        first = words[i].group()
+        before = text[max(0, words[i].start() - 30) : words[i].start()]
+        if _is_uncased(_POSSESSIVE.sub("", first.rstrip("."))):
+            if latin or _PERSON_CUE.search(before) or _TITLES.search(before):
+                j = i
+                while (
+                    j + 1 < len(words)
+                    and j - i < 2
+                    and _is_uncased(_POSSESSIVE.sub("", words[j + 1].group()))
+                ):
+                    if text[words[j].end() : words[j + 1].start()] != " ":
+                        break
+                    j += 1
+                found.append(Finding(words[i].start(), words[j].end(), "NAME", ""))
+                i = j + 1
+                continue
+            i += 1
+            continue
+        if not _is_capitalised(first):
             i += 1
             continue
         j, last = i + 1, i
@@ -342,26 +805,30 @@ def _name_findings(text: str) -> list[Finding]:
             if (
                 _ends_sentence(words[j - 1].group())
                 or gap not in (" ", "\u00a0")
-                or not (_is_capitalised(word) or word in _NAME_PARTICLES or len(word) == 2)
+                or not (_is_capitalised(word) or word.lower() in _NAME_PARTICLES or len(word) == 2)
             ):
                 break
             if _is_capitalised(word):
                 last = j
             j += 1
         run = [w.group().rstrip(".") for w in words[i : last + 1]]
-        before = text[max(0, words[i].start() - 30) : words[i].start()]
         if len(run) >= 2 and (
             any(w.lower() in names and w not in _PLACES for w in run)
             or run[-1].lower().endswith(_SURNAME_ENDINGS)
             or _TITLES.search(before)
             or _INTRO.search(before)
+            or _is_bold_name(run, sentence_start=_SENTENCE_START.search(before) is not None)
         ):
             found.append(Finding(words[i].start(), words[last].end(), "NAME", ""))
             i = last + 1
             continue
-        if len(run) == 1 and _TITLES.search(before):
+        if len(run) == 1 and (
+            _TITLES.search(before) or (_PERSON_CUE.search(before) and _is_uncommon(run[0]))
+        ):
             found.append(Finding(words[i].start(), words[i].end(), "NAME", ""))
         i += 1
+    if not text.isascii():
+        found += [Finding(m.start(), m.end(), "NAME", "") for m in _CJK_NAME.finditer(text)]
     return [
         Finding(f.start, end, "NAME", text[f.start : end])
         for f in found
@@ -376,33 +843,63 @@ _DETECTORS = {
     "IBAN": _iban_findings,
     "CARD": _card_findings,
     "IP": _ip_findings,
+    "ID": _id_findings,
+    "ACCOUNT": _account_findings,
     "PHONE": _phone_findings,
     "ADDRESS": _address_findings,
     "NAME": _name_findings,
 }
-_NEEDS_DIGIT = frozenset({"IBAN", "CARD", "IP", "PHONE"})
+_NEEDS_DIGIT = frozenset({"IBAN", "CARD", "IP", "ID", "ACCOUNT", "PHONE"})
+
+
+_PSEUDONYM = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>")
+
+
+def _mask(match: re.Match) -> str:
+    return "\x00" * len(match.group())
+
+
+# Detectors that guess from words, not from checksums: they never see protected names.
+_HEURISTIC = frozenset({"ADDRESS", "NAME"})
+
+
+@lru_cache(maxsize=64)
+def _protected_pattern(protected: frozenset[str]) -> re.Pattern | None:
+    if not protected:
+        return None
+    alternatives = "|".join(re.escape(name) for name in sorted(protected, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
 @lru_cache(maxsize=8192)
-def find_pii(text: str) -> tuple[Finding, ...]:
+def find_pii(text: str, protected: frozenset[str] = frozenset()) -> tuple[Finding, ...]:
     """Non-overlapping PII findings in ``text``, in order; higher-priority kinds win overlaps.
+    ``protected`` names (the known merchants) are hidden from the name and address detectors,
+    so they come out untouched; checksummed kinds inside them are still found.
 
     Cached: prompts repeat (the system prompt, stock phrases, merchant names)."""
-    has_digit = _DIGIT.search(text) is not None
+    # Pseudonyms already in the text are never found again; protected names are hidden from
+    # the detectors that guess from words. Masked characters break every pattern.
+    visible = _PSEUDONYM.sub(_mask, text) if "<" in text else text
+    pattern = _protected_pattern(protected)
+    masked = pattern.sub(_mask, visible) if pattern is not None else visible
+    has_digit = _DIGIT.search(visible) is not None
     taken: list[Finding] = []
     for kind in KINDS:
         if kind in _NEEDS_DIGIT and not has_digit:
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
-        for finding in sorted(_DETECTORS[kind](text), key=lambda f: (f.start, -f.end)):
+        found = _DETECTORS[kind](masked if kind in _HEURISTIC else visible)
+        findings = [Finding(f.start, f.end, f.kind, text[f.start : f.end]) for f in found]
+        for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
             if all(finding.end <= t.start or finding.start >= t.end for t in taken):
                 taken.append(finding)
     return tuple(sorted(taken, key=lambda f: f.start))
 
 
 def _normalise(kind: str, value: str) -> str:
-    if kind in ("CARD", "IBAN"):
+    if kind in ("CARD", "IBAN", "ID", "ACCOUNT"):
         return re.sub(r"[^0-9A-Za-z]", "", value).upper()
     if kind == "PHONE":
         digits = re.sub(r"\D", "", value)
@@ -414,35 +911,44 @@ def _normalise(kind: str, value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
-# --- tokeniser ----------------------------------------------------------------------------------
+# --- pseudonymiser -----------------------------------------------------------------------------
 
 
-class Tokeniser:
-    """Replaces PII with keyed tokens and strips identifier fields; counts what it did."""
+class Pseudonymiser:
+    """Replaces PII with keyed pseudonyms and strips identifier fields; counts what it did."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, protected: frozenset[str] = frozenset()) -> None:
         if not key:
             raise ConfigError("the PII key is empty: set PRIA_PII_KEY to a long random secret")
         self._key = key
-        self.tokens: Counter[str] = Counter()
+        self.protected = frozenset(protected)
+        self.pseudonyms: Counter[str] = Counter()
         self.fields_removed = 0
 
     @property
+    def key(self) -> bytes:
+        return self._key
+
+    def protect(self, names: frozenset[str]) -> None:
+        """Leave ``names`` (known merchants) untouched from now on."""
+        self.protected = self.protected | frozenset(names)
+
+    @property
     def fingerprint(self) -> str:
-        """Identifies the key without revealing it: equal fingerprints mean comparable tokens."""
+        """Names the key without revealing it: equal fingerprints, comparable pseudonyms."""
         return hmac.new(self._key, b"pria-ml key fingerprint", hashlib.sha256).hexdigest()[:12]
 
-    def token(self, kind: str, value: str) -> str:
+    def pseudonym(self, kind: str, value: str) -> str:
         message = f"{kind}:{_normalise(kind, value)}".encode()
         return f"<{kind}_{hmac.new(self._key, message, hashlib.sha256).hexdigest()[:8]}>"
 
-    def tokenise(self, text: str) -> str:
-        """``text`` with every PII finding replaced by its token."""
+    def pseudonymise(self, text: str) -> str:
+        """``text`` with every PII finding replaced by its pseudonym."""
         parts, last = [], 0
-        for finding in find_pii(text):
+        for finding in find_pii(text, self.protected):
             parts.append(text[last : finding.start])
-            parts.append(self.token(finding.kind, finding.value))
-            self.tokens[finding.kind] += 1
+            parts.append(self.pseudonym(finding.kind, finding.value))
+            self.pseudonyms[finding.kind] += 1
             last = finding.end
         if not parts:
             return text
@@ -464,21 +970,21 @@ class Tokeniser:
         return value
 
     def scrub(self, value: Any) -> Any:
-        """JSON ``value`` without identifier fields at any depth, every string tokenised."""
+        """JSON ``value`` without identifier fields at any depth, every string pseudonymised."""
         value = self.strip_identifiers(value)
-        return self._tokenise_strings(value)
+        return self._pseudonymise_strings(value)
 
-    def _tokenise_strings(self, value: Any) -> Any:
+    def _pseudonymise_strings(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return {key: self._tokenise_strings(item) for key, item in value.items()}
+            return {key: self._pseudonymise_strings(item) for key, item in value.items()}
         if isinstance(value, list):
-            return [self._tokenise_strings(item) for item in value]
+            return [self._pseudonymise_strings(item) for item in value]
         if isinstance(value, str):
-            return self.tokenise(value)
+            return self.pseudonymise(value)
         return value
 
     def scrub_text(self, text: str) -> str:
-        """Message content: JSON documents (tool results) are scrubbed, other text tokenised."""
+        """Message content: JSON documents (tool results) are scrubbed, other text pseudonymised."""
         import json
 
         stripped = text.lstrip()
@@ -489,7 +995,7 @@ class Tokeniser:
                 pass
             else:
                 return json.dumps(self.scrub(document), ensure_ascii=False)
-        return self.tokenise(text)
+        return self.pseudonymise(text)
 
 
 @lru_cache(maxsize=4096)
@@ -498,11 +1004,11 @@ def is_identifier_field(key: str) -> bool:
     return normal in IDENTIFIER_FIELDS or normal.endswith(IDENTIFIER_SUFFIXES)
 
 
-def tokeniser(settings: Settings) -> Tokeniser:
-    """The tokeniser keyed by ``settings.pii_key``; ConfigError naming PRIA_PII_KEY if unset."""
+def pseudonymiser(settings: Settings) -> Pseudonymiser:
+    """The pseudonymiser keyed by ``settings.pii_key``; ConfigError naming PRIA_PII_KEY if unset."""
     if settings.pii_key is None or not settings.pii_key.get_secret_value():
         raise ConfigError(
-            "PRIA_PII_KEY is not set: extraction replaces PII with keyed HMAC tokens and will "
+            "PRIA_PII_KEY is not set: extraction replaces PII with keyed HMAC pseudonyms and will "
             "not run without the secret; set PRIA_PII_KEY (environment or .env)"
         )
-    return Tokeniser(settings.pii_key.get_secret_value().encode())
+    return Pseudonymiser(settings.pii_key.get_secret_value().encode())

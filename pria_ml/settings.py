@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         None,
         description="Source (read-replica) PostgreSQL URL; unset uses the embedded server.",
     )
+    db_retry_deadline_s: Annotated[float, Field(ge=0)] = Field(
+        60.0,
+        description="How long a lost database connection is retried (a restart, a failover) "
+        "before the command fails with DatabaseUnavailable; 0 tries once.",
+    )
     storage_url: str | None = Field(
         None, description="Object storage root, file:// or s3://; unset is <home>/storage."
     )
@@ -72,7 +77,11 @@ class Settings(BaseSettings):
         description="Hub id or local directory of the base model; unset builds a tiny local one.",
     )
     pii_key: SecretStr | None = Field(
-        None, description="HMAC key for stable PII tokens in extracted datasets."
+        None, description="HMAC key for stable PII pseudonyms in extracted datasets."
+    )
+    extract_workers: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="Processes that run PII detection during extract; unset uses every core.",
     )
     gpu_tier: str = "pilot"
     gpu_tiers: dict[str, GpuTier] = Field(default_factory=lambda: dict(DEFAULT_GPU_TIERS))

@@ -22,5 +22,8 @@ def source_db(scratch_database) -> Iterator[Database]:
 
 @pytest.fixture
 def source_settings(settings: Settings, source_db: Database) -> Settings:
-    """``settings`` whose source database is ``source_db``."""
-    return settings.model_copy(update={"source_database_url": SecretStr(source_db.url)})
+    """``settings`` whose source database is ``source_db``; PII detection in-process (the
+    worker pool starts processes, which the pool tests pay for on purpose, the others not)."""
+    return settings.model_copy(
+        update={"source_database_url": SecretStr(source_db.url), "extract_workers": 1}
+    )
