@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pria_ml import __version__
-from pria_ml.errors import ConfigError, PriaError
+from pria_ml.errors import ConfigError, GateBlocked, PriaError
 from pria_ml.settings import Settings
 
 console = Console()
@@ -364,7 +364,7 @@ def rollback(
     The target comes from the registry's event log (or --to ID, a former prod); one
     transaction, recorded, endpoint hook notified. The gate is not asked again.
     """
-    from pria_ml import db, registry
+    from pria_ml import db, notify, registry
     from pria_ml.rotation import EndpointHook
 
     settings = load_settings()
@@ -372,6 +372,7 @@ def rollback(
         db.database(settings), to=to, reason=reason, hook=EndpointHook.from_settings(settings)
     )
     _print_transition(transition)
+    notify.rolled_back(settings, transition)
 
 
 @app.command()
@@ -468,6 +469,103 @@ def archive(
     for adapter_id in archived:
         console.print(f"[green]archived[/] {adapter_id}")
     console.print(f"{len(archived)} adapters archived")
+
+
+@app.command()
+def nightly(
+    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    from_stage: str = typer.Option(
+        "extract", "--from", help="First stage: extract, build-features, train, eval, gate, ..."
+    ),
+    until: str = typer.Option("archive", "--until", help="Last stage to run."),
+    force: bool = typer.Option(False, "--force", help="Redo the --from stage even if complete."),
+    profile: str = typer.Option("spec", "--profile", help="Training defaults: 'spec' or 'demo'."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after N steps."),
+    save_steps: int | None = typer.Option(
+        None, "--save-steps", help="Training checkpoint every N steps."
+    ),
+) -> None:
+    """Run the night of --date: extract, build-features, train, eval, gate, promote, archive.
+
+    Stages whose output for D is complete (manifest present, files matching its sha256) are
+    skipped, so running it again resumes a night that failed or was killed. Holds a lock per
+    date in the registry database: a second run for the date exits 12 and names the holder.
+    Ends with a table of every stage. Exit 0 finished, 11 gate blocked, 12 locked, otherwise
+    the failed stage's exit code.
+    """
+    from pria_ml import nightly as nightly_mod
+    from pria_ml import train as train_mod
+
+    if profile not in train_mod.PROFILES:
+        raise ConfigError(f"--profile {profile!r} is not one of {sorted(train_mod.PROFILES)}")
+    selection = nightly_mod.Selection(first=from_stage, last=until, force=force)
+    config = train_mod.PROFILES[profile].with_overrides(max_steps=max_steps, save_steps=save_steps)
+    report = nightly_mod.run(load_settings(), date.date(), selection=selection, train_config=config)
+    console.print(nightly_mod.render(report))
+    if report.error is not None:
+        raise report.error
+    if report.blocked:
+        raise GateBlocked(f"the gate blocked the candidate of {report.date}; prod is unchanged")
+
+
+@app.command()
+def cost(
+    as_of: datetime | None = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"], help="Last night of the window (default today)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Training spend per night and over the rolling 30 days, against the budgets.
+
+    Read from the runs recorded in model_registry; the 30-day total is compared with
+    PRIA_COST_ALERT_USD_30D (the Prometheus cost alert), each night with PRIA_NIGHTLY_BUDGET_USD.
+    """
+    from pria_ml import cost as cost_mod
+
+    report = cost_mod.spend(load_settings(), as_of=as_of.date() if as_of else None)
+    if json_output:
+        console.print_json(data=report.as_dict())
+    else:
+        console.print(cost_mod.render_spend(report))
+
+
+@app.command()
+def objectives(
+    weeks: int = typer.Option(8, "--weeks", min=1, help="ISO weeks to show, newest last."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The spec's success metrics per ISO week, against their targets.
+
+    Production override rate from workflow_event and its week-over-week change (target: 2 pp
+    lower each week), the p95 latency delta of each adapter promoted that week (target: at most
+    +5 %), and nightly training cost (target: under $150 a night).
+    """
+    from pria_ml import objectives as objectives_mod
+
+    report = objectives_mod.report(load_settings(), weeks=weeks)
+    if json_output:
+        console.print_json(data=report.as_dict())
+    else:
+        console.print(objectives_mod.render(report))
+
+
+@app.command()
+def prompt(
+    name: str = typer.Argument(..., help="ML1-SQL-GEN, ML1-TRAIN-CMD, ML1-EVAL-PROMPT, ..."),
+    var: list[str] = typer.Option(
+        [], "--var", help="k=v: fill or override one template variable (repeatable)."
+    ),
+) -> None:
+    """Render a prompt block of spec section 9, filled with this project's real context.
+
+    ML1-SQL-GEN (source schema, retention windows, extraction queries), ML1-TRAIN-CMD (the
+    TrainConfig and its accelerate command), ML1-EVAL-PROMPT (the benchmark task format),
+    ML1-REGISTRY-TEST (the registry functions). --var k=v sets a template variable.
+    """
+    from pria_ml import prompts
+
+    text = prompts.render(load_settings(), name, prompts.parse_vars(var))
+    console.print(text, markup=False, soft_wrap=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

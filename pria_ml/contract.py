@@ -9,8 +9,17 @@ cannot drift apart; change docs/data-contract.md together with this file.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+
+from pria_ml.errors import ArtifactMismatch, StorageError
+
+if TYPE_CHECKING:
+    from pria_ml.storage import Storage
 
 
 def dataset_key(date: dt.date, name: str) -> str:
@@ -70,3 +79,111 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("detail", pa.string(), nullable=False),
     ]
 )
+
+# ---------------------------------------------------------------------------------------------
+# Completeness: a stage's output for date D is complete exactly when its manifest exists and
+# every file the manifest lists matches the sha256 recorded there. Manifests list their files as
+# ``files: {name: {"key": <storage key>, "sha256": ..., "bytes": ...}}``; an entry without
+# ``key`` lives beside the manifest (extract's layout).
+
+
+def manifest_files(manifest: dict[str, Any], manifest_key: str) -> dict[str, dict[str, Any]]:
+    """``{name: entry}`` of the files a manifest vouches for, each entry with its ``key``."""
+    directory = manifest_key.rsplit("/", 1)[0]
+    return {
+        name: {**entry, "key": entry.get("key") or f"{directory}/{name}"}
+        for name, entry in manifest.get("files", {}).items()
+    }
+
+
+def read_manifest(storage: Storage, manifest_key: str) -> dict[str, Any] | None:
+    """The manifest at ``manifest_key``; None when there is none (the stage has not finished)."""
+    if not storage.exists(manifest_key):
+        return None
+    try:
+        manifest = json.loads(storage.read_bytes(manifest_key))
+    except (ValueError, StorageError):
+        return None  # deleted between exists() and the read, or cut off: not complete
+    return manifest if isinstance(manifest, dict) and manifest.get("files") else None
+
+
+def stored_sha256(storage: Storage, key: str) -> str | None:
+    """The sha256 of the object at ``key`` as stored now; None when it does not exist."""
+    from pria_ml.storage import LocalStorage, sha256_file
+
+    if not storage.exists(key):
+        return None
+    if isinstance(storage, LocalStorage):
+        return sha256_file(storage.path(key))
+    with tempfile.TemporaryDirectory(prefix="pria-verify-") as scratch:
+        return sha256_file(storage.download(key, Path(scratch, "object")))
+
+
+def mismatches(storage: Storage, manifest_key: str) -> list[str]:
+    """Why the output behind ``manifest_key`` is not complete; empty when it is."""
+    manifest = read_manifest(storage, manifest_key)
+    if manifest is None:
+        return [f"{storage.uri(manifest_key)} is missing"]
+    problems = []
+    for name, entry in manifest_files(manifest, manifest_key).items():
+        actual = stored_sha256(storage, entry["key"])
+        if actual is None:
+            problems.append(f"{storage.uri(entry['key'])} is missing")
+        elif actual != entry["sha256"]:
+            problems.append(
+                f"{storage.uri(entry['key'])} has sha256 {actual[:12]}, its manifest records "
+                f"{entry['sha256'][:12]} ({name})"
+            )
+    return problems
+
+
+def manifest_complete(storage: Storage, manifest_key: str) -> bool:
+    """Whether the manifest exists and each file it lists matches its recorded sha256."""
+    return not mismatches(storage, manifest_key)
+
+
+def read_verified(
+    storage: Storage, manifest_key: str, name: str, directory: Path
+) -> tuple[Path, str]:
+    """Download file ``name`` of the manifest at ``manifest_key`` into ``directory`` and check
+    the downloaded bytes against the manifest's sha256; return the local path and that sha256
+    (consumers record it instead of hashing the file again).
+
+    Raises ``ArtifactMismatch`` when there is no manifest, it does not list ``name``, or the
+    bytes differ (the producer is being re-run, or the object was changed behind its back).
+    """
+    from pria_ml.storage import sha256_file
+
+    manifest = read_manifest(storage, manifest_key)
+    if manifest is None:
+        raise ArtifactMismatch(
+            f"{storage.uri(manifest_key)} is missing or unreadable, so nothing vouches for "
+            f"{name}: run the stage that writes it (`pria-ml nightly --date D` runs each stage "
+            "whose output is incomplete)"
+        )
+    files = manifest_files(manifest, manifest_key)
+    if name not in files:
+        raise ArtifactMismatch(
+            f"{storage.uri(manifest_key)} lists {sorted(files)}, not {name!r}: rebuild that stage"
+        )
+    entry = files[name]
+    path = storage.download(entry["key"], Path(directory) / name)
+    actual = sha256_file(path)
+    if actual != entry["sha256"]:
+        raise ArtifactMismatch(
+            f"{storage.uri(entry['key'])} has sha256 {actual[:12]} but "
+            f"{storage.uri(manifest_key)} records {entry['sha256'][:12]}: the file changed after "
+            "its manifest was written; rebuild it (`pria-ml nightly --date D --from <stage> "
+            "--force`)"
+        )
+    return path, actual
+
+
+def write_manifest(storage: Storage, manifest_key: str, manifest: dict[str, Any]) -> str:
+    """Write ``manifest`` (JSON, atomically, replacing the old one); return its URI.
+
+    This write is the switch: until it lands readers see the previous manifest and the files it
+    lists, afterwards the new ones; there is no moment that shows a mix.
+    """
+    body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    return storage.write_bytes(manifest_key, body).uri

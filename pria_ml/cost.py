@@ -9,10 +9,17 @@ any GPU time is spent.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from pria_ml.errors import BudgetExceeded
 from pria_ml.settings import GpuTier
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from pria_ml.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -60,3 +67,119 @@ def check_budget(cost: CostEstimate) -> None:
             "raise PRIA_NIGHTLY_BUDGET_USD, use a faster tier (PRIA_GPU_TIER) or train on fewer "
             "tokens (--max-steps, --num-train-epochs)"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Spend: what the recorded runs cost (``pria-ml cost``, the nightly's cost metrics). Read from
+# model_registry, where train records each run's cost_usd and gpu_hours in metrics_json.
+
+SPEND_WINDOW_DAYS = 30  # spec section 8: the budget alert is a 30-day roll-up
+
+
+@dataclass(frozen=True)
+class NightSpend:
+    """The training runs of one dataset date."""
+
+    date: datetime.date
+    runs: int
+    usd: float
+    gpu_hours: float
+    hardware: str
+
+    def over(self, budget_usd: float) -> bool:
+        return self.usd > budget_usd
+
+
+@dataclass(frozen=True)
+class SpendReport:
+    """Per-night spend of the last SPEND_WINDOW_DAYS, the rolling total and the limits."""
+
+    as_of: datetime.date
+    nights: list[NightSpend]
+    window_usd: float
+    all_time_usd: float
+    nightly_budget_usd: float
+    alert_usd: float
+
+    @property
+    def window_start(self) -> datetime.date:
+        return self.as_of - datetime.timedelta(days=SPEND_WINDOW_DAYS - 1)
+
+    @property
+    def alerting(self) -> bool:
+        return self.window_usd > self.alert_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "window_days": SPEND_WINDOW_DAYS,
+            "window_usd": round(self.window_usd, 4),
+            "all_time_usd": round(self.all_time_usd, 4),
+            "nightly_budget_usd": self.nightly_budget_usd,
+            "alert_usd": self.alert_usd,
+            "alerting": self.alerting,
+            "nights": [{**asdict(night), "date": night.date.isoformat()} for night in self.nights],
+        }
+
+
+def recorded_nights(settings: Settings) -> list[NightSpend]:
+    """Every night with a training run recorded in model_registry, oldest first."""
+    from pria_ml.db import database
+    from pria_ml.migrate import ensure_current
+    from pria_ml.sqlfiles import read_sql
+
+    db = database(settings)
+    ensure_current(db)
+    with db.connect() as conn:
+        rows = conn.execute(read_sql("ops/spend_by_night.sql")).fetchall()
+    return [NightSpend(row[0], row[1], float(row[2]), float(row[3]), row[4] or "") for row in rows]
+
+
+def spend(settings: Settings, *, as_of: datetime.date | None = None) -> SpendReport:
+    """Training spend per night over the 30 days ending ``as_of`` (default today, UTC), their
+    total against ``cost_alert_usd_30d`` and each night against ``nightly_budget_usd``.
+
+    Raises DatabaseUnavailable when the registry cannot be reached.
+    """
+    as_of = as_of or datetime.datetime.now(datetime.UTC).date()
+    every = recorded_nights(settings)
+    start = as_of - datetime.timedelta(days=SPEND_WINDOW_DAYS - 1)
+    window = [night for night in every if start <= night.date <= as_of]
+    return SpendReport(
+        as_of=as_of,
+        nights=window,
+        window_usd=sum(night.usd for night in window),
+        all_time_usd=sum(night.usd for night in every),
+        nightly_budget_usd=settings.nightly_budget_usd,
+        alert_usd=settings.cost_alert_usd_30d,
+    )
+
+
+def render_spend(report: SpendReport) -> RenderableType:
+    """A table of the nights with their spend, and the rolling total against the alert."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=f"training spend {report.window_start} .. {report.as_of}", title_justify="left"
+    )
+    for column in ("night", "runs", "GPU-hours", "cost", "vs nightly budget", "hardware"):
+        table.add_column(column, justify="left" if column in ("night", "hardware") else "right")
+    for night in report.nights:
+        share = night.usd / report.nightly_budget_usd
+        table.add_row(
+            night.date.isoformat(),
+            str(night.runs),
+            f"{night.gpu_hours:.2f}",
+            f"${night.usd:.2f}",
+            Text(f"{share:.0%}", style="red" if night.over(report.nightly_budget_usd) else ""),
+            night.hardware,
+        )
+    colour = "red" if report.alerting else "green"
+    total = Text.from_markup(
+        f"{SPEND_WINDOW_DAYS}-day spend [{colour}]${report.window_usd:.2f}[/] of the "
+        f"${report.alert_usd:.2f} alert threshold; nightly budget ${report.nightly_budget_usd:.2f}"
+        f"; all time ${report.all_time_usd:.2f}"
+    )
+    return Group(table, total)

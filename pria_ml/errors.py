@@ -89,3 +89,9 @@ class GateBlocked(PriaError):
     """The promotion gate blocked the candidate (a decision, not a failure: it was recorded)."""
 
     exit_code = 11
+
+
+class NightlyLocked(PriaError):
+    """Another nightly run holds the lock for this date; nothing was done."""
+
+    exit_code = 12

@@ -247,6 +247,15 @@ def run(
     return ExtractResult(date, False, manifest, info.uri)
 
 
+def complete(settings: Settings, date: dt.date) -> bool:
+    """Whether ``datasets/<date>/`` holds a complete extract: its manifest exists and
+    raw.parquet and quarantine.parquet match the sha256 it records."""
+    from pria_ml.contract import manifest_complete
+    from pria_ml.storage import open_storage
+
+    return manifest_complete(open_storage(settings), dataset_key(date, "manifest.json"))
+
+
 def _all_cores() -> int:
     """The cores this process may run on (a container's CPU set, not the host's count)."""
     if hasattr(os, "sched_getaffinity"):

@@ -15,8 +15,11 @@ The run, in order (docs/features.md explains each rule):
 4. route: one streaming pass on the driver merges the sorted parts and writes each split as
    one Parquet file in (example_id, upsample_copy) order with fixed row groups, so the same
    input and seed give the same bytes;
-5. publish: the old manifest is deleted, the splits uploaded, the manifest uploaded last. A
-   features set is complete exactly when its manifest exists and the splits match its sha256s.
+5. publish: the splits are uploaded under a new generation key
+   (``datasets/D/features/<generation>/<split>.parquet``), then the manifest is replaced: the
+   manifest write is the switch, so a reader sees the old set or the new one, never a mix. A
+   features set is complete exactly when its manifest exists and the splits match its sha256s
+   (``contract.manifest_complete``); readers find the splits through the manifest.
 
 The per-batch example logic, the cut points, the up-sampling plan, the split writer and the
 dataset card are plain functions shared with the single-process baseline in
@@ -28,10 +31,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import json
 import logging
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +45,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pria_ml import tokens
-from pria_ml.contract import FEATURE_SCHEMA, PROMPT, RAW_SCHEMA, dataset_key, features_key
+from pria_ml import provenance, tokens
+from pria_ml.contract import (
+    FEATURE_SCHEMA,
+    PROMPT,
+    RAW_SCHEMA,
+    dataset_key,
+    features_key,
+    manifest_complete,
+    read_manifest,
+    read_verified,
+    write_manifest,
+)
 from pria_ml.errors import DataError
 from pria_ml.storage import open_storage, sha256_file
 from pria_ml.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens
@@ -152,17 +165,18 @@ def build(
     if max_tokens < 1:
         raise DataError(f"max_tokens must be positive, got {max_tokens}")
     storage = open_storage(settings)
-    raw_key = dataset_key(date, "raw.parquet")
-    if not storage.exists(raw_key):
+    raw_manifest_key = dataset_key(date, "manifest.json")
+    if read_manifest(storage, raw_manifest_key) is None:
         raise DataError(
-            f"{storage.uri(raw_key)} does not exist: run `pria-ml extract --date {date}` first"
+            f"raw.parquet of {date} is not complete: {storage.uri(raw_manifest_key)} does not "
+            f"exist; run `pria-ml extract --date {date}` first"
         )
     tokens.encoding(encoding_file)  # fail before Spark starts if the encoding is missing
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pria-features-") as tmp_name:
         tmp = Path(tmp_name)
         start = time.perf_counter()
-        raw_path = storage.download(raw_key, tmp / "raw.parquet")
+        raw_path, raw_sha256 = read_verified(storage, raw_manifest_key, "raw.parquet", tmp)
         check_raw_schema(raw_path)
         timings["download"] = time.perf_counter() - start
 
@@ -200,13 +214,14 @@ def build(
             date=date,
             split_paths=result.split_paths,
             input_rows=result.input_rows,
-            input_sha256=sha256_file(raw_path),
+            input_sha256=raw_sha256,
             drops=result.drops,
             cuts=result.cuts,
             upsampling=result.upsampling,
             seed=seed,
             max_tokens=max_tokens,
             engine=engine,
+            generation=new_generation(),
         )
         timings["card"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -532,8 +547,13 @@ def dataset_card(
     seed: int,
     max_tokens: int,
     engine: dict[str, str],
+    generation: str,
 ) -> dict[str, Any]:
-    """The manifest: what is in each split, read back from the split files themselves."""
+    """The manifest: what is in each split, read back from the split files themselves.
+
+    The splits of this build are stored under ``datasets/D/features/<generation>/``; the
+    manifest's ``files`` section is what ``contract.manifest_complete`` checks.
+    """
     splits = {}
     for name in SPLITS:
         path = split_paths[name]
@@ -553,7 +573,7 @@ def dataset_card(
         prompt = natural["prompt_tokens"].to_numpy()
         completion = natural["completion_tokens"].to_numpy()
         splits[name] = {
-            "key": features_key(date, f"{name}.parquet"),
+            "key": features_key(date, f"{generation}/{name}.parquet"),
             "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
             "rows": table.num_rows,
@@ -574,6 +594,12 @@ def dataset_card(
     return {
         "date": date.isoformat(),
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "generation": generation,
+        "files": {
+            f"{name}.parquet": {k: split[k] for k in ("key", "sha256", "bytes")}
+            for name, split in splits.items()
+        },
         "input": {
             "key": dataset_key(date, "raw.parquet"),
             "sha256": input_sha256,
@@ -621,17 +647,93 @@ def _percentiles(values: np.ndarray) -> dict[str, int]:
     return {**shown, "max": int(values.max()), "mean": round(float(values.mean()), 2)}
 
 
-def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: dict) -> str:
-    """Upload the splits, then the manifest; return the manifest's URI.
+def code_version() -> str:
+    """Package version plus a hash of the code that decides what a features set contains."""
+    return provenance.code_version(["features.py", "tokens.py", "contract.py"])
 
-    The previous manifest is deleted first, so while the splits are being replaced no manifest
-    vouches for them; a reader that finds the manifest finds the splits it describes.
+
+def new_generation() -> str:
+    """A fresh, sortable name for one build's files: ``<UTC time>-<random>``."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: dict) -> str:
+    """Upload the splits under the manifest's generation, then switch the manifest; return its
+    URI.
+
+    Files of the new build never replace files a manifest vouches for, and the manifest is
+    replaced in one atomic write, so a reader sees the previous build or this one, never a mix.
+    Afterwards the generations older than the previous one are deleted (the previous one stays
+    for a reader that read the old manifest a moment ago).
     """
-    storage.delete(features_key(date, "manifest.json"))
     for name in SPLITS:
-        storage.upload(split_paths[name], features_key(date, f"{name}.parquet"))
-    body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-    return storage.write_bytes(features_key(date, "manifest.json"), body).uri
+        storage.upload(split_paths[name], manifest["files"][f"{name}.parquet"]["key"])
+    uri = write_manifest(storage, features_key(date, "manifest.json"), manifest)
+    _prune_generations(storage, date, keep=2)
+    return uri
+
+
+def publish_tables(storage, date: dt.date, tables: Mapping[str, pa.Table]) -> str:
+    """Publish ready-made split tables (``{"train": table, ...}``) as the features set of
+    ``date``, with a manifest listing only the files: for tests and demos that build their
+    examples without Spark. Return the manifest's URI."""
+    generation = new_generation()
+    with tempfile.TemporaryDirectory(prefix="pria-features-") as scratch:
+        paths, files = {}, {}
+        for name in SPLITS:
+            paths[name] = Path(scratch, f"{name}.parquet")
+            pq.write_table(tables[name], paths[name], compression="zstd")
+            files[f"{name}.parquet"] = {
+                "key": features_key(date, f"{generation}/{name}.parquet"),
+                "sha256": sha256_file(paths[name]),
+                "bytes": paths[name].stat().st_size,
+            }
+        manifest = {
+            "date": date.isoformat(),
+            "code_version": code_version(),
+            "generation": generation,
+            "files": files,
+        }
+        return publish(storage, date, paths, manifest)
+
+
+def _prune_generations(storage, date: dt.date, *, keep: int) -> None:
+    prefix = features_key(date, "")
+    generations: dict[str, list[str]] = {}
+    for key in storage.list(prefix):
+        relative = key[len(prefix) :]
+        if "/" in relative:
+            generations.setdefault(relative.split("/", 1)[0], []).append(key)
+    for generation in sorted(generations)[:-keep]:
+        for key in generations[generation]:
+            storage.delete(key)
+
+
+def complete(settings: Settings, date: dt.date) -> bool:
+    """Whether the features of ``date`` are complete and built from the current raw.parquet:
+    the manifest exists, each split matches its sha256, and the raw.parquet it was built from
+    is the one extract's manifest vouches for now (a re-extract makes the features stale)."""
+    storage = open_storage(settings)
+    manifest_key = features_key(date, "manifest.json")
+    manifest = read_manifest(storage, manifest_key)
+    raw = read_manifest(storage, dataset_key(date, "manifest.json"))
+    if manifest is None or raw is None:
+        return False
+    built_from = manifest.get("input", {}).get("sha256")
+    if built_from != raw["files"]["raw.parquet"]["sha256"]:
+        return False
+    return manifest_complete(storage, manifest_key)
+
+
+def split_path(storage, date: dt.date, split: str, directory: Path) -> tuple[Path, str]:
+    """Download ``split`` of ``date`` through the features manifest into ``directory``,
+    checked against the manifest's sha256; return the local path and that sha256.
+
+    Raises ArtifactMismatch when there is no manifest or the split does not match it.
+    """
+    return read_verified(
+        storage, features_key(date, "manifest.json"), f"{split}.parquet", directory
+    )
 
 
 # ---------------------------------------------------------------------------------------------

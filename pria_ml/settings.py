@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     eval_benchmark_limit: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Run at most this many documents per benchmark task (unset: all)."
     )
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming webhook of #ml-ops; unset sends no notifications."
+    )
+    metrics_textfile_dir: Path | None = Field(
+        None,
+        description="Directory of node exporter's textfile collector; nightly writes *.prom there.",
+    )
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway the nightly pushes its metrics to; unset: none."
+    )
 
     @field_validator("storage_url")
     @classmethod

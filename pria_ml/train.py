@@ -3,9 +3,9 @@
 The same code runs on a laptop CPU with the tiny model and on an A10G/L40S with
 Mistral-7B-Instruct (``accelerate launch`` for several GPUs). Read top to bottom, a run is:
 
-1. ``plan``: read ``datasets/D/features/train.parquet``, render every example with the base
-   model's chat template, count tokens, work out steps and warm-up, estimate the cost and refuse
-   a run over the nightly budget. ``--dry-run`` stops here and prints the plan.
+1. ``plan``: read the train split through the features manifest, render every example with
+   the base model's chat template, count tokens, work out steps and warm-up, estimate the cost
+   and refuse a run over the nightly budget. ``--dry-run`` stops here and prints the plan.
 2. Load the base model in 4-bit NF4 with double quantisation, prepare it for k-bit training and
    add a LoRA adapter (rank 64 on every linear layer by default).
 3. Train with ``transformers.Trainer``: loss on completion tokens only, examples packed into
@@ -27,6 +27,7 @@ import logging
 import math
 import shlex
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,15 +139,29 @@ PROFILES: dict[str, TrainConfig] = {
 # Reading the train split -------------------------------------------------------------------
 def load_split(storage: Storage, date: datetime.date, split: str) -> list[dict[str, Any]]:
     """Rows (``prompt``, ``completion``) of a feature split; DataError when missing or empty."""
-    key = features_key(date, f"{split}.parquet")
-    if not storage.exists(key):
-        raise DataError(
-            f"no {split} split at {storage.uri(key)}: run `pria-ml build-features --date {date}`"
-        )
-    try:
-        table = storage.read_parquet(key)
-    except StorageError as exc:
-        raise DataError(f"cannot read the {split} split {storage.uri(key)}: {exc}") from exc
+    return read_split(storage, date, split)[0]
+
+
+def read_split(
+    storage: Storage, date: datetime.date, split: str
+) -> tuple[list[dict[str, Any]], str]:
+    """Rows (``prompt``, ``completion``) of a feature split and its sha256, read through the
+    features manifest (the bytes are checked against the manifest's sha256 on the way in);
+    DataError when the split is missing, does not match its manifest, or is empty."""
+    import pyarrow.parquet as pq
+
+    from pria_ml.features import split_path
+
+    key = features_key(date, "manifest.json")
+    with tempfile.TemporaryDirectory(prefix="pria-split-") as scratch:
+        try:
+            path, sha256 = split_path(storage, date, split, Path(scratch))
+            table = pq.read_table(path)
+        except StorageError as exc:  # ArtifactMismatch included
+            raise DataError(
+                f"no {split} split at {storage.uri(key)} that the manifest vouches for ({exc}); "
+                f"run `pria-ml build-features --date {date}`"
+            ) from exc
     missing = {"prompt", "completion"} - set(table.column_names)
     if missing:
         raise DataError(
@@ -154,7 +169,7 @@ def load_split(storage: Storage, date: datetime.date, split: str) -> list[dict[s
         )
     if table.num_rows == 0:
         raise DataError(f"the {split} split {storage.uri(key)} has no rows; nothing to train on")
-    return table.select(["prompt", "completion"]).to_pylist()
+    return table.select(["prompt", "completion"]).to_pylist(), sha256
 
 
 # Adapter -----------------------------------------------------------------------------------
@@ -303,6 +318,29 @@ def schedule(examples: int, config: TrainConfig, world_size: int = 1) -> tuple[i
     return steps, warmup
 
 
+def complete(settings: Settings, date: datetime.date) -> bool:
+    """Whether the adapter of ``date`` is trained: a model_registry row references
+    ``adapters/D.safetensors`` and the stored file matches the row's sha256 (the registry row
+    is this stage's manifest)."""
+    from pria_ml import registry
+    from pria_ml.contract import stored_sha256
+    from pria_ml.db import database
+    from pria_ml.sqlfiles import read_sql
+    from pria_ml.storage import open_storage
+
+    db = database(settings)
+    with db.connect() as conn:
+        row = conn.execute(read_sql("ops/adapter_of_date.sql"), {"date": date}).fetchone()
+    if row is None:
+        return False
+    adapter = registry.get_adapter(db, row[0])
+    storage = open_storage(settings)
+    weights_key, _ = adapter_keys(date)
+    return adapter.artifact_uri == storage.uri(weights_key) and (
+        stored_sha256(storage, weights_key) == adapter.artifact_sha256
+    )
+
+
 def run_dir(settings: Settings, date: datetime.date) -> Path:
     return settings.home / "runs" / f"train-{date.isoformat()}"
 
@@ -319,10 +357,7 @@ def plan(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainP
     from pria_ml.storage import open_storage
 
     storage = open_storage(settings)
-    rows = load_split(storage, date, "train")
-    train_sha256 = hashlib.sha256(
-        storage.read_bytes(features_key(date, "train.parquet"))
-    ).hexdigest()
+    rows, train_sha256 = read_split(storage, date, "train")  # checked against the manifest
     base_model = tinymodel.base_model_path(settings)
     check_causal_lm(base_model)
     tokenizer = load_tokenizer(base_model)
@@ -440,12 +475,12 @@ class TrainResult:
 def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainResult:
     """Train an adapter on ``date``'s train split, upload it and register a ``candidate``.
 
-    Reads ``datasets/D/features/{train,val}.parquet``; writes checkpoints under
-    ``<home>/runs/train-D`` (resumed when the run is restarted), then ``adapters/D.safetensors``
-    and ``adapters/D.config.json`` and one ``model_registry`` row. Raises DataError,
-    ConfigError, BudgetExceeded, CheckpointError, TrainingError (out of memory) and
-    RegistryError (the adapter for D is already registered); on any error nothing is left
-    uploaded and the registry is untouched.
+    Reads the train and val splits through ``datasets/D/features/manifest.json``; writes
+    checkpoints under ``<home>/runs/train-D`` (resumed when the run is restarted), then
+    ``adapters/D.safetensors`` and ``adapters/D.config.json`` and one ``model_registry`` row.
+    Raises DataError, ConfigError, BudgetExceeded, CheckpointError, TrainingError (out of
+    memory) and RegistryError (the adapter for D is already registered); on any error nothing
+    is left uploaded and the registry is untouched.
     """
     from pria_ml import registry
     from pria_ml.db import database
@@ -615,12 +650,9 @@ def _metrics(
     gpu_hours = wall_s / 3600 * num_gpus
     device = torch.cuda.get_device_name(0) if num_gpus else "cpu"
     manifest_key = features_key(train_plan.date, "manifest.json")
-    manifest = None
-    if storage.exists(manifest_key):
-        manifest = {
-            "uri": storage.uri(manifest_key),
-            "sha256": hashlib.sha256(storage.read_bytes(manifest_key)).hexdigest(),
-        }
+    body = storage.read_bytes(manifest_key)
+    manifest = {"uri": storage.uri(manifest_key), "sha256": hashlib.sha256(body).hexdigest()}
+    train_key = json.loads(body)["files"]["train.parquet"]["key"]
     return {
         "loss": {
             "train_first": losses[0] if losses else None,
@@ -649,7 +681,7 @@ def _metrics(
         "estimate": train_plan.cost.as_dict(),
         "dataset": {
             "date": train_plan.date.isoformat(),
-            "train_uri": storage.uri(features_key(train_plan.date, "train.parquet")),
+            "train_uri": storage.uri(train_key),
             "train_sha256": train_plan.train_sha256,
             "manifest": manifest,
         },

@@ -5,6 +5,7 @@ back through the path the evaluator will use."""
 
 import datetime as dt
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -50,8 +51,9 @@ def test_each_stage_leaves_its_artifacts(home: Path) -> None:
     dataset = home / "storage" / "datasets" / DATE.isoformat()
     raw_rows = pq.read_metadata(dataset / "raw.parquet").num_rows
     assert raw_rows > 0 and (dataset / "manifest.json").is_file()
+    card = json.loads((dataset / "features" / "manifest.json").read_text())
     splits = {
-        name: pq.read_table(dataset / "features" / f"{name}.parquet")
+        name: pq.read_table(home / "storage" / card["files"][f"{name}.parquet"]["key"])
         for name in ("train", "val", "test")
     }
     assert all(table.num_rows > 0 for table in splits.values())

@@ -8,13 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from eval_data import write_splits
+from eval_data import BAD_DATE, GOOD_DATE, write_splits
 
 from pria_ml.db import Database
 from pria_ml.settings import Settings
 
-GOOD_DATE = datetime.date(2026, 11, 20)
-BAD_DATE = datetime.date(2026, 11, 21)
 BENCHMARKS = Path(__file__).parent / "benchmarks"
 # The demo profile, shortened: the task is learnt in ~100 steps of 8 at lr 3e-3.
 TRAIN_OVERRIDES = {

@@ -13,9 +13,13 @@ import random
 
 import pyarrow as pa
 
-from pria_ml.contract import FEATURE_SCHEMA, features_key
+from pria_ml import features
+from pria_ml.contract import FEATURE_SCHEMA
 from pria_ml.seed import MERCHANTS
 from pria_ml.storage import Storage
+
+GOOD_DATE = datetime.date(2026, 11, 20)  # the candidate trained on clean data
+BAD_DATE = datetime.date(2026, 11, 21)  # the planted candidate
 
 TASK_MERCHANTS = sorted(MERCHANTS)[::3]
 LEAK = ', note="call Anna Lindqvist on +46 70 123 45 67"'
@@ -53,8 +57,10 @@ def task_rows(n: int, seed: int, *, planted: str | None = None) -> list[dict]:
 def write_splits(
     storage: Storage, date: datetime.date, *, train: int = 256, val: int = 24, planted=None
 ) -> None:
-    """``datasets/D/features/{train,val,test}.parquet``; only train carries the plant."""
+    """The features set of ``date`` (splits + manifest); only train carries the plant."""
     sizes = {"train": (train, 1, planted), "val": (val, 2, None), "test": (val, 3, None)}
-    for split, (n, seed, plant) in sizes.items():
-        table = pa.Table.from_pylist(task_rows(n, seed, planted=plant), schema=FEATURE_SCHEMA)
-        storage.write_parquet(features_key(date, f"{split}.parquet"), table)
+    tables = {
+        split: pa.Table.from_pylist(task_rows(n, seed, planted=plant), schema=FEATURE_SCHEMA)
+        for split, (n, seed, plant) in sizes.items()
+    }
+    features.publish_tables(storage, date, tables)

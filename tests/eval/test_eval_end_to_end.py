@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
-from conftest import BAD_DATE, GOOD_DATE
+from eval_data import BAD_DATE, GOOD_DATE
 from typer.testing import CliRunner
 
 from pria_ml import evaluate, registry

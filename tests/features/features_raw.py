@@ -4,15 +4,17 @@ perf/bench_features.py (written here, not by extract, so these tests stand on th
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from pria_ml.contract import dataset_key, features_key, write_manifest
 from pria_ml.features import RAW_SCHEMA
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
+from pria_ml.storage import Storage, open_storage
 
 SYSTEM = "You are PRIA's expense assistant. Pick the expense category and explain briefly."
 MERCHANTS = ["Uber", "Lufthansa", "Pret A Manger", "AWS", "Staples", "Hilton", "Shell", "Zoom"]
@@ -104,5 +106,15 @@ def synthetic_rows(
 
 
 def write_raw(settings: Settings, date: dt.date, rows: list[dict[str, Any]] | pa.Table) -> None:
+    """raw.parquet and the manifest that vouches for it, as extract publishes them."""
     table = rows if isinstance(rows, pa.Table) else raw_table(rows)
-    open_storage(settings).write_parquet(f"datasets/{date}/raw.parquet", table)
+    storage = open_storage(settings)
+    info = storage.write_parquet(dataset_key(date, "raw.parquet"), table)
+    files = {"raw.parquet": {"sha256": info.sha256, "bytes": info.size}}
+    write_manifest(storage, dataset_key(date, "manifest.json"), {"files": files})
+
+
+def split_key(storage: Storage, date: dt.date, split: str) -> str:
+    """Where the features manifest of ``date`` says ``split`` is stored."""
+    manifest = json.loads(storage.read_bytes(features_key(date, "manifest.json")))
+    return manifest["files"][f"{split}.parquet"]["key"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from features_raw import storage_settings, synthetic_rows, write_raw
+from features_raw import split_key, storage_settings, synthetic_rows, write_raw
 
 from pria_ml import features, tokens
 from pria_ml.features import FEATURE_SCHEMA, PROMPT_CONFLICT, SPLITS, TRACE_CONFLICT
@@ -28,9 +28,13 @@ def prompt_key(prompt: list[dict]) -> tuple:
     return tuple((m["role"], m["content"]) for m in prompt)
 
 
+def split_path(root: Path, name: str) -> Path:
+    storage = LocalStorage((root / "storage").as_uri())
+    return storage.path(split_key(storage, DATE, name))
+
+
 def read_splits(root: Path) -> dict[str, list[dict]]:
-    base = root / "storage" / "datasets" / DATE.isoformat() / "features"
-    return {name: pq.read_table(base / f"{name}.parquet").to_pylist() for name in SPLITS}
+    return {name: pq.read_table(split_path(root, name)).to_pylist() for name in SPLITS}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,7 @@ def test_writes_three_splits_and_a_manifest_that_vouches_for_them(built):
     assert manifest["splits"] == result.manifest["splits"]
     assert manifest["input"]["rows"] == len(raw)
     for name in SPLITS:
-        path = storage.path(f"datasets/{DATE}/features/{name}.parquet")
+        path = split_path(root, name)
         assert pq.read_schema(path).remove_metadata() == FEATURE_SCHEMA
         assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["splits"][name]["sha256"]
         assert manifest["splits"][name]["rows"] == len(splits[name])
@@ -182,9 +186,7 @@ def test_same_input_and_seed_give_byte_identical_splits(spark, built, tmp_path):
         spark.conf.set("spark.sql.shuffle.partitions", before)
     for name in SPLITS:
         assert again.manifest["splits"][name]["sha256"] == first.manifest["splits"][name]["sha256"]
-        a = root / "storage" / "datasets" / DATE.isoformat() / "features" / f"{name}.parquet"
-        b = tmp_path / "storage" / "datasets" / DATE.isoformat() / "features" / f"{name}.parquet"
-        assert a.read_bytes() == b.read_bytes()
+        assert split_path(root, name).read_bytes() == split_path(tmp_path, name).read_bytes()
 
 
 def test_another_seed_picks_other_rows_for_the_last_copies(spark, tmp_path):

@@ -8,7 +8,7 @@ import json
 
 import pyarrow.compute as pc
 import pytest
-from features_raw import FIRST_DAY, raw_row, raw_table, synthetic_rows, write_raw
+from features_raw import FIRST_DAY, raw_row, raw_table, split_key, synthetic_rows, write_raw
 
 from pria_ml import cli, features
 from pria_ml.errors import DataError
@@ -24,7 +24,7 @@ def nothing_written(settings) -> bool:
 
 
 def test_missing_raw_file_is_a_data_error(spark, feature_settings):
-    with pytest.raises(DataError, match="raw.parquet does not exist: run `pria-ml extract"):
+    with pytest.raises(DataError, match="does not exist; run `pria-ml extract"):
         features.build(feature_settings, DATE, spark=spark)
     assert nothing_written(feature_settings)
 
@@ -73,7 +73,7 @@ def test_empty_text_and_over_length_rows_are_dropped_and_counted(spark, feature_
     assert (drops[EMPTY_PROMPT], drops[EMPTY_COMPLETION], drops[OVER_LENGTH]) == (1, 2, 1)
     storage = open_storage(feature_settings)
     for name in SPLITS:
-        table = storage.read_parquet(f"{FEATURES}/{name}.parquet")
+        table = storage.read_parquet(split_key(storage, DATE, name))
         assert not {"bad-1", "bad-2", "bad-3", "bad-4"} & set(table["trace_id"].to_pylist())
         totals = pc.add(table["prompt_tokens"], table["completion_tokens"])
         assert pc.max(totals).as_py() <= 300
@@ -99,7 +99,7 @@ def test_build_reads_and_writes_s3(spark, feature_settings, on_s3):
     storage = open_storage(settings)
     manifest = json.loads(storage.read_bytes(f"{FEATURES}/manifest.json"))
     for name in SPLITS:
-        body = storage.read_bytes(f"{FEATURES}/{name}.parquet")
+        body = storage.read_bytes(split_key(storage, DATE, name))
         assert hashlib.sha256(body).hexdigest() == manifest["splits"][name]["sha256"]
 
 
@@ -111,7 +111,7 @@ def test_cli_builds_features_and_reports_bad_input_in_one_line(
     with pytest.raises(SystemExit) as missing:
         cli.main(["build-features", "--date", DATE.isoformat()])
     assert missing.value.code == DataError.exit_code
-    assert "raw.parquet does not exist" in capsys.readouterr().err
+    assert "run `pria-ml extract --date 2026-" in capsys.readouterr().err
 
     write_raw(feature_settings, DATE, synthetic_rows(days=5, traces_per_day=6, override_rate=0.3))
     with pytest.raises(SystemExit) as done:

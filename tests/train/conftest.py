@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from pria_ml import features
 from pria_ml.contract import FEATURE_SCHEMA
 from pria_ml.db import Database
 from pria_ml.settings import Settings
@@ -96,14 +97,17 @@ def write_features(
     val: int = 24,
     record_date: datetime.date = DATE,
 ) -> None:
-    """Write ``datasets/D/features/{train,val,test}.parquet`` following docs/data-contract.md.
+    """Publish train / val / test splits following docs/data-contract.md, with the features
+    manifest that vouches for them (training reads splits only through it).
 
     Every date gets the same examples (``record_date`` fixed), so runs on different dates with
     the same options must train the same adapter.
     """
-    for split, n, seed in (("train", train, 1), ("val", val, 2), ("test", val, 3)):
-        table = pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURE_SCHEMA)
-        storage.write_parquet(f"datasets/{date.isoformat()}/features/{split}.parquet", table)
+    tables = {
+        split: pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURE_SCHEMA)
+        for split, n, seed in (("train", train, 1), ("val", val, 2), ("test", val, 3))
+    }
+    features.publish_tables(storage, date, tables)
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,12 @@ import re
 import subprocess
 import sys
 
-import pyarrow as pa
 import pytest
 import torch
 from conftest import DATE, task_rows, write_features
 
 from pria_ml import chat, cost, loading, packing, tinymodel, train
-from pria_ml.contract import FEATURE_SCHEMA, adapter_keys, features_key
+from pria_ml.contract import adapter_keys
 from pria_ml.errors import BudgetExceeded, ConfigError, DataError
 from pria_ml.settings import Settings
 from pria_ml.storage import open_storage
@@ -186,8 +185,7 @@ def test_missing_or_empty_split_is_a_data_error(tmp_path, tiny_dir) -> None:
     config = train.PROFILES["demo"]
     with pytest.raises(DataError, match="run `pria-ml build-features --date 2026-11-24`"):
         train.plan(settings, DATE, config)
-    empty = pa.Table.from_pylist([], schema=FEATURE_SCHEMA)
-    open_storage(settings).write_parquet(features_key(DATE, "train.parquet"), empty)
+    write_features(open_storage(settings), DATE, train=0)
     with pytest.raises(DataError, match="has no rows"):
         train.plan(settings, DATE, config)
 

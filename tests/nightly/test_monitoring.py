@@ -1,0 +1,94 @@
+"""The nightly leaves its metrics where Prometheus collects a batch job's: node exporter's
+textfile collector directory and a Pushgateway (a real HTTP server on 127.0.0.1 here)."""
+
+import datetime as dt
+import uuid
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from pria_ml import monitoring
+from pria_ml.cost import NightSpend, SpendReport
+from pria_ml.nightly import DONE, SKIPPED, STAGES, GateOutcome, NightlyReport, StageReport
+from pria_ml.settings import Settings
+
+
+def finished_night(passed: bool = True) -> NightlyReport:
+    stages = [StageReport(s, DONE, seconds=1.5 * n) for n, s in enumerate(STAGES)]
+    stages[0].status = SKIPPED
+    started = dt.datetime(2026, 11, 25, 1, 15, tzinfo=dt.UTC)
+    report = NightlyReport(dt.date(2026, 11, 24), stages, started, started + dt.timedelta(hours=1))
+    report.gate = GateOutcome(
+        uuid.uuid4(), passed, "", [], {"safety_flag_pct": 0.02, "latency_delta": 0.031}
+    )
+    return report
+
+
+def samples(text: str) -> dict[tuple, float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def spend() -> SpendReport:
+    night = NightSpend(dt.date(2026, 11, 24), 1, 1.6, 0.75, "A10G")
+    return SpendReport(dt.date(2026, 11, 24), [night], 41.5, 312.25, 150.0, 200.0)
+
+
+def test_run_metrics_carry_cost_stages_gate_and_latency() -> None:
+    from prometheus_client import generate_latest
+
+    registry = monitoring.run_metrics(finished_night(), spend(), None)
+    found = samples(generate_latest(registry).decode())
+    assert found[("gpu_train_cost_usd_total", ())] == 312.25
+    assert found[("pria_ml_train_cost_usd_30d", ())] == 41.5
+    assert found[("pria_ml_nightly_stage_duration_seconds", (("stage", "train"),))] == 3.0
+    assert found[("pria_ml_nightly_stage_status", (("stage", "extract"), ("status", "skipped")))]
+    assert found[("pria_ml_gate_passed", ())] == 1
+    assert found[("pria_ml_safety_flag_pct", ())] == 0.02
+    assert found[("pria_ml_latency_p95_delta_ratio", ())] == 0.031
+    assert found[("pria_ml_nightly_exit_code", ())] == 0
+
+
+def test_textfile_keeps_the_last_success_through_a_failed_night(
+    tmp_path, registry_settings
+) -> None:
+    directory = tmp_path / "textfile"
+    configured = registry_settings.model_copy(update={"metrics_textfile_dir": directory})
+    good = finished_night()
+    assert len(monitoring.publish(configured, good)) == 2
+    blocked = finished_night(passed=False)
+    blocked.finished_at = good.finished_at + dt.timedelta(days=1)
+    assert monitoring.publish(configured, blocked) == [str(directory / monitoring.RUN_FILE)]
+    run = samples((directory / monitoring.RUN_FILE).read_text())
+    success = samples((directory / monitoring.SUCCESS_FILE).read_text())
+    assert run[("pria_ml_nightly_exit_code", ())] == 11
+    assert run[("pria_ml_gate_passed", ())] == 0
+    assert success[("pria_ml_nightly_last_success_timestamp_seconds", ())] == (
+        good.finished_at.timestamp()
+    )
+    assert run[("gpu_train_cost_usd_total", ())] == 0  # the registry has recorded no run yet
+
+
+def test_pushgateway_receives_an_additive_push(settings, http_server) -> None:
+    url, received = http_server
+    configured = settings.model_copy(update={"pushgateway_url": url})
+    assert len(monitoring.publish(configured, finished_night())) == 2
+    methods = {(method, path) for method, path, _ in received.requests}
+    assert methods == {("POST", f"/metrics/job/{monitoring.JOB}")}
+    bodies = b"".join(body for _, _, body in received.requests).decode()
+    assert "pria_ml_nightly_last_success_timestamp_seconds" in bodies
+    assert "pria_ml_nightly_stage_duration_seconds" in bodies
+
+
+def test_an_unreachable_gateway_does_not_fail_the_night(settings, http_server, caplog) -> None:
+    url, received = http_server
+    received.statuses = [500, 500]
+    configured = settings.model_copy(update={"pushgateway_url": url})
+    assert monitoring.publish(configured, finished_night()) == []
+    assert "cannot push" in caplog.text
+
+
+def test_nothing_is_published_without_a_destination(tmp_path) -> None:
+    assert monitoring.publish(Settings(home=tmp_path), finished_night()) == []
