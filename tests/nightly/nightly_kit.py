@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env.update({"PRIA_HOME": str(home), "PRIA_PII_KEY": "nightly-pii-key", "COLUMNS": "200"})
