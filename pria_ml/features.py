@@ -395,11 +395,6 @@ def date_cut_points(
     return dates[train_end], dates[val_end]
 
 
-def split_index(record_date: dt.date, cuts: tuple[dt.date, dt.date]) -> int:
-    """0 (train), 1 (val) or 2 (test) for a date, given the cut points."""
-    return 0 if record_date <= cuts[0] else 1 if record_date <= cuts[1] else 2
-
-
 @dataclass(frozen=True)
 class UpsamplePlan:
     """How the minority reward class of train is up-sampled.
