@@ -11,7 +11,7 @@ import pytest
 from conftest import DATE, task_rows, write_features
 from mistral_templates import MISTRAL_TEMPLATES, MISTRAL_V03
 
-from pria_ml import chat, tinymodel, train
+from pria_ml import chat, loading, packing, tinymodel, train
 from pria_ml.settings import Settings
 from pria_ml.storage import open_storage
 
@@ -46,7 +46,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 def with_template(tiny_dir, template: str):
-    tokenizer = train.load_tokenizer(str(tiny_dir))
+    tokenizer = loading.load_tokenizer(str(tiny_dir))
     tokenizer.chat_template = template
     return tokenizer
 
@@ -86,13 +86,13 @@ def test_every_example_shape_renders_through_every_mistral_template(
     assert full_text[len(prompt_text) :].strip() == COMPLETION + tokenizer.eos_token
     assert chat.render_prompt(tokenizer, prompt) == prompt_text
 
-    example = train.tokenize_example(tokenizer, prompt, COMPLETION)
-    labelled = [t for t in example.labels if t != train.IGNORE_INDEX]
+    example = packing.tokenize_example(tokenizer, prompt, COMPLETION)
+    labelled = [t for t in example.labels if t != packing.IGNORE_INDEX]
     assert tokenizer.decode(labelled).strip() == COMPLETION + tokenizer.eos_token
 
 
 def test_tiny_template_keeps_every_role_native(tiny_dir) -> None:
-    tokenizer = train.load_tokenizer(str(tiny_dir))
+    tokenizer = loading.load_tokenizer(str(tiny_dir))
     assert chat.native_roles(tokenizer) == frozenset({"system", "tool"})
 
 
@@ -131,7 +131,11 @@ def test_a_v03_style_base_model_trains_and_registers(tiny_dir, train_settings, t
     settings = train_settings.model_copy(update={"base_model": str(base)})
     write_features(open_storage(settings), date, train=16, val=4)
     config = train.PROFILES["demo"].with_overrides(
-        max_steps=2, per_device_train_batch_size=8, max_length=256, save_steps=50
+        max_steps=2,
+        per_device_train_batch_size=8,
+        max_length=256,
+        max_tokens_per_micro_batch=256,  # each micro-batch runs as several passes
+        save_steps=50,
     )
     result = train.run(settings, date, config)
     assert result.metrics["tokens"]["dropped_examples"] == 0

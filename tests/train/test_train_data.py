@@ -206,13 +206,20 @@ def test_base_that_is_not_a_causal_lm_is_a_config_error(tmp_path, tiny_dir) -> N
 
 def test_cost_estimate_and_budget_guard() -> None:
     settings = Settings()
+    rate = cost.Throughput(2_000, "configured")
     estimate = cost.estimate(
-        7_200_000, tier_name="pilot", tier=settings.tier, budget_usd=settings.nightly_budget_usd
+        7_200_000,
+        tier_name="pilot",
+        tier=settings.tier,
+        rate=rate,
+        budget_usd=settings.nightly_budget_usd,
     )
     assert estimate.gpu_hours == pytest.approx(7_200_000 / 2_000 / 3600)
     assert estimate.usd == pytest.approx(estimate.gpu_hours * 2.13)
     cost.check_budget(estimate)
-    over = cost.estimate(7_200_000, tier_name="pilot", tier=settings.tier, budget_usd=1.0)
+    over = cost.estimate(
+        7_200_000, tier_name="pilot", tier=settings.tier, rate=rate, budget_usd=1.0
+    )
     with pytest.raises(BudgetExceeded, match=r"\$2\.13, over the nightly budget of \$1\.00"):
         cost.check_budget(over)
 
@@ -232,14 +239,26 @@ def test_warmup_is_capped_on_short_runs() -> None:
     assert train.schedule(10, spec.with_overrides(max_steps=300)) == (300, 30)
 
 
-def test_dry_run_prints_plan_and_accelerate_command(tmp_path, tiny_dir) -> None:
-    settings = _settings(tmp_path, tiny_dir)
+@pytest.fixture(scope="module")
+def mistral_7b_shape(tiny_dir, tmp_path_factory):
+    """A base model directory with Mistral-7B-Instruct-v0.3's config.json and the tiny
+    tokenizer: enough for a plan (which loads no weight), not for training."""
+    from transformers import MistralConfig
+
+    directory = tmp_path_factory.mktemp("mistral-7b-shape")
+    MistralConfig(vocab_size=32768, architectures=["MistralForCausalLM"]).save_pretrained(directory)
+    loading.load_tokenizer(str(tiny_dir)).save_pretrained(directory)
+    return directory
+
+
+def test_dry_run_of_the_spec_profile_on_the_pilot_tier(tmp_path, mistral_7b_shape) -> None:
+    settings = _settings(tmp_path, mistral_7b_shape)
     write_features(open_storage(settings), train=256, val=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env.update(
         PRIA_HOME=str(settings.home),
         PRIA_STORAGE_URL=settings.storage_url,
-        PRIA_BASE_MODEL=str(tiny_dir),
+        PRIA_BASE_MODEL=str(mistral_7b_shape),
         HF_HUB_OFFLINE="1",
     )
     done = subprocess.run(
@@ -254,11 +273,70 @@ def test_dry_run_prints_plan_and_accelerate_command(tmp_path, tiny_dir) -> None:
     plan = json.loads(plan_json + "}")
     assert plan["examples"] == 256 and plan["optimizer_steps"] == 2 and plan["warmup_steps"] == 0
     assert plan["config"]["learning_rate"] == 8e-5 and plan["config"]["lora_r"] == 64
-    assert plan["estimate"]["usd"] > 0
-    assert command.strip().startswith(f"PRIA_BASE_MODEL={tiny_dir} accelerate launch")
-    expected = "-m pria_ml train --date 2026-11-24 --learning-rate 8e-05 --num-train-epochs 1"
-    assert expected in command
+    memory = plan["peak_memory_gib"]
+    assert memory["gpu_memory_gib"] == 22.0  # pilot: A10G
+    assert memory["total"] * 2**30 < 8e9  # spec section 4: "fits A10G 24 GB in < 8 GB"
+    estimate = plan["estimate"]
+    assert estimate["throughput_source"].startswith("physics")
+    assert 400 < estimate["tokens_per_second"] < 550  # 70 TFLOPS x 30 % / ~44 GFLOP per token
+    assert estimate["usd"] > 0
+    assert command.strip() == (
+        f"PRIA_BASE_MODEL={mistral_7b_shape} accelerate launch --num_processes 1 "
+        "--mixed_precision bf16 -m pria_ml train --date 2026-11-24 --profile spec"
+    )
     assert not (settings.home / "runs").exists()  # nothing trained, nothing written
+
+
+def test_accelerate_command_parses_back_into_the_same_config(tmp_path, tiny_dir) -> None:
+    import shlex
+
+    import typer
+
+    from pria_ml.cli import app
+
+    settings = _settings(tmp_path, tiny_dir)
+    write_features(open_storage(settings), train=64, val=1)
+    config = train.config_for(
+        "demo",
+        learning_rate=1.234e-4,
+        packing=False,
+        gradient_checkpointing=True,
+        lora_target_modules="q_proj,v_proj",
+        max_steps=3,
+        lora_dropout=0.1,
+    )
+    plan = train.plan(settings, DATE, config, profile="demo")
+    args = shlex.split(plan.accelerate_command(num_processes=2))
+    assert args[0] == f"PRIA_BASE_MODEL={tiny_dir}" and args[1:3] == ["accelerate", "launch"]
+    train_args = args[args.index("train") + 1 :]
+    command = typer.main.get_command(app).commands["train"]
+    params = command.make_context("train", train_args).params
+    options = {k: v for k, v in params.items() if k not in ("date", "dry_run", "profile")}
+    assert train.config_for(params["profile"], **options) == config
+    assert params["date"].date() == DATE
+
+
+def test_help_lists_every_training_option_with_the_profiles_defaults() -> None:
+    from dataclasses import fields
+
+    from typer.testing import CliRunner
+
+    from pria_ml.cli import app
+
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
+    for f in fields(train.TrainConfig):
+        assert train.option_flag(f.name) in shown, f.name
+    assert "[profile: spec 8e-05, demo 0.001]" in shown
+
+
+def test_micro_batch_split_does_not_change_the_checkpoint_fingerprint(tmp_path, tiny_dir) -> None:
+    settings = _settings(tmp_path, tiny_dir)
+    write_features(open_storage(settings), train=64, val=1)
+    spec = train.PROFILES["spec"].with_overrides(max_length=256, max_tokens_per_micro_batch=256)
+    same = spec.with_overrides(per_device_train_batch_size=4, gradient_accumulation_steps=32)
+    other = spec.with_overrides(gradient_accumulation_steps=8)  # a smaller effective batch
+    fingerprints = [train.plan(settings, DATE, c).fingerprint() for c in (spec, same, other)]
+    assert fingerprints[0] == fingerprints[1] != fingerprints[2]
 
 
 def test_tiny_model_is_built_on_first_use_and_reused(tiny_home) -> None:
