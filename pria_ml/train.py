@@ -356,6 +356,16 @@ def run_dir(settings: Settings, date: datetime.date) -> Path:
     return settings.home / "runs" / f"train-{date.isoformat()}"
 
 
+def process_state() -> Any:
+    """accelerate's process state. On a machine without CUDA it must be created with
+    ``cpu=True``, or processes started by ``accelerate launch --multi_gpu`` / torchrun each see
+    a world of 1 instead of joining one gloo process group."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def optimizer_name() -> str:
     """Paged 8-bit AdamW on CUDA (6 bytes less per adapter parameter, states paged out under
     pressure); plain AdamW on a CPU, where bitsandbytes has no paged optimizer."""
@@ -375,7 +385,6 @@ def plan(
     divisible by the processes), TrainingError (the estimated peak memory does not fit the
     tier's GPU) and BudgetExceeded (estimate over the nightly budget).
     """
-    from accelerate import PartialState
     from transformers import AutoConfig
 
     from pria_ml import tinymodel
@@ -389,7 +398,7 @@ def plan(
     ).hexdigest()
     base_model = tinymodel.base_model_path(settings)
     check_causal_lm(base_model)
-    config.accumulation_per_process(PartialState().num_processes)
+    config.accumulation_per_process(process_state().num_processes)
     tokenizer = load_tokenizer(base_model)
     examples, dropped = tokenize_rows(tokenizer, rows, config.max_length)
     _check_dropped(len(rows), dropped, config, settings.train_max_dropped_share, date)
@@ -525,26 +534,25 @@ def last_checkpoint(directory: Path) -> Path | None:
 
 
 def _prepare_run_dir(train_plan: TrainPlan) -> Path | None:
-    """Create the run directory, or check it belongs to this plan; return the resume point."""
+    """Create the run directory, or check it belongs to this plan; return the resume point.
+
+    Under ``accelerate launch`` the main process writes the stamp and every process waits for
+    it before reading it, so no process can pass the barrier the others wait at.
+    """
     directory = train_plan.run_dir
     stamp = directory / "plan.json"
     fingerprint = train_plan.fingerprint()
-    if stamp.is_file():
-        recorded = json.loads(stamp.read_text()).get("fingerprint")
-        if recorded != fingerprint:
-            raise CheckpointError(
-                f"{directory} holds checkpoints of a run with other options or data; rerun "
-                f"with the same options, or delete {directory} to start over"
-            )
-        return last_checkpoint(directory)
-    from accelerate import PartialState
-
-    state = PartialState()
-    if state.is_main_process:  # under accelerate launch, one writer
+    state = process_state()
+    if state.is_main_process and not stamp.is_file():
         directory.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"fingerprint": fingerprint, **train_plan.summary()}, indent=2))
     state.wait_for_everyone()
-    return None
+    if json.loads(stamp.read_text()).get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{directory} holds checkpoints of a run with other options or data; rerun "
+            f"with the same options, or delete {directory} to start over"
+        )
+    return last_checkpoint(directory)
 
 
 # Run ---------------------------------------------------------------------------------------
@@ -654,7 +662,6 @@ def attention_path() -> tuple[str, bool]:
 
 def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int, int]:
     import torch
-    from accelerate import PartialState
     from transformers import TrainingArguments
 
     config = train_plan.config
@@ -671,7 +678,8 @@ def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.accumulation_per_process(PartialState().num_processes),
+        gradient_accumulation_steps=config.accumulation_per_process(process_state().num_processes),
+        use_cpu=not cuda,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         warmup_steps=train_plan.warmup_steps,
         lr_scheduler_type="linear",
@@ -705,6 +713,53 @@ def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int,
         callbacks=[progress],
     )
     return trainer, model, trainable, total
+
+
+def completion_loss(
+    model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+) -> tuple[Any, Any]:
+    """``(loss, outputs)``: summed cross-entropy of the labelled tokens over
+    ``num_items_in_batch`` (the step's labelled-token count; this pass's when None).
+
+    Logits are computed only at positions whose next token is labelled (``logits_to_keep``,
+    the union over the rows of the pass), not for every prompt token.
+    """
+    import torch
+
+    targets = inputs["labels"][..., 1:]
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    mask = model_inputs.get("attention_mask")
+    if mask is not None and mask.dim() == 4 and mask.dtype == torch.bool:
+        model_inputs["attention_mask"] = additive_mask(model, mask)
+    outputs = model(**model_inputs, logits_to_keep=keep)
+    logits = outputs.logits.float()
+    kept = targets[:, keep]
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        kept.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    if num_items_in_batch is None:
+        return loss / (kept != IGNORE_INDEX).sum().clamp(min=1), outputs
+    return loss / num_items_in_batch, outputs
+
+
+def additive_mask(model: Any, mask: Any) -> Any:
+    """The 4-D boolean packing mask in the form ``model``'s attention takes.
+
+    sdpa takes a boolean mask as is. Eager attention adds the mask to the scores, so a boolean
+    one (True = 1, False = 0) masks nothing: measured, packed examples then attend to each
+    other. It gets an additive float mask (0 where allowed, the float32 minimum elsewhere).
+    """
+    import torch
+
+    config = getattr(model, "config", None) or model.module.config
+    if getattr(config, "_attn_implementation", "sdpa") != "eager":
+        return mask
+    additive = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    return additive.masked_fill(~mask, torch.finfo(torch.float32).min)
 
 
 def _trainer_class() -> type:
@@ -743,25 +798,9 @@ def _trainer_class() -> type:
             return torch.tensor(total / max(count, 1)), None, None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs["labels"]
-            targets = labels[..., 1:]
-            keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
-            model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-            outputs = model(**model_inputs, logits_to_keep=keep)
-            logits = outputs.logits.float()
-            kept = targets[:, keep]
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                kept.reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            if num_items_in_batch is None:
-                loss = loss / (kept != IGNORE_INDEX).sum().clamp(min=1)
-            else:
-                loss = loss / num_items_in_batch
-                if self.args.average_tokens_across_devices:
-                    loss = loss * self.accelerator.num_processes
+            loss, outputs = completion_loss(model, inputs, num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
             return (loss, outputs) if return_outputs else loss
 
     return QLoRATrainer
@@ -785,6 +824,7 @@ class _DropMessage(logging.Filter):
 
 def quiet_known_library_noise() -> None:
     """Silence library messages known to be harmless here, and only those, at their source."""
+    import sys
     import warnings
 
     for name, prefix in _HARMLESS_LOGS.items():
@@ -796,6 +836,10 @@ def quiet_known_library_noise() -> None:
     warnings.filterwarnings(
         "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
     )
+    if not sys.stderr.isatty():  # a tqdm bar per weight file is noise in a log, not progress
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 def _progress(train_plan: TrainPlan) -> Any:

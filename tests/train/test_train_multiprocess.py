@@ -1,5 +1,9 @@
-"""`accelerate launch --cpu --num_processes 2`: both processes train their share of each step,
-the effective batch stays what one process would use, and only the main one registers."""
+"""Two training processes under `accelerate launch`: both train their share of each step, the
+effective batch stays what one process would use, and only the main one registers.
+
+On a machine without CUDA, accelerate 1.15's `--cpu` starts ONE process whatever
+`--num_processes` says; `--multi_gpu --num_processes 2` starts two through torchrun, and
+``train.process_state`` joins them into one gloo group on the CPU."""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ def test_two_processes_keep_the_effective_batch_and_register_once(train_settings
         OMP_NUM_THREADS="1",
     )
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "pria_ml", "train", "--date", DATE.isoformat(), "--profile", "demo",
         "--max-steps", "2", "--per-device-train-batch-size", "4",
