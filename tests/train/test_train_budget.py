@@ -87,3 +87,24 @@ def test_unknown_gpu_type_needs_its_peak_and_memory() -> None:
         gpu_type="MI300X", usd_per_gpu_hour=4.0, peak_bf16_tflops=1307, gpu_memory_gib=190
     )
     assert tier.peak_bf16_tflops == 1307
+
+
+def test_next_estimate_uses_the_newest_measured_throughput_of_the_gpu_type(train_db) -> None:
+    import datetime
+
+    from pria_ml import registry
+
+    assert cost.measured_tokens_per_second(train_db, "H100") is None
+    for day, rate in ((1, 650.0), (2, 702.5)):
+        registry.register_candidate(
+            train_db,
+            dataset_date=datetime.date(2026, 9, day),
+            artifact_uri=f"file:///measured/{day}.safetensors",
+            artifact_sha256="0" * 64,
+            base_model="mistral-7b",
+            metrics={"throughput": {"gpu_type": "H100", "tokens_per_second_per_gpu": rate}},
+        )
+    measured = cost.measured_tokens_per_second(train_db, "H100")
+    assert measured is not None and measured[0] == 702.5 and "2026-09-02" in measured[1]
+    h100 = GpuTier(gpu_type="H100", usd_per_gpu_hour=4.0)
+    assert cost.throughput(h100, 44e9, measured).tokens_per_second == 702.5
