@@ -927,9 +927,11 @@ def _out_of_memory_is_clear(train_plan: TrainPlan) -> Iterator[None]:
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-        # On a CPU, PyTorch reports a failed allocation as a plain RuntimeError.
-        out_of_memory = isinstance(exc, torch.OutOfMemoryError | MemoryError) or (
-            "can't allocate memory" in str(exc)
+        # On a CPU, PyTorch reports a failed allocation as a plain RuntimeError: "can't
+        # allocate memory" from its allocator, "Cannot allocate memory (12)" (ENOMEM) when
+        # safetensors cannot map a weight file.
+        out_of_memory = isinstance(exc, torch.OutOfMemoryError | MemoryError) or any(
+            text in str(exc) for text in ("can't allocate memory", "Cannot allocate memory")
         )
         if not out_of_memory:
             raise
