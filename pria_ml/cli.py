@@ -79,10 +79,11 @@ def status() -> None:
     Lists the registry and source databases, object storage and base model. Exits non-zero
     when a required part is down, naming the setting to fix.
     """
+    from pria_ml import render
     from pria_ml import status as status_mod
 
     report = status_mod.check(load_settings())
-    console.print(status_mod.render(report))
+    console.print(render.status(report))
     if report.failure is not None:
         raise report.failure
 
@@ -355,11 +356,11 @@ def history(
 
     States: prod, candidate, superseded (a former prod, archived 7 days later), archived.
     """
-    from pria_ml import db, registry
+    from pria_ml import db, registry, render
 
     database = db.database(load_settings())
     console.print(
-        registry.render_history(
+        render.history(
             registry.current_prod(database),
             registry.adapters(database, limit=limit),
             registry.history(database, limit=limit),

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pria_ml import provenance
 from pria_ml.contract import QUARANTINE_SCHEMA, RAW_SCHEMA, dataset_key
-from pria_ml.errors import DatabaseUnavailable, DataError
+from pria_ml.errors import DataError
 from pria_ml.privacy import Tokeniser, tokeniser
 from pria_ml.sqlfiles import read_sql
 
@@ -170,7 +170,8 @@ def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractRes
 
     Writes raw.parquet, quarantine.parquet and, last, manifest.json. A date whose manifest
     exists is left alone (``skipped``) unless ``force``. Raises ``ConfigError`` without
-    PRIA_PII_KEY, ``DatabaseUnavailable`` if the source cannot be reached, ``DataError`` if it
+    PRIA_PII_KEY, ``DatabaseUnavailable`` if the source cannot be reached (a lost connection is
+    read again until PRIA_DB_RETRY_DEADLINE_S), ``DataError`` if it
     lacks the source tables, ``StorageError`` if storage refuses a write; in every failure case
     no manifest is written, so no partial dataset becomes visible.
     """
@@ -191,7 +192,13 @@ def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractRes
             Path(scratch, "raw.parquet"),
             Path(scratch, "quarantine.parquet"),
         )
-        counts = _extract_to_files(source, retention, tokens, raw_path, quarantine_path)
+
+        def attempt() -> tuple[Tokeniser, dict[str, Any]]:
+            # Read-only, so a lost connection is simply read again, counting from zero.
+            fresh = tokeniser(settings)
+            return fresh, _extract_to_files(source, retention, fresh, raw_path, quarantine_path)
+
+        tokens, counts = source.retry(attempt, what=f"extract of {date}", idempotent=True)
         if force:
             storage.delete(manifest_key)  # the old manifest must not vouch for new files
         files = {}
@@ -299,8 +306,6 @@ def _extract_to_files(
             f"the source database {source.display_url} has no {exc.diag.message_primary}: "
             "point PRIA_SOURCE_DATABASE_URL at PRIA's database, or run `pria-ml seed`"
         ) from exc
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(str(source.unavailable(exc))) from exc
     rows["quarantined"] = sum(quarantined.values())
     rows["excluded"] = sum(excluded.values())
     return {"rows": rows, "quarantined": quarantined, "excluded": excluded}

@@ -32,7 +32,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -431,13 +431,6 @@ def copy_key(seed: int, example_id: str) -> str:
     return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
 
 
-def remainder_threshold(keys: Iterable[str], remainder: int) -> str | None:
-    """The largest copy key that still gets a remainder copy (None when none does)."""
-    if remainder == 0:
-        return None
-    return sorted(keys)[remainder - 1]
-
-
 class SplitWriter:
     """One split file, written from rows already in their final order.
 
@@ -475,17 +468,6 @@ class SplitWriter:
         # Contiguous columns: Parquet's page boundaries follow the chunks it is handed.
         self._writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
         self.rows += table.num_rows
-
-
-def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
-    """Write rows, already in their final order, as one split file; return the row count."""
-    writer = SplitWriter(path)
-    try:
-        for batch in batches:
-            writer.write(batch)
-    finally:
-        rows = writer.close()
-    return rows
 
 
 @dataclass(frozen=True)

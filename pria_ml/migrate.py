@@ -66,9 +66,19 @@ def migrate(db: Database, directory: Path | None = None) -> list[Migration]:
     """Apply every pending migration to ``db``; return the ones applied (empty when current).
 
     Raises MigrationError when an applied file changed or disappeared, or a migration fails
-    (that migration is rolled back; earlier ones stay applied).
+    (that migration is rolled back; earlier ones stay applied). A lost connection is retried
+    from the start (``Database.retry``): each migration commits with its history row, so a
+    rerun skips what was applied, also when the answer to a COMMIT was lost.
     """
     migrations = discover(directory)
+    return db.retry(lambda: _apply(db, migrations), what="migrating", idempotent=True)
+
+
+def _apply(db: Database, migrations: list[Migration]) -> list[Migration]:
+    import psycopg
+
+    from pria_ml.db import connection_failed
+
     applied: list[Migration] = []
     with db.connect(autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -86,29 +96,31 @@ def migrate(db: Database, directory: Path | None = None) -> list[Migration]:
                             " VALUES (%s, %s, %s)",
                             (migration.version, migration.name, migration.checksum),
                         )
-                except Exception as exc:
-                    import psycopg
-
-                    if not isinstance(exc, psycopg.Error):
-                        raise
+                except psycopg.Error as exc:
+                    if connection_failed(exc):
+                        raise  # retried by migrate()
                     raise MigrationError(
                         f"migration {migration.path.name} failed and was rolled back: {exc}"
                     ) from exc
                 applied.append(migration)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            if not conn.broken:  # a lost session released its lock with it
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied
 
 
 def pending(db: Database, directory: Path | None = None) -> list[Migration]:
     """Migrations not yet applied to ``db`` (after checking the applied ones are unchanged)."""
     migrations = discover(directory)
-    with db.connect(autocommit=True) as conn:
+
+    def read(conn) -> list[Migration]:
         exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
         if exists is None or exists[0] is None:
             return migrations
         history = _check_history(conn, migrations)
-    return [m for m in migrations if m.version not in history]
+        return [m for m in migrations if m.version not in history]
+
+    return db.transaction(read, what="reading the migration history", idempotent=True)
 
 
 def _check_history(conn, migrations: list[Migration]) -> dict[int, str]:

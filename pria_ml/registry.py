@@ -2,9 +2,15 @@
 
 Every state change is one call of one SQL function (``sql/migrations/0002_*`` onward), run in one
 transaction: the database holds the invariants (at most one prod, an append-only event log,
-rows changed only by those functions) and this module only calls them, retries a busy registry
-a bounded number of times, and turns refusals into ``RegistryError``. Reading
+rows changed only by those functions) and this module only calls them and the queries under
+``sql/registry/``, retries a busy registry a bounded number of times, rides out a lost
+connection (``Database.transaction``), and turns refusals into ``RegistryError``. Reading
 ``pria.registry_event`` tells the whole story; replaying it reproduces every status.
+
+Each call tags its transaction with a request id (``pria.request_id``), which every event it
+writes records. When the answer to a COMMIT is lost, the retry first reads the events of that
+request id under the registry lock: found, the call returns what was committed; not found, it
+runs again. So a rollback, which is not idempotent, never runs twice.
 """
 
 from __future__ import annotations
@@ -15,21 +21,18 @@ import getpass
 import json
 import logging
 import os
-import random
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pria_ml.db import Database
+from pria_ml.db import NOT_COMMITTED, Database
 from pria_ml.errors import EndpointRotationFailed, RegistryBusy, RegistryError
+from pria_ml.sqlfiles import read_sql
 
 if TYPE_CHECKING:
     import psycopg
-    from rich.console import RenderableType
 
     from pria_ml.rotation import EndpointHook
 
@@ -42,8 +45,6 @@ T = TypeVar("T")
 LOCK_TIMEOUT_MS = 2_000
 BUSY_RETRIES = 8
 BUSY_BACKOFF_S = 0.05
-# lock_not_available, serialization_failure, deadlock_detected: nothing was changed, try again.
-_BUSY_SQLSTATES = {"55P03", "40001", "40P01"}
 NOTIFY_CHANNEL = "pria_model_endpoint"
 
 
@@ -75,9 +76,6 @@ class Adapter:
         return self.status
 
 
-_ADAPTER_COLUMNS = ", ".join(Adapter.__dataclass_fields__)
-
-
 def actor() -> str:
     """Who is acting, for the event log: ``user@host`` of this process."""
     try:
@@ -98,39 +96,86 @@ def _registry_error(exc: psycopg.Error) -> RegistryError | None:
     return None
 
 
-def _transaction(db: Database, work: Callable[[psycopg.Connection], T], *, what: str) -> T:
-    """Run ``work`` in one transaction; retry when the registry is busy, map refusals.
+def _busy(what: str) -> Callable[[BaseException], RegistryBusy]:
+    def error(exc: BaseException) -> RegistryBusy:
+        return RegistryBusy(
+            f"registry busy: {what} could not take the registry lock after {BUSY_RETRIES} "
+            f"retries ({getattr(exc, 'sqlstate', None)}); nothing was changed - run it again"
+        )
+
+    return error
+
+
+def _transaction(
+    db: Database,
+    work: Callable[[psycopg.Connection], T],
+    *,
+    what: str,
+    recover: Callable[[Sequence[tuple]], T] | None = None,
+    idempotent: bool = False,
+) -> T:
+    """Run ``work`` in one registry transaction; retry a busy registry or a lost connection.
 
     A lock wait longer than LOCK_TIMEOUT_MS, a serialization failure or a deadlock rolls the
     transaction back and is retried up to BUSY_RETRIES times with jittered backoff; after that
-    RegistryBusy is raised. A refusal from the SQL functions becomes RegistryError. Both leave
-    the database unchanged.
+    RegistryBusy is raised. A lost connection is retried until the database's deadline, then
+    DatabaseUnavailable. A refusal from the SQL functions becomes RegistryError. All of these
+    leave the database unchanged. After a lost COMMIT, ``recover`` gets the events the call
+    committed (``request_events``: event_id, action, adapter_id, previous_prod) and builds the
+    result from them; with no events the call runs again.
     """
     import psycopg
 
     _ready(db)
-    for attempt in range(BUSY_RETRIES + 1):
-        try:
-            with db.connect() as conn:
-                conn.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
-                return work(conn)
-        except psycopg.Error as exc:
-            mapped = _registry_error(exc)
-            if mapped is not None:
-                raise mapped from None
-            if exc.sqlstate not in _BUSY_SQLSTATES:
-                if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
-                    raise db.unavailable(exc) from exc
-                raise
-            if attempt == BUSY_RETRIES:
-                raise RegistryBusy(
-                    f"registry busy: {what} could not take the registry lock after "
-                    f"{BUSY_RETRIES} retries ({exc.sqlstate}); nothing was changed - run it again"
-                ) from exc
-            delay = BUSY_BACKOFF_S * (2**attempt) * (0.5 + random.random())
-            log.warning("registry busy (%s), retried: %s in %.2f s", exc.sqlstate, what, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+    request_id = str(uuid.uuid4())
+
+    def tagged(conn: psycopg.Connection) -> T:
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, true), set_config('pria.request_id', %s, true)",
+            (f"{int(LOCK_TIMEOUT_MS)}ms", request_id),
+        )
+        return work(conn)
+
+    def committed(conn: psycopg.Connection) -> T | object:
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(LOCK_TIMEOUT_MS)}ms",))
+        conn.execute("SELECT pria.lock_registry()")
+        rows = conn.execute(
+            "SELECT event_id, action, adapter_id, previous_prod FROM pria.request_events(%s)",
+            (request_id,),
+        ).fetchall()
+        if not rows:
+            return NOT_COMMITTED
+        assert recover is not None
+        log.warning("%s was committed before the connection was lost (events %s)", what, rows)
+        return recover(rows)
+
+    try:
+        return db.transaction(
+            tagged,
+            what=what,
+            idempotent=idempotent,
+            recover=None if recover is None else committed,
+            busy=_busy(what),
+            busy_retries=BUSY_RETRIES,
+            busy_backoff_s=BUSY_BACKOFF_S,
+        )
+    except psycopg.Error as exc:
+        mapped = _registry_error(exc)
+        if mapped is not None:
+            raise mapped from None
+        raise
+
+
+def _read(db: Database, query: str, params: dict[str, Any]) -> list[tuple]:
+    """The rows of ``sql/registry/<query>.sql``, read in one read-only transaction (retried)."""
+    sql = read_sql(f"registry/{query}.sql")
+    _ready(db)
+    return db.transaction(
+        lambda conn: conn.execute(sql, params).fetchall(),
+        what=f"reading the registry ({query})",
+        idempotent=True,
+        read_only=True,
+    )
 
 
 _migrated: set[str] = set()
@@ -145,11 +190,9 @@ def _ready(db: Database) -> None:
         _migrated.add(db.url)
 
 
-@contextmanager
-def _reading(db: Database) -> Iterator[psycopg.Connection]:
-    _ready(db)
-    with db.connect() as conn:
-        yield conn
+def _adapters(db: Database, *, adapter_id=None, prod_only=False, limit=1) -> list[Adapter]:
+    rows = _read(db, "adapters", {"adapter_id": adapter_id, "prod_only": prod_only, "limit": limit})
+    return [Adapter(*row) for row in rows]
 
 
 def register_candidate(
@@ -178,7 +221,8 @@ def register_candidate(
         assert row is not None
         return row[0]
 
-    return _transaction(db, work, what=f"register {artifact_uri}")
+    # Idempotent: the same artifact again returns the same id.
+    return _transaction(db, work, what=f"register {artifact_uri}", idempotent=True)
 
 
 def record_gate_decision(
@@ -199,7 +243,7 @@ def record_gate_decision(
             (target, passed, reason, payload, actor()),
         )
 
-    _transaction(db, work, what=f"gate decision for {target}")
+    _transaction(db, work, what=f"gate decision for {target}", recover=lambda events: None)
 
 
 def parse_adapter_id(value: uuid.UUID | str) -> uuid.UUID:
@@ -217,27 +261,18 @@ def parse_adapter_id(value: uuid.UUID | str) -> uuid.UUID:
 def get_adapter(db: Database, adapter_id: uuid.UUID | str) -> Adapter:
     """The registry row of ``adapter_id``; RegistryError when there is none."""
     target = parse_adapter_id(adapter_id)
-    with _reading(db) as conn:
-        row = conn.execute(
-            f"SELECT {_ADAPTER_COLUMNS} FROM pria.model_registry WHERE adapter_id = %s",
-            (target,),
-        ).fetchone()
-    if row is None:
+    found = _adapters(db, adapter_id=target)
+    if not found:
         raise RegistryError(
             f"no adapter {target} in model_registry; `pria-ml history` lists the adapters"
         )
-    return Adapter(*row)
+    return found[0]
 
 
 def artifact_referenced(db: Database, artifact_uri: str) -> bool:
     """Whether any registry row points at ``artifact_uri`` (such an object is never replaced)."""
-    with _reading(db) as conn:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pria.model_registry WHERE artifact_uri = %s)",
-            (artifact_uri,),
-        ).fetchone()
-    assert row is not None
-    return bool(row[0])
+    ((referenced,),) = _read(db, "artifact_referenced", {"artifact_uri": artifact_uri})
+    return bool(referenced)
 
 
 @dataclass(frozen=True)
@@ -260,7 +295,15 @@ def _transition(
         assert row is not None
         return Transition(*row)
 
-    transition = _transaction(db, work, what=what)
+    def recover(events: Sequence[tuple]) -> Transition:
+        event_id, action, target, previous = events[-1]
+        message = (
+            f"{target} is prod ({action}, was {previous or 'no prod'}; committed before the "
+            "connection to the registry was lost)"
+        )
+        return Transition(True, target, previous, event_id, message)
+
+    transition = _transaction(db, work, what=what, recover=recover)
     log.debug("%s", transition.message)
     if hook is None:
         return transition
@@ -344,29 +387,22 @@ def archive(
         ).fetchall()
         return [row[0] for row in rows]
 
-    archived = _transaction(db, work, what="archive")
+    archived = _transaction(
+        db, work, what="archive", recover=lambda events: [row[2] for row in events]
+    )
     log.debug("archived %d superseded adapters", len(archived))
     return archived
 
 
 def current_prod(db: Database) -> Adapter | None:
     """The prod adapter, or None before the first promotion."""
-    with _reading(db) as conn:
-        row = conn.execute(
-            f"SELECT {_ADAPTER_COLUMNS} FROM pria.model_registry WHERE status = 'prod'"
-        ).fetchone()
-    return None if row is None else Adapter(*row)
+    found = _adapters(db, prod_only=True)
+    return found[0] if found else None
 
 
 def adapters(db: Database, *, limit: int = 50) -> list[Adapter]:
     """The newest ``limit`` adapters, newest first."""
-    with _reading(db) as conn:
-        rows = conn.execute(
-            f"SELECT {_ADAPTER_COLUMNS} FROM pria.model_registry"
-            " ORDER BY created_at DESC, adapter_id LIMIT %s",
-            (limit,),
-        ).fetchall()
-    return [Adapter(*row) for row in rows]
+    return _adapters(db, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -389,12 +425,7 @@ class Event:
 
 def history(db: Database, *, limit: int = 30) -> list[Event]:
     """The newest ``limit`` registry events, newest first."""
-    with _reading(db) as conn:
-        rows = conn.execute(
-            f"SELECT {', '.join(Event.__dataclass_fields__)} FROM pria.registry_history LIMIT %s",
-            (limit,),
-        ).fetchall()
-    return [Event(*row) for row in rows]
+    return [Event(*row) for row in _read(db, "history", {"limit": limit})]
 
 
 def replay(events: list[Event]) -> dict[uuid.UUID, str]:
@@ -414,37 +445,13 @@ def replay(events: list[Event]) -> dict[uuid.UUID, str]:
 
 def _unrotated_prod_event(db: Database) -> int | None:
     """The event that made the current prod prod, when no rotation call confirmed it."""
-    with _reading(db) as conn:
-        row = conn.execute(
-            """
-            SELECT e.event_id
-              FROM pria.registry_event e
-              JOIN pria.model_registry r ON r.adapter_id = e.adapter_id AND r.status = 'prod'
-             WHERE e.action IN ('promote', 'rollback')
-               AND NOT EXISTS (
-                   SELECT 1 FROM pria.registry_event x
-                    WHERE x.action = 'rotation' AND (x.detail ->> 'ok')::boolean
-                      AND (x.detail ->> 'for_event')::bigint = e.event_id)
-             ORDER BY e.event_id DESC
-             LIMIT 1
-            """
-        ).fetchone()
-    return None if row is None else row[0]
+    rows = _read(db, "unrotated_prod_event", {})
+    return rows[0][0] if rows else None
 
 
 def _rotate(db: Database, hook: EndpointHook, event_id: int) -> None:
     """Call the rotation hook for prod-change ``event_id`` and record the outcome as an event."""
-    with _reading(db) as conn:
-        row = conn.execute(
-            """
-            SELECT e.event_id, e.action, e.adapter_id, e.previous_prod, r.dataset_date,
-                   r.artifact_uri, r.artifact_sha256, r.base_model
-              FROM pria.registry_event e JOIN pria.model_registry r USING (adapter_id)
-             WHERE e.event_id = %s
-            """,
-            (event_id,),
-        ).fetchone()
-    assert row is not None
+    (row,) = _read(db, "rotation_payload", {"event_id": event_id})
     keys = ("event_id", "action", "adapter_id", "previous_prod", "dataset_date")
     keys += ("artifact_uri", "artifact_sha256", "base_model")
     payload = {
@@ -480,67 +487,8 @@ def _record_rotation(db: Database, event_id: int, *, ok: bool, detail: dict) -> 
         )
 
     try:
-        _transaction(db, work, what=f"record rotation of event {event_id}")
+        _transaction(
+            db, work, what=f"record rotation of event {event_id}", recover=lambda events: None
+        )
     except PriaError as exc:
         log.error("could not record the rotation outcome of event %d: %s", event_id, exc)
-
-
-def render_history(
-    prod: Adapter | None, rows: list[Adapter], events: list[Event]
-) -> RenderableType:
-    """The status / history view: the prod adapter, every adapter's state, the newest events.
-
-    Full adapter ids in the adapter table (copy them into promote / rollback --to); the event
-    table shows their first 8 characters. Artifacts and metrics: ``get_adapter``.
-    """
-    from rich.box import SIMPLE
-    from rich.console import Group
-    from rich.markup import escape
-    from rich.table import Table
-
-    def utc(moment: datetime.datetime, spec: str = "%Y-%m-%d %H:%M") -> str:
-        return moment.astimezone(datetime.UTC).strftime(spec)
-
-    colours = {"prod": "bold green", "candidate": "cyan", "superseded": "yellow"}
-    adapters_table = Table(
-        title="model_registry (newest first)", title_justify="left", box=SIMPLE, pad_edge=False
-    )
-    for column in ("adapter_id", "date", "state", "gate", "safety"):
-        adapters_table.add_column(column, no_wrap=True)
-    for a in rows:
-        adapters_table.add_row(
-            str(a.adapter_id),
-            a.dataset_date.isoformat(),
-            f"[{colours.get(a.state, 'dim')}]{a.state}[/]",
-            {None: "-", True: "passed", False: "[red]failed[/]"}[a.gate_passed],
-            "-" if a.safety_flags is None else str(a.safety_flags),
-        )
-    events_table = Table(
-        title="registry_event (newest first)", title_justify="left", box=SIMPLE, pad_edge=False
-    )
-    for column in ("#", "when (UTC)", "action", "adapter", "now", "replaced"):
-        events_table.add_column(column, no_wrap=True)
-    events_table.add_column("by, reason", overflow="fold", min_width=16)
-    for e in events:
-        note = escape(e.reason or "")
-        if e.forced:
-            note = f"[red]forced:[/] {note}"
-        if e.action == "rotation":
-            error = escape(str(e.detail.get("error", "")))
-            note = "endpoint rotated" if e.detail.get("ok") else f"[red]rotation failed[/] {error}"
-        events_table.add_row(
-            str(e.event_id),
-            utc(e.occurred_at, "%m-%d %H:%M"),
-            e.action,
-            str(e.adapter_id)[:8],
-            e.to_status or "",
-            "" if e.previous_prod is None else str(e.previous_prod)[:8],
-            f"{escape(e.actor)} {note}".rstrip(),
-        )
-    headline = (
-        "[bold]prod:[/] none yet"
-        if prod is None
-        else f"[bold]prod:[/] [green]{prod.adapter_id}[/] ({prod.dataset_date}, "
-        f"promoted {utc(prod.promoted_at)} UTC)"
-    )
-    return Group(headline, adapters_table, events_table)

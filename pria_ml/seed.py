@@ -476,8 +476,10 @@ def _one_row(
 
 def apply_schema(source: Database) -> None:
     """Create the source tables if they do not exist (``sql/source/schema.sql``)."""
-    with source.connect() as conn:
-        conn.execute(read_sql("source/schema.sql"))
+    schema = read_sql("source/schema.sql")
+    source.transaction(
+        lambda conn: conn.execute(schema), what="creating the source tables", idempotent=True
+    )
 
 
 def seed(
@@ -503,8 +505,8 @@ def seed(
         raise DataError(f"--rows ({rows}) and --days ({days}) must be positive")
     source = database(settings, "source")
     apply_schema(source)
-    overrides = 0
-    with source.connect() as conn:
+
+    def fill(conn: psycopg.Connection) -> tuple[int, int, int]:
         existing = conn.execute("SELECT count(*) FROM workflow_event").fetchone()[0]
         if existing and not replace:
             raise DataError(
@@ -512,6 +514,7 @@ def seed(
                 "pass --replace to empty it first"
             )
         conn.execute("TRUNCATE " + ", ".join(SOURCE_TABLES))
+        overrides = 0
         for chunk in generate(rows, seed, end_date, days=days, planted=planted):
             _copy(conn, "expense", chunk.expense)
             _copy(conn, "agent_trace", chunk.agent_trace)
@@ -521,6 +524,10 @@ def seed(
         users, workspaces = conn.execute(
             "SELECT count(DISTINCT user_id), count(DISTINCT workspace_id) FROM expense"
         ).fetchone()
+        return overrides, users, workspaces
+
+    # One transaction: a connection lost before its COMMIT left nothing and is tried again.
+    overrides, users, workspaces = source.transaction(fill, what="seeding the source database")
     return SeedReport(
         rows=rows,
         users=users,

@@ -6,13 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rich.table import Table
-
 from pria_ml.errors import PriaError
 from pria_ml.settings import Settings
 
 State = Literal["ok", "warn", "down", "info"]
-_STYLE = {"ok": "green", "warn": "yellow", "down": "bold red", "info": "dim"}
 
 
 @dataclass
@@ -116,13 +113,3 @@ def _base_model(settings: Settings) -> Component:
     return Component(
         "base model", settings.base_model, "warn", "not in the local cache; fetched on first load"
     )
-
-
-def render(report: StatusReport) -> Table:
-    table = Table(title="pria-ml status", show_lines=False)
-    for column in ("part", "points at", "state", "detail"):
-        table.add_column(column, overflow="fold")
-    for part in report.components:
-        style = _STYLE[part.state]
-        table.add_row(part.name, part.target, f"[{style}]{part.state}[/]", part.detail)
-    return table

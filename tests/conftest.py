@@ -25,6 +25,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in list(os.environ):
         if name.startswith("PRIA_"):
             monkeypatch.delenv(name)
+    # A database a test takes down stays down: seconds of reconnecting, not the default minute.
+    monkeypatch.setenv("PRIA_DB_RETRY_DEADLINE_S", "2")
     monkeypatch.chdir(tmp_path)
 
 

@@ -76,6 +76,28 @@ def test_killed_process_does_not_keep_the_server_alive(tmp_path: Path) -> None:
     assert not _server_running(home)
 
 
+def test_new_process_restarts_a_killed_embedded_server(tmp_path: Path) -> None:
+    """A postmaster killed while a process still holds the server: the next process starts it
+    again (its pid may linger as an unreaped zombie, which PostgreSQL takes for a live server)."""
+    home = tmp_path / "home"
+    holder = _spawn(home, 60)
+    assert holder.stdout is not None
+    first_start = holder.stdout.readline().strip()
+    os.kill(int((home / "pg" / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+
+    newcomer = _spawn(home, 0)
+    restarted = newcomer.communicate(timeout=120)[0].strip()
+    assert newcomer.returncode == 0
+    assert restarted > first_start, "a new postmaster, started by the new process"
+    holder.kill()
+    holder.wait()
+    _spawn(home, 0).communicate(timeout=60)  # the last process stops the restarted server
+    deadline = time.monotonic() + 10
+    while _server_running(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _server_running(home)
+
+
 def test_configured_url_never_starts_the_embedded_server(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", database_url="postgresql://u:pw@127.0.0.1:1/x")
     db = database(settings)

@@ -107,3 +107,19 @@ def test_project_migrations_apply_cleanly(fresh_db: Database) -> None:
 def test_configured_database_with_pending_migrations_names_the_fix(fresh_db: Database) -> None:
     with pytest.raises(MigrationError, match="run `pria-ml db migrate`"):
         ensure_current(fresh_db)
+
+
+def test_shipped_migrations_match_their_recorded_checksums() -> None:
+    """A migration that reached any database is never edited: its bytes are pinned in
+    sql/migrations.sha256 (one `sha256sum` line per file, added with the migration)."""
+    from pria_ml.sqlfiles import sql_dir
+
+    recorded = dict(
+        reversed(line.split(maxsplit=1))
+        for line in (sql_dir() / "migrations.sha256").read_text().splitlines()
+        if line.strip()
+    )
+    shipped = {m.path.name: m.checksum for m in discover()}
+    assert sorted(shipped) == sorted(recorded), "add new migrations to sql/migrations.sha256"
+    edited = [name for name, checksum in shipped.items() if recorded[name] != checksum]
+    assert not edited, f"applied migrations were edited: {edited}"

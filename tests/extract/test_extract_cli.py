@@ -90,6 +90,7 @@ def test_unreachable_source_is_one_red_line_and_exit_3(tmp_path: Path) -> None:
     env = {
         "PRIA_HOME": str(tmp_path / "home"),
         "PRIA_SOURCE_DATABASE_URL": "postgresql://pria@127.0.0.1:1/nowhere",
+        "PRIA_DB_RETRY_DEADLINE_S": "1",
         "PRIA_PII_KEY": "k",
     }
     result = pria_ml("extract", "--date", str(DAY), env=env)

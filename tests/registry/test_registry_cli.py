@@ -15,6 +15,7 @@ HEAVY = ("torch", "transformers", "pyspark", "pandas", "peft", "lm_eval", "pyarr
 def pria_ml(db: Database, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env["PRIA_DATABASE_URL"] = db.url
+    env["PRIA_DB_RETRY_DEADLINE_S"] = "1"  # a database that is down in a test stays down
     env["COLUMNS"] = "200"
     return subprocess.run(
         [sys.executable, "-m", "pria_ml", *args],

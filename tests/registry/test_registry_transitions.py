@@ -6,7 +6,7 @@ import threading
 import psycopg
 import pytest
 
-from pria_ml import registry
+from pria_ml import registry, render
 from pria_ml.db import Database
 from pria_ml.errors import DatabaseUnavailable, RegistryBusy, RegistryError
 from pria_ml.registry import (
@@ -175,7 +175,12 @@ def test_busy_registry_is_retried_then_reported(
 
 
 def test_database_down_is_a_clear_error() -> None:
-    down = Database(role="registry", url="postgresql://pria@127.0.0.1:9/pria", embedded=False)
+    down = Database(
+        role="registry",
+        url="postgresql://pria@127.0.0.1:9/pria",
+        embedded=False,
+        retry_deadline_s=0.5,
+    )
     with pytest.raises(DatabaseUnavailable, match="cannot connect to the registry database") as e:
         promote(down, adapter_id="6f1c1c3e-0000-4000-8000-000000000000")
     assert e.value.exit_code == 3
@@ -212,14 +217,14 @@ def test_history_view_of_an_empty_and_a_busy_registry(registry_db: Database, can
     from rich.console import Console
 
     console = Console(record=True, width=120)
-    console.print(registry.render_history(None, [], []))
+    console.print(render.history(None, [], []))
     assert "prod: none yet" in console.export_text()
 
     a = candidate(gate=False)
     promote(registry_db, adapter_id=a, force=True, reason="[bold]incident 7[/]")
     console = Console(record=True, width=120)
     console.print(
-        registry.render_history(
+        render.history(
             current_prod(registry_db), registry.adapters(registry_db), history(registry_db)
         )
     )

@@ -451,3 +451,78 @@ BEGIN
         'history shows every event with the dataset date, newest first');
 END
 $body$;
+
+-- 0005: the one rule for a promote / rollback target.
+CREATE FUNCTION pria_test.test_target_row_is_one_rule_for_promote_and_rollback()
+RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    gated     uuid := pria_test.candidate('2026-11-08');
+    ungated   uuid := pria_test.candidate('2026-11-08', NULL);
+    failed    uuid := pria_test.candidate('2026-11-08', false);
+    never     uuid := pria_test.candidate('2026-11-09');
+    unknown   uuid := gen_random_uuid();
+BEGIN
+    RETURN NEXT is((pria._target_row(gated, 'promote', false)).adapter_id, gated,
+                   'a gated candidate is a promote target, returned as its row');
+    RETURN NEXT throws_ok(format('SELECT pria._target_row(%L, ''promote'', false)', unknown),
+                          'PR002', format('no adapter %s in model_registry', unknown),
+                          'an unknown target is refused, naming it');
+    RETURN NEXT throws_ok(format('SELECT pria._target_row(%L, ''rollback'', false)', unknown),
+                          'PR002', format('no adapter %s in model_registry', unknown),
+                          'with the same refusal for rollback');
+    RETURN NEXT throws_ok(format('SELECT pria._target_row(%L, ''promote'', false)', ungated),
+                          'PR006', NULL, 'promote needs a gate decision');
+    RETURN NEXT throws_ok(format('SELECT pria._target_row(%L, ''promote'', false)', failed),
+                          'PR006', NULL, 'and a passing one');
+    RETURN NEXT is((pria._target_row(failed, 'promote', true)).gate_passed, false,
+                   'forced, a failed candidate is a promote target');
+    RETURN NEXT throws_ok(format('SELECT pria._target_row(%L, ''rollback'', false)', never),
+                          'PR008', NULL, 'rollback only returns to a former prod');
+    PERFORM pria_test.promote(gated);
+    RETURN NEXT is((pria._target_row(gated, 'rollback', false)).status, 'prod',
+                   'the current prod is returned unchecked: the caller reports a no-op');
+    RETURN NEXT is((pria_test.promote(gated)).changed, false, 'so promote is a no-op');
+    RETURN NEXT is((pria_test.rollback(gated)).changed, false, 'and so is rollback');
+    RETURN NEXT throws_ok(format('SELECT pria._target_row(%L, ''archive'', false)', gated),
+                          'P0001', NULL, 'an action other than promote / rollback is a bug');
+END
+$body$;
+
+CREATE FUNCTION pria_test.test_target_row_refuses_archived_per_action() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    a uuid := pria_test.candidate('2026-11-10');
+    b uuid := pria_test.candidate('2026-11-11');
+BEGIN
+    PERFORM pria_test.promote(a);
+    PERFORM pria_test.promote(b);
+    PERFORM pria_test.backdate_supersession(a, interval '8 days');
+    PERFORM pria.archive_superseded(interval '7 days', 'pgtap');
+    RETURN NEXT throws_like(format('SELECT pria._target_row(%L, ''promote'', true)', a),
+                            '%archived adapters are never promoted',
+                            'an archived adapter is never promoted, even forced');
+    RETURN NEXT throws_like(format('SELECT pria._target_row(%L, ''rollback'', false)', a),
+                            '%is no longer a rollback target',
+                            'nor a rollback target');
+END
+$body$;
+
+CREATE FUNCTION pria_test.test_events_carry_the_request_id_of_their_call() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    request uuid := gen_random_uuid();
+    a uuid := pria_test.candidate('2026-11-12');
+BEGIN
+    RETURN NEXT is((SELECT count(*) FROM pria.registry_event WHERE request_id IS NOT NULL),
+                   0::bigint, 'without pria.request_id, events carry none');
+    PERFORM set_config('pria.request_id', request::text, true);
+    PERFORM pria_test.promote(a);
+    RETURN NEXT results_eq(
+        format('SELECT action, adapter_id FROM pria.request_events(%L)', request),
+        format('VALUES (''promote''::text, %L::uuid)', a),
+        'request_events returns what the call wrote');
+    RETURN NEXT is_empty(format('SELECT * FROM pria.request_events(%L)', gen_random_uuid()),
+                         'and nothing for a request that committed nothing');
+END
+$body$;
