@@ -1,11 +1,21 @@
 """Turn a training example's messages into the base model's chat format.
 
 The prompt is a list of ``{role, content}`` messages with roles system / user / tool (and
-possibly earlier assistant turns); the completion is the approved action. A base model's chat
-template may not accept every role: Mistral-7B-Instruct's v0.1/v0.2 templates raise on a
-``system`` message and insist on strict user/assistant alternation, and v0.3 wants tool turns
-tied to tool calls. So the roles a template accepts are probed once, and the others are folded
-into user turns, labelled so the model can still tell them apart::
+possibly earlier assistant turns); the completion is the approved action. Training needs two
+renders of each example, the prompt alone (what generation starts from) and the prompt followed
+by the answer, and the first must be a prefix of the second, or the prompt/completion boundary
+is unknown. A base model's chat template does not give that for every role:
+
+- Mistral-7B-Instruct v0.1 raises on any ``system`` message and insists on strict
+  user/assistant alternation;
+- v0.2 puts the system message into the *first* user turn: a prefix, so ``system`` is kept;
+- v0.3 puts it into the *last* user turn only: the prompt rendered alone carries the system
+  text, prompt + answer does not (the answer is then the last turn), and its ``tool`` turns
+  must answer a tool call with a 9-character id, which our traces do not have.
+
+So a role counts as supported only when a probe conversation renders without error, keeps every
+message's text, and renders the prompt as a prefix of prompt + answer. The roles that fail are
+folded into user turns, labelled so the model can still tell them apart::
 
     system "Reply with the category" + user "Uber 12.00" + tool "lookup: taxi"
     -> user "[system]\\nReply with the category\\n\\nUber 12.00\\n\\n[tool]\\nlookup: taxi"
@@ -18,34 +28,67 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_PROBE = [
-    {"role": "system", "content": "s"},
-    {"role": "user", "content": "u"},
-    {"role": "tool", "content": "t"},
-    {"role": "assistant", "content": "a"},
+# Roles besides user/assistant, tried richest set first. Markers are unlikely in any template.
+_CANDIDATE_ROLES = (
+    frozenset({"system", "tool"}),
+    frozenset({"system"}),
+    frozenset({"tool"}),
+    frozenset(),
+)
+_PROBE_PROMPT = [
+    {"role": "system", "content": "probe-system-3f1c"},
+    {"role": "user", "content": "probe-user-one-3f1c"},
+    {"role": "tool", "content": "probe-tool-one-3f1c"},
+    {"role": "assistant", "content": "probe-assistant-3f1c"},
+    {"role": "user", "content": "probe-user-two-3f1c"},
+    {"role": "tool", "content": "probe-tool-two-3f1c"},
 ]
+_PROBE_ANSWER = "probe-answer-3f1c"
 
 
-def _accepts(tokenizer: Any, messages: list[dict[str, str]]) -> bool:
+class TemplateMismatch(ValueError):
+    """The template renders the prompt differently once the answer is appended."""
+
+
+def _render_pair(tokenizer: Any, messages: list[dict[str, str]], answer: str) -> tuple[str, str]:
+    prompt_text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    full_text = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": answer}], tokenize=False
+    )
+    return prompt_text, full_text
+
+
+def _supports(tokenizer: Any, roles: frozenset[str]) -> bool:
+    """Whether the probe, folded for ``roles``, renders whole and prompt-prefix-consistent."""
+    messages = to_template_messages(_PROBE_PROMPT, roles)
     try:
-        tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt_text, full_text = _render_pair(tokenizer, messages, _PROBE_ANSWER)
     except Exception:  # jinja2 TemplateError, or a ValueError from raise_exception()
         return False
-    return True
+    kept = all(m["content"] in prompt_text for m in _PROBE_PROMPT)
+    return kept and full_text.startswith(prompt_text) and _PROBE_ANSWER in full_text
 
 
-def _native_roles(tokenizer: Any) -> frozenset[str]:
-    """The roles besides user/assistant the template takes as written (probed once)."""
-    roles = getattr(tokenizer, "_pria_native_roles", None)
-    if roles is None:
-        if _accepts(tokenizer, _PROBE):
-            roles = frozenset({"system", "tool"})
-        elif _accepts(tokenizer, [_PROBE[0], _PROBE[1], _PROBE[3]]):
-            roles = frozenset({"system"})
-        else:
-            roles = frozenset()
-        tokenizer._pria_native_roles = roles
-    return roles
+def native_roles(tokenizer: Any) -> frozenset[str]:
+    """The roles besides user/assistant the template really supports (probed once per template).
+
+    Raises ``TemplateMismatch`` when even user/assistant alone fail the probe.
+    """
+    template = tokenizer.chat_template
+    cached = getattr(tokenizer, "_pria_native_roles", None)
+    if cached is not None and cached[0] == template:
+        return cached[1]
+    for roles in _CANDIDATE_ROLES:
+        if _supports(tokenizer, roles):
+            tokenizer._pria_native_roles = (template, roles)
+            return roles
+    raise TemplateMismatch(
+        "the chat template does not render a user/assistant conversation with the prompt as a "
+        "prefix of prompt + answer, nor keeps every message's text; set PRIA_BASE_MODEL to a "
+        "model whose chat template does"
+    )
 
 
 def to_template_messages(
@@ -71,7 +114,7 @@ def to_template_messages(
 
 def render_prompt(tokenizer: Any, prompt: Iterable[Mapping[str, str]]) -> str:
     """The prompt as the text the model continues from (generation prompt appended)."""
-    messages = to_template_messages(prompt, _native_roles(tokenizer))
+    messages = to_template_messages(prompt, native_roles(tokenizer))
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -80,19 +123,14 @@ def render_example(
 ) -> tuple[str, str]:
     """``(prompt_text, full_text)``: full_text is prompt_text followed by the completion turn.
 
-    Raises ``ValueError`` when the template renders the prompt differently with the
-    completion appended, because the prompt/completion boundary would then be unknown.
+    Raises ``TemplateMismatch`` (a ``ValueError``) when the template renders the prompt
+    differently with the completion appended, because the prompt/completion boundary would
+    then be unknown.
     """
-    prompt = list(prompt)
-    messages = to_template_messages(prompt, _native_roles(tokenizer))
-    prompt_text = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True
-    )
-    full_text = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": completion}], tokenize=False
-    )
+    messages = to_template_messages(prompt, native_roles(tokenizer))
+    prompt_text, full_text = _render_pair(tokenizer, messages, completion)
     if not full_text.startswith(prompt_text):
-        raise ValueError(
+        raise TemplateMismatch(
             "the chat template renders the prompt differently once the answer is appended; "
             "cannot tell prompt tokens from completion tokens"
         )

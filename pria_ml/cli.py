@@ -205,70 +205,68 @@ def build_features(
     console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
 
 
+def _with_train_config_options(command):
+    """Give ``command`` one option per ``TrainConfig`` field: flag, type and help from the
+    field, default None (= the profile's value, shown for both profiles)."""
+    import inspect
+    from dataclasses import fields
+
+    from pria_ml.train import PROFILES, TrainConfig, option_flag
+
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    for f in fields(TrainConfig):
+        kind = str if isinstance(f.default, tuple) else type(f.default)
+        shown = {
+            name: ",".join(v) if isinstance(v, tuple) else v
+            for name, v in ((n, getattr(c, f.name)) for n, c in PROFILES.items())
+        }
+        defaults = ", ".join(f"{name} {value}" for name, value in shown.items())
+        flag = option_flag(f.name)
+        flags = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        option = typer.Option(None, *flags, help=f"{f.metadata['help']} [profile: {defaults}]")
+        kept.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                              annotation=kind | None)
+        )  # fmt: skip
+    command.__signature__ = signature.replace(parameters=kept)
+    return command
+
+
 @app.command()
+@_with_train_config_options
 def train(
     date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Print the plan, cost and accelerate command; train nothing."
+        False,
+        "--dry-run",
+        help="Print the plan, memory, cost and accelerate command; train nothing.",
     ),
     profile: str = typer.Option(
         "spec", "--profile", help="Defaults: 'spec' (production) or 'demo' (tiny model, lr 1e-3)."
     ),
-    learning_rate: float | None = typer.Option(None, "--learning-rate"),
-    num_train_epochs: float | None = typer.Option(None, "--num-train-epochs"),
-    per_device_train_batch_size: int | None = typer.Option(None, "--per-device-train-batch-size"),
-    gradient_accumulation_steps: int | None = typer.Option(None, "--gradient-accumulation-steps"),
-    warmup_steps: int | None = typer.Option(None, "--warmup-steps"),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
-    max_length: int | None = typer.Option(None, "--max-length", help="Tokens per packed row."),
-    packing: bool | None = typer.Option(None, "--packing/--no-packing"),
-    lora_r: int | None = typer.Option(None, "--lora-r"),
-    lora_alpha: int | None = typer.Option(None, "--lora-alpha"),
-    lora_dropout: float | None = typer.Option(None, "--lora-dropout"),
-    lora_target_modules: str | None = typer.Option(
-        None, "--lora-target-modules", help="Comma-separated module names, or all-linear."
-    ),
-    seed: int | None = typer.Option(None, "--seed"),
-    save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
-    logging_steps: int | None = typer.Option(None, "--logging-steps"),
+    **overrides: object,
 ) -> None:
     """Fine-tune a QLoRA adapter on the train split of --date and register it as a candidate.
 
     Loads PRIA_BASE_MODEL in 4-bit (a tiny local model when unset), trains a LoRA adapter on
     completion tokens with packed examples, resumes from the last checkpoint of an interrupted
-    run, refuses a run over the nightly budget, uploads adapters/D.safetensors and its config
-    and writes a candidate row to model_registry. Options left out take the profile's value.
+    run, refuses a run that does not fit the tier's GPU or the nightly budget, uploads
+    adapters/D.safetensors and its config and writes a candidate row to model_registry. The
+    training options are TrainConfig's fields; options left out take the profile's value.
     """
     from pria_ml import train as train_mod
 
-    if profile not in train_mod.PROFILES:
-        raise ConfigError(f"--profile {profile!r} is not one of {sorted(train_mod.PROFILES)}")
-    config = train_mod.PROFILES[profile].with_overrides(
-        learning_rate=learning_rate,
-        num_train_epochs=num_train_epochs,
-        per_device_train_batch_size=per_device_train_batch_size,
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        warmup_steps=warmup_steps,
-        max_steps=max_steps,
-        max_length=max_length,
-        packing=packing,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        lora_target_modules=None
-        if lora_target_modules is None
-        else tuple(m.strip() for m in lora_target_modules.split(",") if m.strip()),
-        seed=seed,
-        save_steps=save_steps,
-        logging_steps=logging_steps,
-    )
+    config = train_mod.config_for(profile, **overrides)
     settings = load_settings()
     if dry_run:
-        plan = train_mod.plan(settings, date.date(), config)
+        plan = train_mod.plan(settings, date.date(), config, profile=profile)
         console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
         console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
         return
-    result = train_mod.run(settings, date.date(), config)
+    result = train_mod.run(settings, date.date(), config, profile=profile)
+    if result.adapter_id is None:  # a non-main process of accelerate launch: main reports
+        return
     loss = result.metrics["loss"]
     console.print(
         f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "

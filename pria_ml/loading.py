@@ -63,11 +63,12 @@ def load_tokenizer(base_model: str) -> Any:
     return tokenizer
 
 
-def load_base_model(base_model: str) -> Any:
+def load_base_model(base_model: str, attn_implementation: str = "sdpa") -> Any:
     """The base model in 4-bit NF4 with double quantisation (QLoRA's storage format).
 
     Compute runs in bf16 on a GPU and in fp32 on a CPU (bf16 matmuls are slow there). Under
-    ``accelerate launch`` each process loads its copy onto its own GPU.
+    ``accelerate launch`` each process loads its copy onto its own GPU. Training passes
+    ``flash_attention_2`` where it is installed, for padding-free packing (``train``).
     """
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -89,7 +90,7 @@ def load_base_model(base_model: str) -> Any:
         quantization_config=quantization,
         dtype=torch.bfloat16 if cuda else torch.float32,
         device_map=device_map,
-        attn_implementation="sdpa",
+        attn_implementation=attn_implementation,
     )
 
 

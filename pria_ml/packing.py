@@ -86,30 +86,60 @@ def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
 
 @dataclass
 class PackingCollator:
-    """Micro-batch of examples -> packed rows with a block-diagonal causal attention mask.
+    """Micro-batch of examples -> model input, in one or several forward passes.
 
-    Each row holds several examples back to back. ``attention_mask`` is 4-D
-    (rows, 1, length, length) and lets a token see only earlier tokens of its own example;
-    ``position_ids`` restart at 0 for each example, so every example sees exactly what it
-    would see alone. Restarted ``position_ids`` by themselves do not isolate examples with
-    ``sdpa`` or ``eager`` attention (docs/decisions.md); the mask does. Padding positions
-    attend to themselves only (a fully masked row would turn into NaN) and carry no loss.
-    With ``packing=False`` each example gets its own row: the padded baseline.
+    Three layouts (``layout``):
+
+    - ``"masked"`` (packing, the CPU/sdpa path): examples packed back to back into rows of at
+      most ``max_length`` tokens, with a 4-D block-diagonal causal ``attention_mask``
+      (rows, 1, length, length) so a token sees only earlier tokens of its own example, and
+      ``position_ids`` restarting at 0 per example. Padding attends to itself only (a fully
+      masked row would turn into NaN) and carries no loss.
+    - ``"flattened"`` (padding-free, transformers' ``DataCollatorWithFlattening`` semantics): all
+      examples of a pass in ONE row, ``position_ids`` restarting per example and no
+      ``attention_mask``; FlashAttention-2's variable-length kernels read the example
+      boundaries from the restarted positions. No padding and no quadratic mask at all.
+    - ``"padded"``: one example per row, padded to the longest (the baseline; ``packing=False``).
+
+    ``max_tokens`` caps the tokens of one forward pass (rows x row width): a micro-batch over
+    it is returned as ``{"chunks": [pass, ...], "labels": ...}``, which ``train``'s trainer
+    runs as several forward/backward passes into the same gradient; ``labels`` then holds every
+    pass's labels, for the count of labelled tokens the loss is normalised by.
     """
 
     pad_token_id: int
     max_length: int
     packing: bool = True
+    max_tokens: int | None = None
+    flatten: bool = False
 
-    def __call__(self, features: list[Any]) -> dict[str, torch.Tensor]:
-        import torch
+    @property
+    def layout(self) -> str:
+        if not self.packing:
+            return "padded"
+        return "flattened" if self.flatten else "masked"
 
+    def __call__(self, features: list[Any]) -> dict[str, Any]:
         ids = [list(f["input_ids"]) for f in features]
         labels = [list(f["labels"]) for f in features]
-        if self.packing:
-            rows = pack_rows([len(x) for x in ids], self.max_length)
+        lengths = [len(x) for x in ids]
+        budget = self.max_tokens or sum(lengths) * len(lengths)
+        if self.layout == "flattened":
+            passes = [[row] for row in _fill(list(range(len(ids))), lengths, budget)]
         else:
-            rows = [[i] for i in range(len(ids))]
+            alone = [[i] for i in range(len(ids))]
+            rows = pack_rows(lengths, self.max_length) if self.packing else alone
+            passes = _passes(rows, lengths, budget)
+        built = [self._build(rows, ids, labels) for rows in passes]
+        if len(built) == 1:
+            return built[0]
+        return {"chunks": built, "labels": _stack_labels([b["labels"] for b in built])}
+
+    def _build(
+        self, rows: list[list[int]], ids: list[list[int]], labels: list[list[int]]
+    ) -> dict[str, torch.Tensor]:
+        import torch
+
         width = max(sum(len(ids[i]) for i in row) for row in rows)
         shape = (len(rows), width)
         input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
@@ -125,12 +155,48 @@ class PackingCollator:
                 position_ids[r, offset : offset + n] = torch.arange(n)
                 segment[r, offset : offset + n] = s
                 offset += n
+        batch = {"input_ids": input_ids, "labels": label_ids, "position_ids": position_ids}
+        if self.layout == "flattened":
+            return batch
         causal = torch.ones(width, width, dtype=torch.bool).tril()
         same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
         mask = (same & causal) | torch.eye(width, dtype=torch.bool)
-        return {
-            "input_ids": input_ids,
-            "labels": label_ids,
-            "position_ids": position_ids,
-            "attention_mask": mask[:, None, :, :],
-        }
+        return {**batch, "attention_mask": mask[:, None, :, :]}
+
+
+def _fill(indices: list[int], lengths: list[int], budget: int) -> list[list[int]]:
+    """Consecutive groups of ``indices`` whose lengths sum to at most ``budget`` each."""
+    groups: list[list[int]] = [[]]
+    used = 0
+    for i in indices:
+        if groups[-1] and used + lengths[i] > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += lengths[i]
+    return groups
+
+
+def _passes(rows: list[list[int]], lengths: list[int], budget: int) -> list[list[list[int]]]:
+    """Rows grouped into forward passes of at most ``budget`` tokens (rows x widest row)."""
+    width = [sum(lengths[i] for i in row) for row in rows]
+    passes: list[list[list[int]]] = []
+    pass_width = 0
+    for r in sorted(range(len(rows)), key=lambda r: -width[r]):
+        # widest first, so a pass is as wide as its first row
+        if passes and (len(passes[-1]) + 1) * pass_width <= budget:
+            passes[-1].append(rows[r])
+        else:
+            passes.append([rows[r]])
+            pass_width = width[r]
+    return passes
+
+
+def _stack_labels(parts: list[torch.Tensor]) -> torch.Tensor:
+    import torch
+
+    width = max(p.shape[1] for p in parts)
+    padded = [
+        torch.nn.functional.pad(p, (0, width - p.shape[1]), value=IGNORE_INDEX) for p in parts
+    ]
+    return torch.cat(padded)

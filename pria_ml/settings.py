@@ -14,23 +14,56 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Dense (no sparsity) bf16 tensor-core peak and memory of the GPUs the tiers use; see
+# docs/training.md ("Throughput from FLOPs") for where each figure comes from.
+GPU_SPECS: dict[str, tuple[float, float]] = {  # gpu_type: (peak bf16 TFLOPS, memory GiB)
+    "A10G": (70.0, 22.0),
+    "A10": (125.0, 22.0),
+    "L40S": (362.0, 44.5),
+    "A100-80GB": (312.0, 79.0),
+    "H100": (989.0, 79.0),
+}
+
 
 class GpuTier(BaseModel):
-    """One row of spec section 8's tier table, plus the throughput the cost guard plans with."""
+    """One row of spec section 8's tier table, plus what the pre-flight checks plan with."""
 
     gpu_type: str
     usd_per_gpu_hour: Annotated[float, Field(gt=0)]
-    # QLoRA training throughput of the production base model on this GPU (tokens/s). Planning
-    # figure until a measured one is recorded in model_registry.metrics_json by a real run.
-    tokens_per_second: Annotated[float, Field(gt=0)]
+    peak_bf16_tflops: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Dense bf16 tensor-core peak; unset takes GPU_SPECS[gpu_type]."
+    )
+    gpu_memory_gib: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="GPU memory usable by PyTorch; unset takes GPU_SPECS[gpu_type]."
+    )
+    planning_mfu: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.30, description="Model FLOPs utilisation assumed until a run on this tier is measured."
+    )
+    tokens_per_second: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="Fixed QLoRA throughput; unset derives it from FLOPs, then from measured runs.",
+    )
+
+    @model_validator(mode="after")
+    def _known_gpu(self) -> GpuTier:
+        spec = GPU_SPECS.get(self.gpu_type)
+        if spec is None and (self.peak_bf16_tflops is None or self.gpu_memory_gib is None):
+            raise ValueError(
+                f"gpu_type {self.gpu_type!r} is not one of {sorted(GPU_SPECS)}: set its "
+                "peak_bf16_tflops and gpu_memory_gib in the tier"
+            )
+        if spec is not None:
+            self.peak_bf16_tflops = self.peak_bf16_tflops or spec[0]
+            self.gpu_memory_gib = self.gpu_memory_gib or spec[1]
+        return self
 
 
 # Spec section 8: Pilot 0.75 GPU-h for $1.60, Growth 1.25 GPU-h for $2.70 (A10G), Enterprise
 # 2.0 GPU-h for $4.80 (L40S); the $/GPU-hour below is that table's ratio.
 DEFAULT_GPU_TIERS: dict[str, GpuTier] = {
-    "pilot": GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13, tokens_per_second=2_000),
-    "growth": GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.16, tokens_per_second=2_000),
-    "enterprise": GpuTier(gpu_type="L40S", usd_per_gpu_hour=2.40, tokens_per_second=4_500),
+    "pilot": GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13),
+    "growth": GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.16),
+    "enterprise": GpuTier(gpu_type="L40S", usd_per_gpu_hour=2.40),
 }
 
 
@@ -87,6 +120,10 @@ class Settings(BaseSettings):
     gpu_tiers: dict[str, GpuTier] = Field(default_factory=lambda: dict(DEFAULT_GPU_TIERS))
     nightly_budget_usd: Annotated[float, Field(gt=0)] = 150.0
     cost_alert_usd_30d: Annotated[float, Field(gt=0)] = 200.0
+    train_max_dropped_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.02,
+        description="Share of train examples a night may drop as too long before it fails.",
+    )
     endpoint_rotation_url: str | None = Field(
         None, description="Edge Function that rotates MODEL_ENDPOINT after a change of prod."
     )

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import cost, provenance
+from pria_ml import cost, memory, provenance
 from pria_ml.contract import adapter_keys, features_key
 from pria_ml.errors import (
     CheckpointError,
@@ -55,33 +55,46 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _option(default: Any, help: str) -> Any:
+    """A ``TrainConfig`` field whose help text the ``train`` command shows."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of a run. Names follow TRL's ``SFTConfig`` / ``ModelConfig``.
 
     The defaults are spec section 4's: lr 8e-5, effective batch 128 (8 per device x 16
-    accumulation steps on one GPU), 1 epoch, warm-up 50, LoRA rank 64 on all linear layers.
+    accumulation steps; under ``accelerate launch`` with N processes each accumulates 16 / N),
+    1 epoch, warm-up 50, LoRA rank 64 on all linear layers. Every field is an option of
+    ``pria-ml train`` with this help text.
     """
 
-    learning_rate: float = 8e-5
-    num_train_epochs: float = 1.0
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 16
-    warmup_steps: int = 50
-    # Short runs cap the warm-up at this share of the optimizer steps (see docs/training.md).
-    warmup_cap_ratio: float = 0.1
-    max_steps: int = -1
-    max_length: int = 2048
-    packing: bool = True
-    gradient_checkpointing: bool = True
-    seed: int = 42
-    lora_r: int = 64
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: tuple[str, ...] = ("all-linear",)
-    save_steps: int = 50
-    save_total_limit: int = 2
-    logging_steps: int = 10
+    learning_rate: float = _option(8e-5, "Peak learning rate of the linear schedule.")
+    num_train_epochs: float = _option(1.0, "Passes over the train split.")
+    per_device_train_batch_size: int = _option(8, "Examples per micro-batch.")
+    gradient_accumulation_steps: int = _option(
+        16, "Micro-batches per optimizer step on one process; divided by the number of processes."
+    )
+    max_tokens_per_micro_batch: int = _option(
+        2048, "Token budget of one forward pass; larger micro-batches run in several passes."
+    )
+    warmup_steps: int = _option(50, "Warm-up steps, capped by --warmup-cap-ratio.")
+    warmup_cap_ratio: float = _option(0.1, "Short runs warm up at most this share of the steps.")
+    max_steps: int = _option(-1, "Stop after N optimizer steps (-1: run the epochs).")
+    max_length: int = _option(2048, "Tokens per example and per packed row; longer are dropped.")
+    packing: bool = _option(True, "Pack several examples per row (no cross-example attention).")
+    gradient_checkpointing: bool = _option(True, "Recompute activations in the backward pass.")
+    seed: int = _option(42, "Seed of the adapter's initial weights and the data order.")
+    lora_r: int = _option(64, "LoRA rank.")
+    lora_alpha: int = _option(16, "LoRA alpha (scale alpha / r).")
+    lora_dropout: float = _option(0.05, "Dropout on the LoRA inputs.")
+    lora_target_modules: tuple[str, ...] = _option(
+        ("all-linear",), "Comma-separated projections to adapt, or all-linear."
+    )
+    save_steps: int = _option(50, "Checkpoint every N optimizer steps.")
+    save_total_limit: int = _option(2, "Checkpoints kept.")
+    logging_steps: int = _option(10, "Progress line and loss record every N steps.")
 
     def __post_init__(self) -> None:
         checks = {
@@ -89,6 +102,7 @@ class TrainConfig:
             "num_train_epochs": self.num_train_epochs > 0,
             "per_device_train_batch_size": self.per_device_train_batch_size >= 1,
             "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
+            "max_tokens_per_micro_batch": self.max_tokens_per_micro_batch >= self.max_length,
             "warmup_steps": self.warmup_steps >= 0,
             "warmup_cap_ratio": 0 <= self.warmup_cap_ratio <= 1,
             "max_steps": self.max_steps == -1 or self.max_steps >= 1,
@@ -101,25 +115,70 @@ class TrainConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ConfigError(f"invalid training option(s): {shown}")
+            raise ConfigError(
+                f"invalid training option(s): {shown} (--max-tokens-per-micro-batch must be at "
+                "least --max-length)"
+            )
 
     @property
     def effective_batch_size(self) -> int:
-        """Examples per optimizer step on one process (times the number of GPUs)."""
+        """Examples per optimizer step, however many processes share them."""
         return self.per_device_train_batch_size * self.gradient_accumulation_steps
 
+    def accumulation_per_process(self, world_size: int) -> int:
+        """Accumulation steps of each of ``world_size`` processes: the effective batch stays."""
+        if self.gradient_accumulation_steps % world_size:
+            raise ConfigError(
+                f"--gradient-accumulation-steps {self.gradient_accumulation_steps} is not "
+                f"divisible by the {world_size} processes of this launch, so the effective batch "
+                f"of {self.effective_batch_size} cannot be kept; pick accumulation steps that "
+                f"are a multiple of {world_size}"
+            )
+        return self.gradient_accumulation_steps // world_size
+
     def with_overrides(self, **overrides: Any) -> TrainConfig:
-        """A copy with every non-None override applied (the CLI's options)."""
-        known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known
+        """A copy with every non-None override applied (the CLI's options).
+
+        A tuple field also takes a comma-separated string (``q_proj,v_proj``).
+        """
+        known = {f.name: f for f in fields(self)}
+        unknown = set(overrides) - set(known)
         if unknown:
             raise ConfigError(f"unknown training option(s): {sorted(unknown)}")
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        changes = {}
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if isinstance(known[name].default, tuple) and isinstance(value, str):
+                value = tuple(part.strip() for part in value.split(",") if part.strip())
+            changes[name] = value
+        return replace(self, **changes)
+
+    def overrides_of(self, profile: str) -> dict[str, Any]:
+        """The fields whose value differs from ``profile``'s: what a command line must say."""
+        base = PROFILES[profile]
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(base, f.name)
+        }
+
+
+def config_for(profile: str, **overrides: Any) -> TrainConfig:
+    """``profile``'s config with the non-None ``overrides``; ConfigError for an unknown profile."""
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile {profile!r} is not one of {sorted(PROFILES)}")
+    return PROFILES[profile].with_overrides(**overrides)
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of a ``TrainConfig`` field: ``lora_r`` -> ``--lora-r``."""
+    return "--" + name.replace("_", "-")
 
 
 # "demo": the tiny random-init base learns nothing useful at the spec's lr 8e-5 in the few
-# hundred steps a demo affords (measured: 22 % exact match after 200 steps vs 98.5 % at 1e-3,
-# docs/decisions.md), so the demo and the tests use their own, documented, profile.
+# hundred steps a demo affords (measured: 22 % exact match after 200 steps vs 98.5 % at 1e-3),
+# so the demo and the tests use their own, documented, profile.
 PROFILES: dict[str, TrainConfig] = {
     "spec": TrainConfig(),
     "demo": TrainConfig(
@@ -127,6 +186,7 @@ PROFILES: dict[str, TrainConfig] = {
         num_train_epochs=3.0,
         per_device_train_batch_size=16,
         gradient_accumulation_steps=1,
+        max_tokens_per_micro_batch=8192,  # CPU memory is not the limit of the tiny model
         warmup_steps=10,
         max_length=512,
         gradient_checkpointing=False,
@@ -175,12 +235,21 @@ def read_split(
 # Adapter -----------------------------------------------------------------------------------
 def add_adapter(model: Any, config: TrainConfig) -> Any:
     """Prepare the 4-bit model for training and wrap it with a fresh LoRA adapter."""
+    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=config.gradient_checkpointing
+        model,
+        use_gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
     )
+    if torch.cuda.is_available():
+        # prepare_model_for_kbit_training upcasts every 16-bit weight to fp32; for the frozen
+        # embeddings and lm_head (268 M weights on Mistral-7B) that is 1 GiB for nothing, as
+        # autocast runs their matmuls in bf16 anyway. The norms stay in fp32.
+        model.get_input_embeddings().to(torch.bfloat16)
+        model.get_output_embeddings().to(torch.bfloat16)
     targets = list(config.lora_target_modules)
     lora = LoraConfig(
         r=config.lora_r,
@@ -204,78 +273,45 @@ def trainable_parameters(model: Any) -> tuple[int, int]:
     return trainable, total
 
 
-LINEAR_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def lora_parameter_count(
-    model_config: Any, r: int, targets: tuple[str, ...] = ("all-linear",)
-) -> int:
-    """LoRA parameters of a Mistral/Llama-shaped model: r x (in + out) per adapted projection.
-
-    ``all-linear`` means every projection in a decoder layer (PEFT leaves ``lm_head`` out). For
-    Mistral-7B (hidden 4096, intermediate 14336, 32 layers, 8 KV heads of 128) a layer has
-    r x 81,920 adapter parameters, so rank 64 is 167,772,160 (~168 M) and rank 32 is
-    83,886,080 (~84 M): the spec's "~85 M" matches rank 32, not its own rank 64.
-    """
-    hidden = model_config.hidden_size
-    head_dim = getattr(model_config, "head_dim", None) or hidden // model_config.num_attention_heads
-    kv = model_config.num_key_value_heads * head_dim
-    q = model_config.num_attention_heads * head_dim
-    inter = model_config.intermediate_size
-    shapes = {
-        "q_proj": (hidden, q),
-        "k_proj": (hidden, kv),
-        "v_proj": (hidden, kv),
-        "o_proj": (q, hidden),
-        "gate_proj": (hidden, inter),
-        "up_proj": (hidden, inter),
-        "down_proj": (inter, hidden),
-    }
-    chosen = LINEAR_PROJECTIONS if "all-linear" in targets else targets
-    per_layer = sum(r * sum(shapes[name]) for name in chosen)
-    return per_layer * model_config.num_hidden_layers
-
-
 # Plan --------------------------------------------------------------------------------------
 @dataclass
 class TrainPlan:
-    """Everything decided before any weight is loaded: data, schedule, cost, the command."""
+    """Everything decided before any weight is loaded: data, schedule, memory, cost, command."""
 
     date: datetime.date
     base_model: str
+    profile: str
     config: TrainConfig
     examples: list[Example] = field(repr=False)
     dropped_examples: int
     train_tokens_per_epoch: int
     completion_tokens_per_epoch: int
+    model_tokens_per_tiktoken: float
     optimizer_steps: int
     warmup_steps: int
     planned_tokens: int
+    memory: memory.MemoryEstimate
+    gpu_memory_gib: float
     cost: cost.CostEstimate
     train_sha256: str
     run_dir: Path
 
     def accelerate_command(self, num_processes: int = 1) -> str:
-        """The equivalent multi-GPU launch (spec prompt block ML1-TRAIN-CMD)."""
-        c = self.config
+        """The launch that reproduces this run: its profile and every field that differs from
+        the profile (spec prompt block ML1-TRAIN-CMD). The accumulation steps stay as planned:
+        each of the ``num_processes`` processes runs its share of them."""
         args = [
             "accelerate", "launch", "--num_processes", str(num_processes),
             "--mixed_precision", "bf16", "-m", "pria_ml", "train",
-            "--date", self.date.isoformat(),
-            "--learning-rate", f"{c.learning_rate:g}",
-            "--num-train-epochs", f"{c.num_train_epochs:g}",
-            "--per-device-train-batch-size", str(c.per_device_train_batch_size),
-            "--gradient-accumulation-steps", str(c.gradient_accumulation_steps),
-            "--warmup-steps", str(c.warmup_steps),
-            "--max-length", str(c.max_length),
-            "--lora-r", str(c.lora_r),
-            "--lora-alpha", str(c.lora_alpha),
-            "--lora-dropout", f"{c.lora_dropout:g}",
-            "--lora-target-modules", ",".join(c.lora_target_modules),
-            "--seed", str(c.seed),
+            "--date", self.date.isoformat(), "--profile", self.profile,
         ]  # fmt: skip
-        if c.max_steps > 0:
-            args += ["--max-steps", str(c.max_steps)]
+        for name, value in self.config.overrides_of(self.profile).items():
+            if isinstance(value, bool):
+                args.append(option_flag(name) if value else "--no-" + option_flag(name)[2:])
+            elif isinstance(value, tuple):
+                args += [option_flag(name), ",".join(value)]
+            else:
+                args += [option_flag(name), repr(value) if isinstance(value, float) else str(value)]
         return f"PRIA_BASE_MODEL={shlex.quote(self.base_model)} " + shlex.join(args)
 
     def summary(self) -> dict[str, Any]:
@@ -283,23 +319,36 @@ class TrainPlan:
         return {
             "date": self.date.isoformat(),
             "base_model": self.base_model,
+            "profile": self.profile,
             "examples": len(self.examples),
             "dropped_examples": self.dropped_examples,
             "train_tokens_per_epoch": self.train_tokens_per_epoch,
             "completion_tokens_per_epoch": self.completion_tokens_per_epoch,
+            "model_tokens_per_tiktoken": round(self.model_tokens_per_tiktoken, 3),
             "effective_batch_size": self.config.effective_batch_size,
             "optimizer_steps": self.optimizer_steps,
             "warmup_steps": self.warmup_steps,
             "planned_tokens": self.planned_tokens,
+            "peak_memory_gib": {**self.memory.as_dict(), "gpu_memory_gib": self.gpu_memory_gib},
             "estimate": self.cost.as_dict(),
             "run_dir": str(self.run_dir),
         }
 
     def fingerprint(self) -> str:
-        """What a checkpoint must have been trained with to be resumed by this plan."""
+        """What a checkpoint must have been trained with to be resumed by this plan.
+
+        How an optimizer step's examples are split into micro-batches and forward passes is
+        left out (only the effective batch counts), so the out-of-memory advice - halve the
+        micro-batch, double the accumulation - resumes the same run.
+        """
         knobs = asdict(self.config)
-        for name in ("save_steps", "save_total_limit", "logging_steps"):
+        for name in (
+            "save_steps", "save_total_limit", "logging_steps",
+            "per_device_train_batch_size", "gradient_accumulation_steps",
+            "max_tokens_per_micro_batch",
+        ):  # fmt: skip
             knobs.pop(name)
+        knobs["effective_batch_size"] = self.config.effective_batch_size
         blob = json.dumps(
             {"config": knobs, "base_model": self.base_model, "train_sha256": self.train_sha256},
             sort_keys=True,
@@ -307,12 +356,12 @@ class TrainPlan:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def schedule(examples: int, config: TrainConfig, world_size: int = 1) -> tuple[int, int]:
+def schedule(examples: int, config: TrainConfig) -> tuple[int, int]:
     """``(optimizer_steps, warmup_steps)``; warm-up capped at ``warmup_cap_ratio`` of the run."""
     if config.max_steps > 0:
         steps = config.max_steps
     else:
-        per_epoch = math.ceil(examples / (config.effective_batch_size * world_size))
+        per_epoch = math.ceil(examples / config.effective_batch_size)
         steps = math.ceil(per_epoch * config.num_train_epochs)
     warmup = min(config.warmup_steps, math.floor(config.warmup_cap_ratio * steps))
     return steps, warmup
@@ -345,58 +394,142 @@ def run_dir(settings: Settings, date: datetime.date) -> Path:
     return settings.home / "runs" / f"train-{date.isoformat()}"
 
 
-def plan(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainPlan:
-    """Read and tokenise the train split, schedule the run, estimate and guard its cost.
-
-    Raises DataError (missing/empty split, no usable example), ConfigError (base model not a
-    causal LM, no chat template) and BudgetExceeded (estimate over the nightly budget).
-    """
+def process_state() -> Any:
+    """accelerate's process state. On a machine without CUDA it must be created with
+    ``cpu=True``, or processes started by ``accelerate launch --multi_gpu`` / torchrun each see
+    a world of 1 instead of joining one gloo process group."""
+    import torch
     from accelerate import PartialState
 
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def optimizer_name() -> str:
+    """Paged 8-bit AdamW on CUDA (6 bytes less per adapter parameter, states paged out under
+    pressure); plain AdamW on a CPU, where bitsandbytes has no paged optimizer."""
+    import torch
+
+    return "paged_adamw_8bit" if torch.cuda.is_available() else "adamw_torch"
+
+
+def plan(
+    settings: Settings, date: datetime.date, config: TrainConfig, *, profile: str = "spec"
+) -> TrainPlan:
+    """Read and tokenise the train split, schedule the run, estimate memory and cost, refuse
+    a run that cannot fit or pay.
+
+    Raises DataError (missing/empty split, no usable example, too many examples over
+    --max-length), ConfigError (base model not a causal LM, no chat template, accumulation not
+    divisible by the processes), TrainingError (the estimated peak memory does not fit the
+    tier's GPU) and BudgetExceeded (estimate over the nightly budget).
+    """
+    from transformers import AutoConfig
+
     from pria_ml import tinymodel
+    from pria_ml.db import database
     from pria_ml.storage import open_storage
 
     storage = open_storage(settings)
     rows, train_sha256 = read_split(storage, date, "train")  # checked against the manifest
     base_model = tinymodel.base_model_path(settings)
     check_causal_lm(base_model)
+    config.accumulation_per_process(process_state().num_processes)
     tokenizer = load_tokenizer(base_model)
     examples, dropped = tokenize_rows(tokenizer, rows, config.max_length)
-    if not examples:
-        raise DataError(
-            f"none of the {len(rows)} train examples of {date} fits --max-length "
-            f"{config.max_length} with a non-empty completion"
-        )
+    _check_dropped(len(rows), dropped, config, settings.train_max_dropped_share, date)
     tokens = sum(len(e.input_ids) for e in examples)
-    world_size = PartialState().num_processes
-    steps, warmup = schedule(len(examples), config, world_size)
+    completion_tokens = sum(sum(t != IGNORE_INDEX for t in e.labels) for e in examples)
+    steps, warmup = schedule(len(examples), config)
     if config.max_steps > 0:
-        seen = config.max_steps * config.effective_batch_size * world_size
+        seen = config.max_steps * config.effective_batch_size
     else:
         seen = len(examples) * config.num_train_epochs
     planned_tokens = round(tokens / len(examples) * seen)
+
+    shape = memory.ModelShape.from_config(AutoConfig.from_pretrained(base_model))
+    lora = shape.lora_parameters(config.lora_r, config.lora_target_modules)
+    peak = memory.estimate(
+        shape,
+        lora_r=config.lora_r,
+        lora_targets=config.lora_target_modules,
+        micro_batch_tokens=config.max_tokens_per_micro_batch,
+        labelled_share=completion_tokens / tokens,
+        gradient_checkpointing=config.gradient_checkpointing,
+        optimizer="paged_adamw_8bit",
+    )
+    tier = settings.tier
+    assert tier.gpu_memory_gib is not None  # filled from GPU_SPECS by the tier's validator
+    _check_fits(peak, tier.gpu_memory_gib, tier.gpu_type, config)
+    flops = cost.flops_per_token(shape, lora, gradient_checkpointing=config.gradient_checkpointing)
+    measured = cost.measured_tokens_per_second(database(settings), tier.gpu_type)
     estimate = cost.estimate(
         planned_tokens,
         tier_name=settings.gpu_tier,
-        tier=settings.tier,
+        tier=tier,
+        rate=cost.throughput(tier, flops, measured),
         budget_usd=settings.nightly_budget_usd,
     )
     cost.check_budget(estimate)
     return TrainPlan(
         date=date,
         base_model=base_model,
+        profile=profile,
         config=config,
         examples=examples,
         dropped_examples=dropped,
         train_tokens_per_epoch=tokens,
-        completion_tokens_per_epoch=sum(sum(t != IGNORE_INDEX for t in e.labels) for e in examples),
+        completion_tokens_per_epoch=completion_tokens,
+        model_tokens_per_tiktoken=_model_tokens_per_tiktoken(tokenizer, rows[:500]),
         optimizer_steps=steps,
         warmup_steps=warmup,
         planned_tokens=planned_tokens,
+        memory=peak,
+        gpu_memory_gib=tier.gpu_memory_gib,
         cost=estimate,
         train_sha256=train_sha256,
         run_dir=run_dir(settings, date),
     )
+
+
+def _check_dropped(
+    total: int, dropped: int, config: TrainConfig, max_share: float, date: datetime.date
+) -> None:
+    """DataError when more than ``max_share`` of the examples were dropped as too long (or had
+    no completion): training on what is left would quietly skew the night."""
+    if total - dropped == 0 or dropped / total > max_share:
+        raise DataError(
+            f"{dropped} of the {total} train examples of {date} ({dropped / total:.1%}) are "
+            f"longer than --max-length {config.max_length} model tokens or have no completion, "
+            f"more than PRIA_TRAIN_MAX_DROPPED_SHARE={max_share:.1%}; raise --max-length (and "
+            "--max-tokens-per-micro-batch), or lower build-features' tiktoken limit so the two "
+            'agree (docs/training.md, "Length limits")'
+        )
+
+
+def _check_fits(
+    peak: memory.MemoryEstimate, gpu_memory_gib: float, gpu_type: str, config: TrainConfig
+) -> None:
+    if peak.total > gpu_memory_gib:
+        raise TrainingError(
+            f"the estimated peak memory of this run, {peak.total:.1f} GiB, does not fit the "
+            f"{gpu_memory_gib:g} GiB of a {gpu_type}: lower --max-tokens-per-micro-batch "
+            f"(now {config.max_tokens_per_micro_batch}), --max-length or --lora-r, keep "
+            "--gradient-checkpointing, or use a tier with a larger GPU (PRIA_GPU_TIER)"
+        )
+
+
+def _model_tokens_per_tiktoken(tokenizer: Any, rows: list[dict[str, Any]]) -> float:
+    """Base-model tokens per tiktoken (cl100k_base) token on the text of ``rows``: the ratio
+    that converts the features stage's tiktoken limit into the trainer's model-token limit."""
+    from pria_ml.tokens import encoding
+
+    texts = [
+        "\n".join([*(m["content"] or "" for m in row["prompt"] or []), row["completion"] or ""])
+        for row in rows
+    ]
+    tiktoken_tokens = sum(len(encoding().encode_ordinary(text)) for text in texts)
+    model_tokens = sum(len(tokenizer(text, add_special_tokens=False).input_ids) for text in texts)
+    return model_tokens / max(tiktoken_tokens, 1)
 
 
 # Checkpoints -------------------------------------------------------------------------------
@@ -436,26 +569,25 @@ def last_checkpoint(directory: Path) -> Path | None:
 
 
 def _prepare_run_dir(train_plan: TrainPlan) -> Path | None:
-    """Create the run directory, or check it belongs to this plan; return the resume point."""
+    """Create the run directory, or check it belongs to this plan; return the resume point.
+
+    Under ``accelerate launch`` the main process writes the stamp and every process waits for
+    it before reading it, so no process can pass the barrier the others wait at.
+    """
     directory = train_plan.run_dir
     stamp = directory / "plan.json"
     fingerprint = train_plan.fingerprint()
-    if stamp.is_file():
-        recorded = json.loads(stamp.read_text()).get("fingerprint")
-        if recorded != fingerprint:
-            raise CheckpointError(
-                f"{directory} holds checkpoints of a run with other options or data; rerun "
-                f"with the same options, or delete {directory} to start over"
-            )
-        return last_checkpoint(directory)
-    from accelerate import PartialState
-
-    state = PartialState()
-    if state.is_main_process:  # under accelerate launch, one writer
+    state = process_state()
+    if state.is_main_process and not stamp.is_file():
         directory.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"fingerprint": fingerprint, **train_plan.summary()}, indent=2))
     state.wait_for_everyone()
-    return None
+    if json.loads(stamp.read_text()).get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{directory} holds checkpoints of a run with other options or data; rerun "
+            f"with the same options, or delete {directory} to start over"
+        )
+    return last_checkpoint(directory)
 
 
 # Run ---------------------------------------------------------------------------------------
@@ -472,7 +604,9 @@ class TrainResult:
     model: Any = field(default=None, repr=False)  # the trained PeftModel, still in memory
 
 
-def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainResult:
+def run(
+    settings: Settings, date: datetime.date, config: TrainConfig, *, profile: str = "spec"
+) -> TrainResult:
     """Train an adapter on ``date``'s train split, upload it and register a ``candidate``.
 
     Reads the train and val splits through ``datasets/D/features/manifest.json``; writes
@@ -480,7 +614,9 @@ def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainRe
     ``adapters/D.safetensors`` and ``adapters/D.config.json`` and one ``model_registry`` row.
     Raises DataError, ConfigError, BudgetExceeded, CheckpointError, TrainingError (out of
     memory) and RegistryError (the adapter for D is already registered); on any error nothing
-    is left uploaded and the registry is untouched.
+    is left uploaded and the registry is untouched. Under ``accelerate launch`` every process trains
+    its share of each step; only the main one uploads and registers, the others return a
+    result whose ``adapter_id`` is None.
     """
     from pria_ml import registry
     from pria_ml.db import database
@@ -494,10 +630,11 @@ def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainRe
             f"{storage.uri(weights_key)} is already registered in model_registry; adapters "
             f"are immutable, so the {date} adapter is not trained again"
         )
-    train_plan = plan(settings, date, config)
+    train_plan = plan(settings, date, config, profile=profile)
     resume = _prepare_run_dir(train_plan)
+    quiet_known_library_noise()
     with _out_of_memory_is_clear(train_plan):
-        trainer, model, trainable, total = _build_trainer(train_plan)
+        trainer, model, trainable, total = _build_trainer(train_plan, _progress(train_plan))
         log.info(
             "training %s: %s trainable of %s parameters (%.3f %%)",
             train_plan.base_model,
@@ -547,13 +684,25 @@ def run(settings: Settings, date: datetime.date, config: TrainConfig) -> TrainRe
     )
 
 
-def _build_trainer(train_plan: TrainPlan) -> tuple[Any, Any, int, int]:
+def attention_path() -> tuple[str, bool]:
+    """``(attn_implementation, flatten)``: padding-free rows on FlashAttention-2 when it is
+    installed on a CUDA machine; otherwise sdpa with the 4-D block-diagonal mask."""
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers.utils import is_flash_attn_2_available
+
+    if torch.cuda.is_available() and is_flash_attn_2_available():
+        return "flash_attention_2", True
+    return "sdpa", False
+
+
+def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int, int]:
+    import torch
+    from transformers import TrainingArguments
 
     config = train_plan.config
     tokenizer = load_tokenizer(train_plan.base_model)
-    model = add_adapter(load_base_model(train_plan.base_model), config)
+    attention, flatten = attention_path()
+    model = add_adapter(load_base_model(train_plan.base_model, attention), config)
     trainable, total = trainable_parameters(model)
     print(f"trainable params: {trainable:,} || all params: {total:,}")
     cuda = torch.cuda.is_available()
@@ -564,10 +713,12 @@ def _build_trainer(train_plan: TrainPlan) -> tuple[Any, Any, int, int]:
         max_steps=config.max_steps,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_accumulation_steps=config.accumulation_per_process(process_state().num_processes),
+        use_cpu=not cuda,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         warmup_steps=train_plan.warmup_steps,
         lr_scheduler_type="linear",
-        optim="adamw_torch",
+        optim=optimizer_name(),
         seed=config.seed,
         data_seed=config.seed,
         bf16=cuda and torch.cuda.is_bf16_supported(),
@@ -576,18 +727,229 @@ def _build_trainer(train_plan: TrainPlan) -> tuple[Any, Any, int, int]:
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
         remove_unused_columns=False,
+        prediction_loss_only=True,
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
     )
-    trainer = Trainer(
+    collator = PackingCollator(
+        tokenizer.pad_token_id,
+        config.max_length,
+        config.packing,
+        max_tokens=config.max_tokens_per_micro_batch,
+        flatten=flatten and config.packing,
+    )
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=[asdict(e) for e in train_plan.examples],
-        data_collator=PackingCollator(tokenizer.pad_token_id, config.max_length, config.packing),
+        data_collator=collator,
+        callbacks=[progress],
     )
     return trainer, model, trainable, total
+
+
+def completion_loss(
+    model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+) -> tuple[Any, Any]:
+    """``(loss, outputs)``: summed cross-entropy of the labelled tokens over
+    ``num_items_in_batch`` (the step's labelled-token count; this pass's when None).
+
+    Logits are computed only at positions whose next token is labelled (``logits_to_keep``,
+    the union over the rows of the pass), not for every prompt token.
+    """
+    import torch
+
+    targets = inputs["labels"][..., 1:]
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    mask = model_inputs.get("attention_mask")
+    if mask is not None and mask.dim() == 4 and mask.dtype == torch.bool:
+        model_inputs["attention_mask"] = additive_mask(model, mask)
+    outputs = model(**model_inputs, logits_to_keep=keep)
+    logits = outputs.logits.float()
+    kept = targets[:, keep]
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        kept.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    if num_items_in_batch is None:
+        return loss / (kept != IGNORE_INDEX).sum().clamp(min=1), outputs
+    return loss / num_items_in_batch, outputs
+
+
+def additive_mask(model: Any, mask: Any) -> Any:
+    """The 4-D boolean packing mask in the form ``model``'s attention takes.
+
+    sdpa takes a boolean mask as is. Eager attention adds the mask to the scores, so a boolean
+    one (True = 1, False = 0) masks nothing: measured, packed examples then attend to each
+    other. It gets an additive float mask (0 where allowed, the float32 minimum elsewhere).
+    """
+    import torch
+
+    config = getattr(model, "config", None) or model.module.config
+    if getattr(config, "_attn_implementation", "sdpa") != "eager":
+        return mask
+    additive = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    return additive.masked_fill(~mask, torch.finfo(torch.float32).min)
+
+
+def _trainer_class() -> type:
+    """``transformers.Trainer`` with the two changes QLoRA on one A10G needs.
+
+    - A micro-batch over the token budget arrives from ``PackingCollator`` as several passes;
+      each pass is one forward/backward into the same gradient, so the worst micro-batch
+      (8 x 2,048 tokens) costs the memory of 2,048.
+    - Logits are computed only at positions whose next token is labelled (the completion):
+      the model gets ``logits_to_keep`` with those positions, and the loss is the summed
+      cross-entropy over labelled tokens divided by the step's labelled-token count
+      (``num_items_in_batch``), as ``Trainer`` normalises it. With a 32,768-token vocabulary
+      that saves ~0.6 MB per prompt token.
+    """
+    import torch
+    from transformers import Trainer
+
+    class QLoRATrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if "chunks" not in inputs:
+                return super().training_step(model, inputs, num_items_in_batch)
+            losses = [
+                super(QLoRATrainer, self).training_step(model, chunk, num_items_in_batch)
+                for chunk in inputs["chunks"]
+            ]
+            return torch.stack(losses).sum()
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            if "chunks" not in inputs:
+                return super().prediction_step(model, inputs, True, ignore_keys)
+            total, count = 0.0, 0
+            for chunk in inputs["chunks"]:
+                loss, _, _ = super().prediction_step(model, chunk, True, ignore_keys)
+                labelled = int((chunk["labels"][..., 1:] != IGNORE_INDEX).sum())
+                total, count = total + float(loss) * labelled, count + labelled
+            return torch.tensor(total / max(count, 1)), None, None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = completion_loss(model, inputs, num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
+            return (loss, outputs) if return_outputs else loss
+
+    return QLoRATrainer
+
+
+_HARMLESS_LOGS = {
+    # bitsandbytes tries an optional CPU kernel from the hub at import; without network it
+    # falls back to its built-in CPU path, which is what runs here anyway.
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
+}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_known_library_noise() -> None:
+    """Silence library messages known to be harmless here, and only those, at their source."""
+    import sys
+    import warnings
+
+    for name, prefix in _HARMLESS_LOGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) for f in logger.filters):
+            logger.addFilter(_DropMessage(prefix))
+    # PEFT probes the model's deprecated ``is_gradient_checkpointing`` property; transformers
+    # warns on every read. Our code never reads it.
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
+    if not sys.stderr.isatty():  # a tqdm bar per weight file is noise in a log, not progress
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+
+def _progress(train_plan: TrainPlan) -> Any:
+    """A ``TrainerCallback`` that shows steps, loss, tokens/s and ETA on the main process: a
+    rich progress bar on a terminal, one plain line per logging step otherwise (CI logs)."""
+    import sys
+
+    from transformers import TrainerCallback
+
+    tokens_per_step = train_plan.planned_tokens / max(train_plan.optimizer_steps, 1)
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar: Any = None
+            self.task: Any = None
+            self.started = 0.0
+            self.first_step = 0
+            self.loss: float | None = None
+
+        def fields(self, state: Any) -> dict[str, str]:
+            done = state.global_step - self.first_step
+            elapsed = max(time.monotonic() - self.started, 1e-9)
+            left = (state.max_steps - state.global_step) * elapsed / done if done else None
+            return {
+                "loss": "-" if self.loss is None else f"{self.loss:.3f}",
+                "rate": f"{done * tokens_per_step / elapsed:,.0f}",
+                "eta": "-" if left is None else str(datetime.timedelta(seconds=round(left))),
+            }
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            self.started, self.first_step = time.monotonic(), state.global_step
+            if sys.stderr.isatty():
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                self.bar = Progress(
+                    TextColumn("train"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]} | {task.fields[rate]} tokens/s"),
+                    TextColumn("| ETA {task.fields[eta]}"),
+                    console=Console(stderr=True),
+                )
+                self.bar.start()
+                self.task = self.bar.add_task(
+                    "train",
+                    total=state.max_steps,
+                    completed=state.global_step,
+                    **self.fields(state),
+                )
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step, **self.fields(state))
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            self.loss = float(logs["loss"])
+            if self.bar is None:
+                f = self.fields(state)
+                print(
+                    f"train step {state.global_step}/{state.max_steps} | loss {f['loss']} | "
+                    f"{f['rate']} tokens/s | ETA {f['eta']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.stop()
+
+    return Progress()
 
 
 @contextmanager
@@ -600,18 +962,22 @@ def _out_of_memory_is_clear(train_plan: TrainPlan) -> Iterator[None]:
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-        # On a CPU, PyTorch reports a failed allocation as a plain RuntimeError.
-        out_of_memory = isinstance(exc, torch.OutOfMemoryError | MemoryError) or (
-            "can't allocate memory" in str(exc)
+        # On a CPU, PyTorch reports a failed allocation as a plain RuntimeError: "can't
+        # allocate memory" from its allocator, "Cannot allocate memory (12)" (ENOMEM) when
+        # safetensors cannot map a weight file.
+        out_of_memory = isinstance(exc, torch.OutOfMemoryError | MemoryError) or any(
+            text in str(exc) for text in ("can't allocate memory", "Cannot allocate memory")
         )
         if not out_of_memory:
             raise
         raise TrainingError(
             f"out of memory training {train_plan.base_model} with "
-            f"--per-device-train-batch-size {config.per_device_train_batch_size} and "
-            f"--max-length {config.max_length}: halve the batch size and double "
-            f"--gradient-accumulation-steps (same effective batch), or lower --max-length, "
-            f"or use a GPU with more memory ({type(exc).__name__})"
+            f"--per-device-train-batch-size {config.per_device_train_batch_size}, "
+            f"--max-tokens-per-micro-batch {config.max_tokens_per_micro_batch} and "
+            f"--max-length {config.max_length}: lower --max-tokens-per-micro-batch, or halve "
+            f"the batch size and double --gradient-accumulation-steps (same effective batch; "
+            f"the checkpoints stay resumable), or lower --max-length, or use a GPU with more "
+            f"memory ({type(exc).__name__})"
         ) from None
 
 
@@ -649,6 +1015,7 @@ def _metrics(
     num_gpus = trainer.accelerator.num_processes if torch.cuda.is_available() else 0
     gpu_hours = wall_s / 3600 * num_gpus
     device = torch.cuda.get_device_name(0) if num_gpus else "cpu"
+    gpu_type = settings.tier.gpu_type if num_gpus else None
     manifest_key = features_key(train_plan.date, "manifest.json")
     body = storage.read_bytes(manifest_key)
     manifest = {"uri": storage.uri(manifest_key), "sha256": hashlib.sha256(body).hexdigest()}
@@ -670,15 +1037,26 @@ def _metrics(
             "dropped_examples": train_plan.dropped_examples,
         },
         "steps": trainer.state.global_step,
+        "processes": trainer.accelerator.num_processes,
+        "accumulation_per_process": trainer.args.gradient_accumulation_steps,
+        "examples_per_step": trainer.args.per_device_train_batch_size
+        * trainer.args.gradient_accumulation_steps
+        * trainer.accelerator.num_processes,
         "resumed_from_step": resumed_from,
         "epochs": trainer.state.epoch,
         "wall_time_s": round(wall_s, 3),
         "device": device,
         "num_gpus": num_gpus,
-        "gpu_type": settings.tier.gpu_type if num_gpus else None,
+        "gpu_type": gpu_type,
         "gpu_hours": gpu_hours,
         "cost_usd": gpu_hours * settings.tier.usd_per_gpu_hour,
         "estimate": train_plan.cost.as_dict(),
+        "throughput": _throughput(train_plan, trainer, wall_s, resumed_from, gpu_type),
+        "plan": {
+            "peak_memory_gib": train_plan.memory.as_dict(),
+            "model_tokens_per_tiktoken": round(train_plan.model_tokens_per_tiktoken, 3),
+            "profile": train_plan.profile,
+        },
         "dataset": {
             "date": train_plan.date.isoformat(),
             "train_uri": storage.uri(train_key),
@@ -693,6 +1071,24 @@ def _metrics(
         "base_model": train_plan.base_model,
         "config": asdict(train_plan.config),
         "warmup_steps_used": train_plan.warmup_steps,
+    }
+
+
+def _throughput(
+    train_plan: TrainPlan, trainer: Any, wall_s: float, resumed_from: int, gpu_type: str | None
+) -> dict[str, Any]:
+    """Measured tokens/s per GPU of this invocation: the figure the next estimate on this GPU
+    type plans with (``cost.measured_tokens_per_second``); None on a CPU."""
+    steps = trainer.state.global_step - resumed_from
+    tokens = steps * train_plan.planned_tokens / max(train_plan.optimizer_steps, 1)
+    processes = trainer.accelerator.num_processes
+    per_process = tokens / max(wall_s, 1e-9) / processes
+    return {
+        "gpu_type": gpu_type,
+        "tokens": round(tokens),
+        "tokens_per_second": round(tokens / max(wall_s, 1e-9), 1),
+        "tokens_per_second_per_gpu": round(per_process, 1) if gpu_type else None,
+        "planned_tokens_per_second": train_plan.cost.tokens_per_second,
     }
 
 

@@ -11,26 +11,13 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from conftest import DATE, task_rows, write_features
+from train_task import DATE, task_rows, write_features
 
 from pria_ml import chat, cost, loading, packing, tinymodel, train
 from pria_ml.contract import adapter_keys
 from pria_ml.errors import BudgetExceeded, ConfigError, DataError
 from pria_ml.settings import Settings
 from pria_ml.storage import open_storage
-
-# Mistral-7B-Instruct v0.1/v0.2's template: no system role, strict user/assistant alternation.
-STRICT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}"
-    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
-    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}"
-    "{% endif %}{% endfor %}"
-)
 
 
 @pytest.fixture(scope="module")
@@ -51,37 +38,12 @@ def tokenizer(tiny_dir):
     return loading.load_tokenizer(str(tiny_dir))
 
 
-@pytest.fixture
-def strict_tokenizer(tiny_dir):
-    strict = loading.load_tokenizer(str(tiny_dir))
-    strict.chat_template = STRICT_TEMPLATE
-    return strict
-
-
 def test_tiny_template_keeps_system_user_tool_turns(tokenizer) -> None:
     prompt = task_rows(1, seed=5)[0]["prompt"]
     text = chat.render_prompt(tokenizer, prompt)
     assert re.findall(r"<\|(\w+)\|>", text) == [
         "system", "end", "user", "end", "tool", "end", "assistant",
     ]  # fmt: skip
-
-
-def test_template_that_rejects_system_roles_gets_them_folded_into_user_turns(
-    strict_tokenizer,
-) -> None:
-    row = task_rows(1, seed=5)[0]
-    with pytest.raises(Exception, match="roles must alternate|Only user and assistant"):
-        strict_tokenizer.apply_chat_template(row["prompt"], tokenize=False)
-    prompt_text, full_text = chat.render_example(strict_tokenizer, row["prompt"], row["completion"])
-    assert prompt_text.count("[INST]") == 1  # system + user + tool in one user turn
-    for message in row["prompt"]:
-        assert message["content"] in prompt_text
-    assert "[system]\n" in prompt_text and "[tool]\n" in prompt_text
-    assert full_text == prompt_text + row["completion"] + strict_tokenizer.eos_token
-
-    example = packing.tokenize_example(strict_tokenizer, row["prompt"], row["completion"])
-    labelled = [t for t in example.labels if t != packing.IGNORE_INDEX]
-    assert strict_tokenizer.decode(labelled) == row["completion"] + strict_tokenizer.eos_token
 
 
 def test_earlier_assistant_turns_keep_alternation_when_folded() -> None:
@@ -137,40 +99,6 @@ def test_collator_packs_with_block_diagonal_mask_and_restarted_positions() -> No
     assert padded["labels"][1, 2] == -100
 
 
-def test_packed_examples_do_not_attend_across_examples(tiny_dir, tokenizer) -> None:
-    """Logits of an example packed behind others equal its logits alone (4-bit + LoRA model)."""
-    config = train.PROFILES["demo"].with_overrides(lora_dropout=0.0)
-    model = train.add_adapter(loading.load_base_model(str(tiny_dir)), config)
-    for name, parameter in model.named_parameters():
-        if "lora_B" in name:  # a non-zero adapter, so LoRA layers take part too
-            torch.nn.init.normal_(parameter, std=0.02)
-    model.eval()
-    rows = task_rows(3, seed=7)
-    examples = [packing.tokenize_example(tokenizer, r["prompt"], r["completion"]) for r in rows]
-    features = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    collator = packing.PackingCollator(tokenizer.pad_token_id, max_length=1024)
-    batch = collator(features)
-    assert batch["input_ids"].shape[0] == 1  # all three share one row
-
-    with torch.no_grad():
-        packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
-        leaky = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
-        row = batch["input_ids"][0].tolist()
-        for example in examples:
-            start = next(
-                i
-                for i in range(len(row))
-                if row[i : i + len(example.input_ids)] == example.input_ids
-            )
-            alone = model(input_ids=torch.tensor([example.input_ids])).logits[0]
-            span = slice(start, start + len(example.input_ids))
-            # bitsandbytes' CPU path is only bf16-exact: perturbing the input by 1e-7 moves these
-            # logits by ~5e-3. Leakage moves them by far more than that noise.
-            assert (packed[span] - alone).abs().max() < 2e-2
-            if start > 0:  # the control: restarted position_ids alone do leak
-                assert (leaky[span] - alone).abs().max() > 0.2
-
-
 def _settings(tmp_path, tiny_dir, **extra) -> Settings:
     return Settings(
         home=tmp_path / "home",
@@ -204,13 +132,20 @@ def test_base_that_is_not_a_causal_lm_is_a_config_error(tmp_path, tiny_dir) -> N
 
 def test_cost_estimate_and_budget_guard() -> None:
     settings = Settings()
+    rate = cost.Throughput(2_000, "configured")
     estimate = cost.estimate(
-        7_200_000, tier_name="pilot", tier=settings.tier, budget_usd=settings.nightly_budget_usd
+        7_200_000,
+        tier_name="pilot",
+        tier=settings.tier,
+        rate=rate,
+        budget_usd=settings.nightly_budget_usd,
     )
     assert estimate.gpu_hours == pytest.approx(7_200_000 / 2_000 / 3600)
     assert estimate.usd == pytest.approx(estimate.gpu_hours * 2.13)
     cost.check_budget(estimate)
-    over = cost.estimate(7_200_000, tier_name="pilot", tier=settings.tier, budget_usd=1.0)
+    over = cost.estimate(
+        7_200_000, tier_name="pilot", tier=settings.tier, rate=rate, budget_usd=1.0
+    )
     with pytest.raises(BudgetExceeded, match=r"\$2\.13, over the nightly budget of \$1\.00"):
         cost.check_budget(over)
 
@@ -230,14 +165,26 @@ def test_warmup_is_capped_on_short_runs() -> None:
     assert train.schedule(10, spec.with_overrides(max_steps=300)) == (300, 30)
 
 
-def test_dry_run_prints_plan_and_accelerate_command(tmp_path, tiny_dir) -> None:
-    settings = _settings(tmp_path, tiny_dir)
+@pytest.fixture(scope="module")
+def mistral_7b_shape(tiny_dir, tmp_path_factory):
+    """A base model directory with Mistral-7B-Instruct-v0.3's config.json and the tiny
+    tokenizer: enough for a plan (which loads no weight), not for training."""
+    from transformers import MistralConfig
+
+    directory = tmp_path_factory.mktemp("mistral-7b-shape")
+    MistralConfig(vocab_size=32768, architectures=["MistralForCausalLM"]).save_pretrained(directory)
+    loading.load_tokenizer(str(tiny_dir)).save_pretrained(directory)
+    return directory
+
+
+def test_dry_run_of_the_spec_profile_on_the_pilot_tier(tmp_path, mistral_7b_shape) -> None:
+    settings = _settings(tmp_path, mistral_7b_shape)
     write_features(open_storage(settings), train=256, val=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env.update(
         PRIA_HOME=str(settings.home),
         PRIA_STORAGE_URL=settings.storage_url,
-        PRIA_BASE_MODEL=str(tiny_dir),
+        PRIA_BASE_MODEL=str(mistral_7b_shape),
         HF_HUB_OFFLINE="1",
     )
     done = subprocess.run(
@@ -252,11 +199,70 @@ def test_dry_run_prints_plan_and_accelerate_command(tmp_path, tiny_dir) -> None:
     plan = json.loads(plan_json + "}")
     assert plan["examples"] == 256 and plan["optimizer_steps"] == 2 and plan["warmup_steps"] == 0
     assert plan["config"]["learning_rate"] == 8e-5 and plan["config"]["lora_r"] == 64
-    assert plan["estimate"]["usd"] > 0
-    assert command.strip().startswith(f"PRIA_BASE_MODEL={tiny_dir} accelerate launch")
-    expected = "-m pria_ml train --date 2026-11-24 --learning-rate 8e-05 --num-train-epochs 1"
-    assert expected in command
+    memory = plan["peak_memory_gib"]
+    assert memory["gpu_memory_gib"] == 22.0  # pilot: A10G
+    assert memory["total"] * 2**30 < 8e9  # spec section 4: "fits A10G 24 GB in < 8 GB"
+    estimate = plan["estimate"]
+    assert estimate["throughput_source"].startswith("physics")
+    assert 400 < estimate["tokens_per_second"] < 550  # 70 TFLOPS x 30 % / ~44 GFLOP per token
+    assert estimate["usd"] > 0
+    assert command.strip() == (
+        f"PRIA_BASE_MODEL={mistral_7b_shape} accelerate launch --num_processes 1 "
+        "--mixed_precision bf16 -m pria_ml train --date 2026-11-24 --profile spec"
+    )
     assert not (settings.home / "runs").exists()  # nothing trained, nothing written
+
+
+def test_accelerate_command_parses_back_into_the_same_config(tmp_path, tiny_dir) -> None:
+    import shlex
+
+    import typer
+
+    from pria_ml.cli import app
+
+    settings = _settings(tmp_path, tiny_dir)
+    write_features(open_storage(settings), train=64, val=1)
+    config = train.config_for(
+        "demo",
+        learning_rate=1.234e-4,
+        packing=False,
+        gradient_checkpointing=True,
+        lora_target_modules="q_proj,v_proj",
+        max_steps=3,
+        lora_dropout=0.1,
+    )
+    plan = train.plan(settings, DATE, config, profile="demo")
+    args = shlex.split(plan.accelerate_command(num_processes=2))
+    assert args[0] == f"PRIA_BASE_MODEL={tiny_dir}" and args[1:3] == ["accelerate", "launch"]
+    train_args = args[args.index("train") + 1 :]
+    command = typer.main.get_command(app).commands["train"]
+    params = command.make_context("train", train_args).params
+    options = {k: v for k, v in params.items() if k not in ("date", "dry_run", "profile")}
+    assert train.config_for(params["profile"], **options) == config
+    assert params["date"].date() == DATE
+
+
+def test_help_lists_every_training_option_with_the_profiles_defaults() -> None:
+    from dataclasses import fields
+
+    from typer.testing import CliRunner
+
+    from pria_ml.cli import app
+
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
+    for f in fields(train.TrainConfig):
+        assert train.option_flag(f.name) in shown, f.name
+    assert "[profile: spec 8e-05, demo 0.001]" in shown
+
+
+def test_micro_batch_split_does_not_change_the_checkpoint_fingerprint(tmp_path, tiny_dir) -> None:
+    settings = _settings(tmp_path, tiny_dir)
+    write_features(open_storage(settings), train=64, val=1)
+    spec = train.PROFILES["spec"].with_overrides(max_length=256, max_tokens_per_micro_batch=256)
+    same = spec.with_overrides(per_device_train_batch_size=4, gradient_accumulation_steps=32)
+    other = spec.with_overrides(gradient_accumulation_steps=8)  # a smaller effective batch
+    fingerprints = [train.plan(settings, DATE, c).fingerprint() for c in (spec, same, other)]
+    assert fingerprints[0] == fingerprints[1] != fingerprints[2]
 
 
 def test_tiny_model_is_built_on_first_use_and_reused(tiny_home) -> None:
@@ -302,3 +308,22 @@ def test_model_build_tiny_command(tmp_path) -> None:
     for name in ("config.json", "model.safetensors", "tokenizer.json", "pria_tiny.json"):
         assert (directory / name).is_file(), name
     loading.check_causal_lm(str(directory))
+
+
+def test_a_night_that_drops_too_many_examples_as_too_long_fails(tmp_path, tiny_dir) -> None:
+    settings = _settings(tmp_path, tiny_dir)
+    write_features(open_storage(settings), train=64, val=1)
+    short = train.PROFILES["demo"].with_overrides(max_length=16)
+    with pytest.raises(DataError, match=r"64 of the 64 .*PRIA_TRAIN_MAX_DROPPED_SHARE=2\.0%"):
+        train.plan(settings, DATE, short)
+
+
+def test_plan_that_cannot_fit_the_tier_gpu_is_refused(tmp_path, tiny_dir) -> None:
+    from pria_ml.errors import TrainingError
+    from pria_ml.settings import GpuTier
+
+    tiny_gpu = GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13, gpu_memory_gib=0.001)
+    settings = _settings(tmp_path, tiny_dir, gpu_tiers={"pilot": tiny_gpu})
+    write_features(open_storage(settings), train=64, val=1)
+    with pytest.raises(TrainingError, match="does not fit the 0.001 GiB of a A10G: lower"):
+        train.plan(settings, DATE, train.PROFILES["demo"])

@@ -12,18 +12,20 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_features
+from train_task import write_features
 
 from pria_ml import registry
 from pria_ml.storage import open_storage
 
 DATE = datetime.date(2026, 10, 3)
 
-# Loads the heavy libraries first (their mappings count against RLIMIT_AS), then allows
-# HEADROOM_MB more.
+# Loads the heavy libraries and tiktoken's ranks first (their mappings count against
+# RLIMIT_AS), then allows HEADROOM_MB more.
 _CHILD = """
 import resource, sys
 import bitsandbytes, peft, torch, transformers  # noqa: F401
+from pria_ml.tokens import encoding
+encoding()
 with open("/proc/self/status") as status:
     vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
 limit = (vm_kb << 10) + (int(sys.argv.pop(1)) << 20)
@@ -57,6 +59,7 @@ def test_out_of_memory_is_a_clear_error_and_touches_nothing(
         sys.executable, "-c", _CHILD, str(headroom_mb),
         "train", "--date", date.isoformat(), "--profile", "demo",
         "--max-steps", "1", "--max-length", "4096", "--per-device-train-batch-size", "2048",
+        "--max-tokens-per-micro-batch", "200000",  # one pass: no token cap to save it
     ]
     # fmt: on
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TEST_OVERRIDES, write_features
 from safetensors.torch import load
+from train_task import TEST_OVERRIDES, write_features
 
 from pria_ml import registry, train
 from pria_ml.contract import adapter_keys

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-from conftest import DATE, TEST_OVERRIDES, write_features
+from train_task import DATE, TEST_OVERRIDES, write_features
 
-from pria_ml import __version__, loading, registry, train
+from pria_ml import __version__, loading, memory, registry, train
 from pria_ml.contract import adapter_keys
 from pria_ml.db import database
 from pria_ml.errors import RegistryError
@@ -39,7 +39,7 @@ def test_base_is_4bit_nf4_with_double_quantisation(trained) -> None:
 
 def test_trainable_parameter_count_is_exact_and_recorded(trained, capsys) -> None:
     base_config = trained.model.get_base_model().config
-    expected = train.lora_parameter_count(base_config, r=64)
+    expected = memory.ModelShape.from_config(base_config).lora_parameters(64)
     actual = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
     assert actual == expected == trained.metrics["trainable_params"]
 
@@ -47,9 +47,9 @@ def test_trainable_parameter_count_is_exact_and_recorded(trained, capsys) -> Non
 def test_lora_parameter_count_of_mistral_7b() -> None:
     from transformers import MistralConfig
 
-    mistral_7b = MistralConfig()  # the defaults are Mistral-7B's shape
-    assert train.lora_parameter_count(mistral_7b, r=64) == 167_772_160
-    assert train.lora_parameter_count(mistral_7b, r=32) == 83_886_080
+    mistral_7b = memory.ModelShape.from_config(MistralConfig())  # Mistral-7B's shape
+    assert mistral_7b.lora_parameters(64) == 167_772_160
+    assert mistral_7b.lora_parameters(32) == 83_886_080
 
 
 def test_adapter_uploaded_with_sha256_and_registered_as_candidate(
