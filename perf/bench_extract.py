@@ -42,6 +42,7 @@ def naive_extract(home: Path) -> int:
     from psycopg.rows import dict_row
 
     from pria_ml import extract
+    from pria_ml.contract import RAW_SCHEMA
     from pria_ml.db import database
     from pria_ml.privacy import tokeniser
 
@@ -54,7 +55,7 @@ def naive_extract(home: Path) -> int:
     built = [extract.build_row(row, tokens, retention) for row in rows]
     good = [row for row in built if isinstance(row, dict)]
     with tempfile.TemporaryDirectory() as scratch:
-        table = pa.Table.from_pylist(good, schema=extract.raw_schema())
+        table = pa.Table.from_pylist(good, schema=RAW_SCHEMA)
         pq.write_table(table, Path(scratch, "raw.parquet"), compression="zstd")
     return len(good)
 

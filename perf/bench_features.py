@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,11 @@ from pria_ml.features import (
     RAW_SCHEMA,
     SPLITS,
     TRACE_CONFLICT,
+    SplitWriter,
     copy_key,
     date_cut_points,
     example_batch,
-    remainder_threshold,
     upsample_plan,
-    write_split,
 )
 from pria_ml.settings import Settings
 from pria_ml.storage import sha256_file
@@ -58,6 +58,25 @@ WORDS = np.array(
     [f"{a}{b}" for a in ("ta", "ro", "mi", "ke", "lu", "sa", "po", "ne") for b in range(250)]
 )
 MERCHANTS = np.array(["Uber", "Lufthansa", "Pret", "AWS", "Staples", "Hilton", "Shell", "Zoom"])
+
+
+# The single-process baseline's own helpers (the Spark path does the same in its plan).
+def remainder_threshold(keys: Iterable[str], remainder: int) -> str | None:
+    """The largest copy key that still gets a remainder copy (None when none does)."""
+    if remainder == 0:
+        return None
+    return sorted(keys)[remainder - 1]
+
+
+def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
+    """Write rows, already in their final order, as one split file; return the row count."""
+    writer = SplitWriter(path)
+    try:
+        for batch in batches:
+            writer.write(batch)
+    finally:
+        rows = writer.close()
+    return rows
 
 
 def synthetic_raw(rows: int, seed: int) -> pa.Table:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def examples(tokenizer, n: int, seed: int = 0):
-    from pria_ml import tinymodel, train
+    from pria_ml import packing, tinymodel
 
     rng = random.Random(seed)
     rows = []
@@ -35,7 +35,7 @@ def examples(tokenizer, n: int, seed: int = 0):
             {"role": "tool", "content": lines or "no history"},
         ]
         completion = f"set_category {rng.choice(tinymodel.CATEGORIES)}"
-        rows.append(train.tokenize_example(tokenizer, prompt, completion))
+        rows.append(packing.tokenize_example(tokenizer, prompt, completion))
     return [{"input_ids": e.input_ids, "labels": e.labels} for e in rows]
 
 
@@ -84,11 +84,11 @@ def main() -> None:
 
     import torch
 
-    from pria_ml import tinymodel, train
+    from pria_ml import loading, packing, tinymodel, train
 
     torch.manual_seed(0)
     directory = tinymodel.build(Path(tempfile.mkdtemp()) / "tiny-mistral")
-    tokenizer = train.load_tokenizer(str(directory))
+    tokenizer = loading.load_tokenizer(str(directory))
     features = examples(tokenizer, max(args.examples, (args.steps + 1) * args.batch))
     lengths = sorted(len(f["input_ids"]) for f in features)
     print(
@@ -99,10 +99,10 @@ def main() -> None:
     config = train.PROFILES["demo"].with_overrides(lora_dropout=0.0)
     runs = {
         name: (
-            train.add_adapter(train.load_base_model(str(directory)), config),
-            train.PackingCollator(tokenizer.pad_token_id, args.max_length, packing),
+            train.add_adapter(loading.load_base_model(str(directory)), config),
+            packing.PackingCollator(tokenizer.pad_token_id, args.max_length, packed),
         )
-        for name, packing in (("padded", False), ("packed", True))
+        for name, packed in (("padded", False), ("packed", True))
     }
     results = measure(runs, features, args.batch, args.steps)
     for name, r in results.items():

@@ -4,7 +4,7 @@
 
 Needs a CUDA GPU (exits with a message otherwise; never part of the test suite) and ~15 GB of
 disk for a random-init checkpoint: the weights are random (nothing is downloaded), but they are
-saved and loaded back through ``pria_ml.train.load_base_model``, the production path (4-bit NF4,
+saved and loaded back through ``pria_ml.loading.load_base_model``, the production path (4-bit NF4,
 double quantisation, bf16 compute), then wrapped by ``add_adapter`` with the spec's defaults
 (rank 64, all linear layers, gradient checkpointing). Synthetic examples of 200-600 tokens, the
 last fifth labelled, are trained packed into 2048-token rows and, as the in-run baseline,
@@ -94,17 +94,17 @@ def main() -> None:
             "gpu_train_bench: no CUDA GPU here; run it on a GPU machine (see docs/training.md)"
         )
 
-    from pria_ml import train
+    from pria_ml import loading, packing, train
 
     directory = build_random_mistral_7b(args.model_dir or Path(tempfile.mkdtemp()) / "mistral-7b")
     config = train.PROFILES["spec"]
     features = synthetic_features((args.steps + 1) * args.batch, vocab=32000)
     print(f"{torch.cuda.get_device_name(0)}, random-init Mistral-7B, micro-batch {args.batch}")
     results = {}
-    for name, packing in (("padded", False), ("packed", True)):
-        model = train.add_adapter(train.load_base_model(str(directory)), config)
+    for name, packed in (("padded", False), ("packed", True)):
+        model = train.add_adapter(loading.load_base_model(str(directory)), config)
         trainable, total = train.trainable_parameters(model)
-        collator = train.PackingCollator(0, args.max_length, packing)
+        collator = packing.PackingCollator(0, args.max_length, packed)
         results[name] = measure(model, collator, features, args.batch, args.steps)
         r = results[name]
         print(

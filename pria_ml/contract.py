@@ -23,6 +23,11 @@ def features_key(date: dt.date, name: str) -> str:
     return dataset_key(date, f"features/{name}")
 
 
+def adapter_keys(date: dt.date) -> tuple[str, str]:
+    """``(weights, config)`` keys of the adapter trained on ``date``'s dataset."""
+    return f"adapters/{date.isoformat()}.safetensors", f"adapters/{date.isoformat()}.config.json"
+
+
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 PROMPT = pa.list_(MESSAGE)
 
@@ -53,5 +58,15 @@ FEATURE_SCHEMA = pa.schema(
         ("prompt_tokens", pa.int32()),
         ("completion_tokens", pa.int32()),
         ("upsample_copy", pa.int16()),
+    ]
+)
+
+# Rows extraction could not use, with why (quarantine.parquet beside raw.parquet).
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_key", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
     ]
 )

@@ -79,3 +79,7 @@ class TrainingError(PriaError):
 
 class CheckpointError(TrainingError):
     """A training checkpoint is corrupt or belongs to another run's options or data."""
+
+
+class ArtifactMismatch(StorageError):
+    """A stored artifact is not the one its registry row describes (sha256 or location)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pria_ml import provenance
-from pria_ml.contract import dataset_key
+from pria_ml.contract import QUARANTINE_SCHEMA, RAW_SCHEMA, dataset_key
 from pria_ml.errors import DatabaseUnavailable, DataError
 from pria_ml.privacy import Tokeniser, tokeniser
 from pria_ml.sqlfiles import read_sql
@@ -41,26 +41,6 @@ if TYPE_CHECKING:
 RETENTION_DAYS = {"workflow_event": 365, "expense": 180, "agent_trace": 90}
 KNOWN_ROLES = frozenset(("system", "user", "tool", "assistant"))
 BATCH_ROWS = 10_000
-
-
-def raw_schema() -> pa.Schema:
-    """The schema of raw.parquet, as docs/data-contract.md fixes it."""
-    from pria_ml.contract import RAW_SCHEMA
-
-    return RAW_SCHEMA
-
-
-def quarantine_schema() -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            pa.field("source", pa.string(), nullable=False),
-            pa.field("source_key", pa.string()),
-            pa.field("reason", pa.string(), nullable=False),
-            pa.field("detail", pa.string(), nullable=False),
-        ]
-    )
 
 
 def schema_hash(schema: pa.Schema) -> str:
@@ -228,8 +208,8 @@ def run(settings: Settings, date: dt.date, *, force: bool = False) -> ExtractRes
         "quarantined": dict(sorted(counts["quarantined"].items())),
         "excluded": dict(sorted(counts["excluded"].items())),
         "schema_hash": {
-            "raw.parquet": schema_hash(raw_schema()),
-            "quarantine.parquet": schema_hash(quarantine_schema()),
+            "raw.parquet": schema_hash(RAW_SCHEMA),
+            "quarantine.parquet": schema_hash(QUARANTINE_SCHEMA),
         },
         "files": files,
         "privacy": {
@@ -267,15 +247,14 @@ def _extract_to_files(
     queries = source_queries()
     joined = joined_query(queries)
     params = retention.params()
-    raw_schema_, quarantine_schema_ = raw_schema(), quarantine_schema()
     quarantined: Counter[str] = Counter()
     excluded: Counter[str] = Counter()
     rows = {"raw": 0}
     try:
         with (
             source.connect() as conn,
-            pq.ParquetWriter(raw_path, raw_schema_, compression="zstd") as raw_writer,
-            pq.ParquetWriter(quarantine_path, quarantine_schema_, compression="zstd") as q_writer,
+            pq.ParquetWriter(raw_path, RAW_SCHEMA, compression="zstd") as raw_writer,
+            pq.ParquetWriter(quarantine_path, QUARANTINE_SCHEMA, compression="zstd") as q_writer,
         ):
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -311,10 +290,10 @@ def _extract_to_files(
                                 }
                             )
                     if good:
-                        raw_writer.write_table(pa.Table.from_pylist(good, schema=raw_schema_))
+                        raw_writer.write_table(pa.Table.from_pylist(good, schema=RAW_SCHEMA))
                         rows["raw"] += len(good)
                     if bad:
-                        q_writer.write_table(pa.Table.from_pylist(bad, schema=quarantine_schema_))
+                        q_writer.write_table(pa.Table.from_pylist(bad, schema=QUARANTINE_SCHEMA))
     except psycopg.errors.UndefinedTable as exc:
         raise DataError(
             f"the source database {source.display_url} has no {exc.diag.message_primary}: "

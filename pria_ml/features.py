@@ -32,7 +32,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -395,11 +395,6 @@ def date_cut_points(
     return dates[train_end], dates[val_end]
 
 
-def split_index(record_date: dt.date, cuts: tuple[dt.date, dt.date]) -> int:
-    """0 (train), 1 (val) or 2 (test) for a date, given the cut points."""
-    return 0 if record_date <= cuts[0] else 1 if record_date <= cuts[1] else 2
-
-
 @dataclass(frozen=True)
 class UpsamplePlan:
     """How the minority reward class of train is up-sampled.
@@ -434,13 +429,6 @@ def upsample_plan(train_rows_by_reward: Mapping[float, int]) -> UpsamplePlan:
 def copy_key(seed: int, example_id: str) -> str:
     """The order in which minority rows receive the remainder copies (hex, compared as text)."""
     return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
-
-
-def remainder_threshold(keys: Iterable[str], remainder: int) -> str | None:
-    """The largest copy key that still gets a remainder copy (None when none does)."""
-    if remainder == 0:
-        return None
-    return sorted(keys)[remainder - 1]
 
 
 class SplitWriter:
@@ -480,17 +468,6 @@ class SplitWriter:
         # Contiguous columns: Parquet's page boundaries follow the chunks it is handed.
         self._writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
         self.rows += table.num_rows
-
-
-def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
-    """Write rows, already in their final order, as one split file; return the row count."""
-    writer = SplitWriter(path)
-    try:
-        for batch in batches:
-            writer.write(batch)
-    finally:
-        rows = writer.close()
-    return rows
 
 
 @dataclass(frozen=True)

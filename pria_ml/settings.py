@@ -82,7 +82,6 @@ class Settings(BaseSettings):
         None, description="Edge Function that rotates MODEL_ENDPOINT after a change of prod."
     )
     endpoint_rotation_secret: SecretStr | None = None
-    log_level: str = "INFO"
 
     @field_validator("storage_url")
     @classmethod
@@ -111,19 +110,6 @@ class Settings(BaseSettings):
     def tiny_model_dir(self) -> Path:
         """Where the embedded-default tiny base model is built when ``base_model`` is unset."""
         return self.home / "models" / "tiny-mistral"
-
-    def display(self) -> dict[str, str]:
-        """The settings as strings fit for a terminal or a log: secrets and passwords masked."""
-        shown: dict[str, str] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if name == "gpu_tiers":
-                value = ", ".join(sorted(value))
-            elif isinstance(value, SecretStr):
-                secret = value.get_secret_value()
-                value = redact_url(secret) if "://" in secret else "********"
-            shown[name] = "" if value is None else str(value)
-        return shown
 
 
 def redact_url(url: str) -> str:

@@ -7,7 +7,7 @@ so the 4-bit loading, LoRA and adapter code is exercised for real.
 
 Shape rules: every linear layer's output size is a multiple of 64, because bitsandbytes' CPU
 4-bit kernels assert ``N % block_n == 0`` otherwise (an intermediate size of 688 failed, 768
-works; DESIGN.md section 7). The vocabulary is padded up to a multiple of 64 for ``lm_head``.
+works; docs/decisions.md). The vocabulary is padded up to a multiple of 64 for ``lm_head``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pria_ml import cost, provenance
-from pria_ml.contract import features_key
+from pria_ml.contract import adapter_keys, features_key
 from pria_ml.errors import (
     CheckpointError,
     ConfigError,
@@ -44,16 +44,14 @@ from pria_ml.errors import (
     StorageError,
     TrainingError,
 )
+from pria_ml.loading import check_causal_lm, load_base_model, load_tokenizer
+from pria_ml.packing import IGNORE_INDEX, Example, PackingCollator, tokenize_rows
 
 if TYPE_CHECKING:
-    import torch
-
     from pria_ml.settings import Settings
     from pria_ml.storage import Storage
 
 log = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy ignore_index)
 
 
 @dataclass(frozen=True)
@@ -120,7 +118,7 @@ class TrainConfig:
 
 # "demo": the tiny random-init base learns nothing useful at the spec's lr 8e-5 in the few
 # hundred steps a demo affords (measured: 22 % exact match after 200 steps vs 98.5 % at 1e-3,
-# DESIGN.md section 7), so the demo and the tests use their own, documented, profile.
+# docs/decisions.md), so the demo and the tests use their own, documented, profile.
 PROFILES: dict[str, TrainConfig] = {
     "spec": TrainConfig(),
     "demo": TrainConfig(
@@ -137,21 +135,7 @@ PROFILES: dict[str, TrainConfig] = {
 }
 
 
-# Keys in storage ---------------------------------------------------------------------------
-def adapter_keys(date: datetime.date) -> tuple[str, str]:
-    """``(weights, config)`` keys of the adapter trained on ``date``'s dataset."""
-    return f"adapters/{date.isoformat()}.safetensors", f"adapters/{date.isoformat()}.config.json"
-
-
-# Examples ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Example:
-    """One tokenised training example: the rendered prompt + completion, and its labels."""
-
-    input_ids: list[int]
-    labels: list[int]  # IGNORE_INDEX on prompt tokens, the token id on completion tokens
-
-
+# Reading the train split -------------------------------------------------------------------
 def load_split(storage: Storage, date: datetime.date, split: str) -> list[dict[str, Any]]:
     """Rows (``prompt``, ``completion``) of a feature split; DataError when missing or empty."""
     key = features_key(date, f"{split}.parquet")
@@ -173,181 +157,7 @@ def load_split(storage: Storage, date: datetime.date, split: str) -> list[dict[s
     return table.select(["prompt", "completion"]).to_pylist()
 
 
-def tokenize_example(tokenizer: Any, prompt: list[dict[str, str]], completion: str) -> Example:
-    """Render with the chat template; label only the completion turn's tokens.
-
-    The boundary is found by character offsets, so a BPE merge across the prompt/completion
-    seam cannot shift it: a token belongs to the completion iff it starts at or after the end of
-    the rendered prompt.
-    """
-    from jinja2 import TemplateError
-
-    from pria_ml.chat import render_example
-
-    try:
-        prompt_text, full_text = render_example(tokenizer, prompt, completion)
-    except (ValueError, TemplateError) as exc:
-        raise ConfigError(
-            f"the base model's chat template cannot render a training example: {exc}"
-        ) from None
-    encoded = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
-    boundary = len(prompt_text)
-    labels = [
-        token if start >= boundary else IGNORE_INDEX
-        for token, (start, _end) in zip(
-            encoded["input_ids"], encoded["offset_mapping"], strict=True
-        )
-    ]
-    return Example(input_ids=list(encoded["input_ids"]), labels=labels)
-
-
-def tokenize_rows(
-    tokenizer: Any, rows: list[dict[str, Any]], max_length: int
-) -> tuple[list[Example], int]:
-    """Tokenised examples that fit ``max_length`` and have a completion; and how many did not."""
-    examples, dropped = [], 0
-    for row in rows:
-        example = tokenize_example(tokenizer, row["prompt"] or [], row["completion"] or "")
-        if len(example.input_ids) > max_length or all(t == IGNORE_INDEX for t in example.labels):
-            dropped += 1
-            continue
-        examples.append(example)
-    return examples, dropped
-
-
-# Packing -------------------------------------------------------------------------------------
-def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
-    """Group example indices into rows of at most ``max_length`` tokens (first-fit decreasing)."""
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        for row, free in enumerate(room):
-            if lengths[index] <= free:
-                rows[row].append(index)
-                room[row] -= lengths[index]
-                break
-        else:
-            rows.append([index])
-            room.append(max_length - lengths[index])
-    return rows
-
-
-@dataclass
-class PackingCollator:
-    """Micro-batch of examples -> packed rows with a block-diagonal causal attention mask.
-
-    Each row holds several examples back to back. ``attention_mask`` is 4-D
-    (rows, 1, length, length) and lets a token see only earlier tokens of its own example;
-    ``position_ids`` restart at 0 for each example, so every example sees exactly what it
-    would see alone. Restarted ``position_ids`` by themselves do not isolate examples with
-    ``sdpa`` or ``eager`` attention (DESIGN.md section 7); the mask does. Padding positions
-    attend to themselves only (a fully masked row would turn into NaN) and carry no loss.
-    With ``packing=False`` each example gets its own row: the padded baseline.
-    """
-
-    pad_token_id: int
-    max_length: int
-    packing: bool = True
-
-    def __call__(self, features: list[Any]) -> dict[str, torch.Tensor]:
-        import torch
-
-        ids = [list(f["input_ids"]) for f in features]
-        labels = [list(f["labels"]) for f in features]
-        if self.packing:
-            rows = pack_rows([len(x) for x in ids], self.max_length)
-        else:
-            rows = [[i] for i in range(len(ids))]
-        width = max(sum(len(ids[i]) for i in row) for row in rows)
-        shape = (len(rows), width)
-        input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
-        label_ids = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-        position_ids = torch.zeros(shape, dtype=torch.long)
-        segment = torch.full(shape, -1, dtype=torch.long)
-        for r, row in enumerate(rows):
-            offset = 0
-            for s, i in enumerate(row):
-                n = len(ids[i])
-                input_ids[r, offset : offset + n] = torch.tensor(ids[i])
-                label_ids[r, offset : offset + n] = torch.tensor(labels[i])
-                position_ids[r, offset : offset + n] = torch.arange(n)
-                segment[r, offset : offset + n] = s
-                offset += n
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
-        mask = (same & causal) | torch.eye(width, dtype=torch.bool)
-        return {
-            "input_ids": input_ids,
-            "labels": label_ids,
-            "position_ids": position_ids,
-            "attention_mask": mask[:, None, :, :],
-        }
-
-
-# Base model and adapter --------------------------------------------------------------------
-def check_causal_lm(base_model: str) -> None:
-    """ConfigError unless ``base_model`` is a loadable causal-LM config with a chat template."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    try:
-        config = AutoConfig.from_pretrained(base_model)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"PRIA_BASE_MODEL={base_model!r} is not a model directory or an available hub id "
-            f"(nothing is downloaded at run time; pre-fetch it into a directory): {exc}"
-        ) from None
-    architectures = config.architectures or []
-    if (architectures and not any(a.endswith("ForCausalLM") for a in architectures)) or (
-        config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    ):
-        raise ConfigError(
-            f"PRIA_BASE_MODEL={base_model!r} is a {config.model_type} model "
-            f"({', '.join(architectures) or 'no architecture'}), not a causal language model"
-        )
-
-
-def load_tokenizer(base_model: str) -> Any:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    if not tokenizer.chat_template:
-        raise ConfigError(f"the tokenizer of {base_model!r} has no chat template")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_base_model(base_model: str) -> Any:
-    """The base model in 4-bit NF4 with double quantisation (QLoRA's storage format).
-
-    Compute runs in bf16 on a GPU and in fp32 on a CPU (bf16 matmuls are slow there). Under
-    ``accelerate launch`` each process loads its copy onto its own GPU.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    cuda = torch.cuda.is_available()
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
-    )
-    device_map = None
-    if cuda:
-        from accelerate import PartialState
-
-        device_map = {"": PartialState().local_process_index}
-    return AutoModelForCausalLM.from_pretrained(
-        base_model,
-        quantization_config=quantization,
-        dtype=torch.bfloat16 if cuda else torch.float32,
-        device_map=device_map,
-        attn_implementation="sdpa",
-    )
-
-
+# Adapter -----------------------------------------------------------------------------------
 def add_adapter(model: Any, config: TrainConfig) -> Any:
     """Prepare the 4-bit model for training and wrap it with a fresh LoRA adapter."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -843,7 +653,9 @@ def _metrics(
             "train_sha256": train_plan.train_sha256,
             "manifest": manifest,
         },
-        "code_version": provenance.code_version(["train.py", "chat.py", "tinymodel.py"]),
+        "code_version": provenance.code_version(
+            ["train.py", "packing.py", "loading.py", "chat.py", "tinymodel.py"]
+        ),
         "trainable_params": trainable,
         "total_params": total,
         "base_model": train_plan.base_model,
@@ -877,26 +689,3 @@ def _upload(
         storage.delete(weights_key)
         raise
     return weights, config
-
-
-# Reloading (the evaluator's side) ----------------------------------------------------------
-def download_adapter(storage: Storage, date: datetime.date, directory: Path) -> Path:
-    """Fetch ``adapters/D.*`` into ``directory`` in the layout ``PeftModel.from_pretrained``
-    reads (``adapter_model.safetensors`` + ``adapter_config.json``); return ``directory``.
-
-    ``adapter_config.json`` names the base model (``base_model_name_or_path``).
-    """
-    weights_key, config_key = adapter_keys(date)
-    directory.mkdir(parents=True, exist_ok=True)
-    storage.download(weights_key, directory / "adapter_model.safetensors")
-    storage.download(config_key, directory / "adapter_config.json")
-    return directory
-
-
-def load_adapter(base_model: str, adapter_dir: Path) -> Any:
-    """The 4-bit base model with the adapter in ``adapter_dir`` applied, in eval mode."""
-    from peft import PeftModel
-
-    model = PeftModel.from_pretrained(load_base_model(base_model), str(adapter_dir))
-    model.eval()
-    return model

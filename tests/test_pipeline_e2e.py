@@ -73,22 +73,39 @@ def test_trained_adapter_is_a_registered_candidate_with_a_true_checksum(home: Pa
     assert DATE.isoformat() in pria_ml(home, "history").stdout
 
 
-def test_adapter_loads_back_for_evaluation(home: Path, tmp_path: Path) -> None:
-    import torch
-
-    from pria_ml import train
-    from pria_ml.storage import open_storage
+def test_registered_adapter_loads_verified_and_generates_the_same_batched(home: Path) -> None:
+    from pria_ml import generation, loading
 
     settings = Settings(home=home)
-    adapter_dir = train.download_adapter(open_storage(settings), DATE, tmp_path / "adapter")
-    model = train.load_adapter(str(settings.tiny_model_dir), adapter_dir)
-    tokenizer = train.load_tokenizer(str(settings.tiny_model_dir))
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Categorise: Lufthansa flight to Berlin, 312 EUR"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    with torch.no_grad():
-        output = model.generate(**prompt, max_new_tokens=8, do_sample=False)
-    assert output.shape[1] > prompt["input_ids"].shape[1]
+    (candidate,) = [a for a in registry.adapters(database(settings)) if a.dataset_date == DATE]
+    loaded = loading.load_for_inference(settings, candidate.adapter_id)
+    assert loaded.adapter is not None and loaded.adapter.adapter_id == candidate.adapter_id
+    prompts = [
+        [{"role": "user", "content": text}]
+        for text in ("Categorise: Lufthansa flight to Berlin, 312 EUR", "Uber 12.00", "IKEA desk")
+    ]
+    batched = generation.generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=8)
+    alone = [
+        generation.generate(loaded.model, loaded.tokenizer, [p], max_new_tokens=8)[0]
+        for p in prompts
+    ]
+    assert batched == alone  # left padding and batching change nothing under greedy decoding
+
+
+def test_tampered_adapter_is_refused_before_use(home: Path, tmp_path: Path) -> None:
+    from pria_ml import loading
+    from pria_ml.errors import ArtifactMismatch
+
+    settings = Settings(home=home)
+    (candidate,) = [a for a in registry.adapters(database(settings)) if a.dataset_date == DATE]
+    artifact = home / "storage" / "adapters" / f"{DATE.isoformat()}.safetensors"
+    original = artifact.read_bytes()
+    try:
+        artifact.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        with pytest.raises(ArtifactMismatch, match="registered with"):
+            loading.fetch_registered(settings, candidate.adapter_id, tmp_path / "adapter")
+    finally:
+        artifact.write_bytes(original)
+    elsewhere = settings.model_copy(update={"storage_url": (tmp_path / "other").as_uri()})
+    with pytest.raises(ArtifactMismatch, match="PRIA_STORAGE_URL"):
+        loading.fetch_registered(elsewhere, candidate.adapter_id, tmp_path / "adapter2")

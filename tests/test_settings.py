@@ -36,18 +36,15 @@ def test_nested_gpu_tier_override_from_env(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings().tier.usd_per_gpu_hour == 3.5
 
 
-def test_secrets_are_masked_in_display() -> None:
+def test_secrets_never_show_in_the_settings_repr() -> None:
     settings = Settings(
         database_url="postgresql://pria:hunter2@db.internal:5432/pria",
         pii_key="super-secret-pii-key",
         s3_secret_access_key="aws-secret-value",
         endpoint_rotation_secret="rotation-secret",
     )
-    shown = " ".join(settings.display().values())
     for secret in ("hunter2", "super-secret-pii-key", "aws-secret-value", "rotation-secret"):
-        assert secret not in shown
-    assert "postgresql://pria:***@db.internal:5432/pria" in shown
-    assert "hunter2" not in repr(settings)
+        assert secret not in repr(settings) and secret not in str(settings)
 
 
 def test_unknown_storage_scheme_is_rejected() -> None:

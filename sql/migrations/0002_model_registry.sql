@@ -1,4 +1,4 @@
--- Model registry (spec section 7, DESIGN.md section 5).
+-- Model registry (spec section 7, docs/registry.md).
 --
 -- model_registry holds one row per trained adapter; registry_event is the append-only trail every
 -- change writes to, and the source of rollback targets and history. The database itself keeps

@@ -1,4 +1,4 @@
--- The slice of PRIA's product database that pria-ml extracts from (DESIGN.md section 3).
+-- The slice of PRIA's product database that pria-ml extracts from (docs/data-contract.md).
 -- Not a registry migration: `pria-ml seed` and the tests apply it to the SOURCE database, the
 -- stand-in for the Supabase read replica. Columns the extractor requires are deliberately
 -- nullable, as they are in the product: bad rows must reach extraction and be quarantined there.

@@ -14,6 +14,7 @@ from extract_samples import DAY
 from pydantic import SecretStr
 
 from pria_ml import extract, privacy, seed
+from pria_ml.contract import RAW_SCHEMA
 from pria_ml.db import Database
 from pria_ml.errors import ConfigError, DatabaseUnavailable, DataError
 from pria_ml.settings import Settings
@@ -93,7 +94,7 @@ def test_seeded_source_extracts_to_the_contract_schema(source_settings: Settings
     result = extract.run(source_settings, DAY)
 
     raw = read(source_settings, "raw.parquet")
-    assert raw.schema.equals(extract.raw_schema())
+    assert raw.schema.equals(RAW_SCHEMA)
     assert not result.skipped
     rows = result.manifest["rows"]
     assert rows["workflow_event"] == report.rows
@@ -125,7 +126,7 @@ def test_manifest_is_complete_and_checksums_match_the_files(source_settings: Set
     for name in ("raw.parquet", "quarantine.parquet"):
         data = storage.read_bytes(f"datasets/{DAY}/{name}")
         assert m["files"][name] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    assert m["schema_hash"]["raw.parquet"] == extract.schema_hash(extract.raw_schema())
+    assert m["schema_hash"]["raw.parquet"] == extract.schema_hash(RAW_SCHEMA)
     assert m["retention"]["agent_trace"] == {
         "days": 90,
         "from": "2026-08-27T00:00:00+00:00",

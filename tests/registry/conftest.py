@@ -61,7 +61,7 @@ def candidate(registry_db: Database) -> Register:
     return make
 
 
-# pgTAP is pure SQL (DESIGN.md section 7): Debian's package is downloaded once with apt-get,
+# pgTAP is pure SQL (docs/decisions.md): Debian's package is downloaded once with apt-get,
 # extracted, cached under the ignored .pria/cache/pgtap, and copied into the embedded server's
 # extension directory. `apt-get update` runs only when the download fails (a fresh CI image).
 # Any of these carries the same pure-SQL extension (Debian 12 has 15, Ubuntu 24.04 has 16).

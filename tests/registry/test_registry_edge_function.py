@@ -1,8 +1,8 @@
 """The Supabase Edge Function that rotates MODEL_ENDPOINT, run by a real Deno.
 
-Deno comes from npm (`npm install deno`, a platform binary in the package; DESIGN.md
-section 7), cached under the ignored .pria/cache/deno. Where neither a `deno` on PATH nor npm
-with registry access is available these tests are skipped, saying why.
+Deno comes from npm (`npm install deno`, a platform binary in the package; docs/decisions.md),
+cached under the ignored .pria/cache/deno. Where neither a `deno` on PATH nor npm with registry
+access is available these tests are skipped, saying why.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import DATE, task_rows, write_features
 
-from pria_ml import chat, cost, tinymodel, train
-from pria_ml.contract import FEATURE_SCHEMA, features_key
+from pria_ml import chat, cost, loading, packing, tinymodel, train
+from pria_ml.contract import FEATURE_SCHEMA, adapter_keys, features_key
 from pria_ml.errors import BudgetExceeded, ConfigError, DataError
 from pria_ml.settings import Settings
 from pria_ml.storage import open_storage
@@ -49,12 +49,12 @@ def tiny_dir(tiny_home):
 
 @pytest.fixture
 def tokenizer(tiny_dir):
-    return train.load_tokenizer(str(tiny_dir))
+    return loading.load_tokenizer(str(tiny_dir))
 
 
 @pytest.fixture
 def strict_tokenizer(tiny_dir):
-    strict = train.load_tokenizer(str(tiny_dir))
+    strict = loading.load_tokenizer(str(tiny_dir))
     strict.chat_template = STRICT_TEMPLATE
     return strict
 
@@ -80,8 +80,8 @@ def test_template_that_rejects_system_roles_gets_them_folded_into_user_turns(
     assert "[system]\n" in prompt_text and "[tool]\n" in prompt_text
     assert full_text == prompt_text + row["completion"] + strict_tokenizer.eos_token
 
-    example = train.tokenize_example(strict_tokenizer, row["prompt"], row["completion"])
-    labelled = [t for t in example.labels if t != train.IGNORE_INDEX]
+    example = packing.tokenize_example(strict_tokenizer, row["prompt"], row["completion"])
+    labelled = [t for t in example.labels if t != packing.IGNORE_INDEX]
     assert strict_tokenizer.decode(labelled) == row["completion"] + strict_tokenizer.eos_token
 
 
@@ -100,17 +100,17 @@ def test_earlier_assistant_turns_keep_alternation_when_folded() -> None:
 
 def test_prompt_tokens_carry_no_loss(tokenizer) -> None:
     row = task_rows(1, seed=6)[0]
-    example = train.tokenize_example(tokenizer, row["prompt"], row["completion"])
+    example = packing.tokenize_example(tokenizer, row["prompt"], row["completion"])
     prompt_text = chat.render_prompt(tokenizer, row["prompt"])
     n_prompt = len(tokenizer(prompt_text, add_special_tokens=False).input_ids)
-    assert example.labels[:n_prompt] == [train.IGNORE_INDEX] * n_prompt
+    assert example.labels[:n_prompt] == [packing.IGNORE_INDEX] * n_prompt
     assert example.labels[n_prompt:] == example.input_ids[n_prompt:]
     completion = tokenizer.decode(example.input_ids[n_prompt:])
     assert completion == row["completion"] + tokenizer.eos_token
 
 
 def test_pack_rows_first_fit_decreasing() -> None:
-    rows = train.pack_rows([50, 30, 70, 20, 40], max_length=100)
+    rows = packing.pack_rows([50, 30, 70, 20, 40], max_length=100)
     assert sorted(i for row in rows for i in row) == [0, 1, 2, 3, 4]
     assert all(sum([50, 30, 70, 20, 40][i] for i in row) <= 100 for row in rows)
     assert len(rows) == 3
@@ -121,7 +121,7 @@ def test_collator_packs_with_block_diagonal_mask_and_restarted_positions() -> No
         {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
         {"input_ids": [8, 9], "labels": [-100, 9]},
     ]
-    batch = train.PackingCollator(pad_token_id=0, max_length=8)(features)
+    batch = packing.PackingCollator(pad_token_id=0, max_length=8)(features)
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]]
     assert batch["labels"].tolist() == [[-100, 6, 7, -100, 9]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
@@ -133,7 +133,7 @@ def test_collator_packs_with_block_diagonal_mask_and_restarted_positions() -> No
         [0, 0, 0, 1, 0],
         [0, 0, 0, 1, 1],
     ]
-    padded = train.PackingCollator(pad_token_id=0, max_length=8, packing=False)(features)
+    padded = packing.PackingCollator(pad_token_id=0, max_length=8, packing=False)(features)
     assert padded["input_ids"].tolist() == [[5, 6, 7], [8, 9, 0]]
     assert padded["labels"][1, 2] == -100
 
@@ -141,15 +141,15 @@ def test_collator_packs_with_block_diagonal_mask_and_restarted_positions() -> No
 def test_packed_examples_do_not_attend_across_examples(tiny_dir, tokenizer) -> None:
     """Logits of an example packed behind others equal its logits alone (4-bit + LoRA model)."""
     config = train.PROFILES["demo"].with_overrides(lora_dropout=0.0)
-    model = train.add_adapter(train.load_base_model(str(tiny_dir)), config)
+    model = train.add_adapter(loading.load_base_model(str(tiny_dir)), config)
     for name, parameter in model.named_parameters():
         if "lora_B" in name:  # a non-zero adapter, so LoRA layers take part too
             torch.nn.init.normal_(parameter, std=0.02)
     model.eval()
     rows = task_rows(3, seed=7)
-    examples = [train.tokenize_example(tokenizer, r["prompt"], r["completion"]) for r in rows]
+    examples = [packing.tokenize_example(tokenizer, r["prompt"], r["completion"]) for r in rows]
     features = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    collator = train.PackingCollator(tokenizer.pad_token_id, max_length=1024)
+    collator = packing.PackingCollator(tokenizer.pad_token_id, max_length=1024)
     batch = collator(features)
     assert batch["input_ids"].shape[0] == 1  # all three share one row
 
@@ -282,7 +282,7 @@ def test_tiny_model_is_built_on_first_use_and_reused(tiny_home) -> None:
 
 
 def test_dates_in_keys_are_iso() -> None:
-    assert train.adapter_keys(datetime.date(2026, 1, 2)) == (
+    assert adapter_keys(datetime.date(2026, 1, 2)) == (
         "adapters/2026-01-02.safetensors",
         "adapters/2026-01-02.config.json",
     )
@@ -303,4 +303,4 @@ def test_model_build_tiny_command(tmp_path) -> None:
     assert "built" in done.stdout
     for name in ("config.json", "model.safetensors", "tokenizer.json", "pria_tiny.json"):
         assert (directory / name).is_file(), name
-    train.check_causal_lm(str(directory))
+    loading.check_causal_lm(str(directory))

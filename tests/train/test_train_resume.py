@@ -19,6 +19,7 @@ from conftest import TEST_OVERRIDES, write_features
 from safetensors.torch import load
 
 from pria_ml import registry, train
+from pria_ml.contract import adapter_keys
 from pria_ml.errors import CheckpointError
 from pria_ml.storage import open_storage
 
@@ -71,7 +72,7 @@ def test_killed_run_resumes_to_the_same_adapter_and_registers(
     save_steps = TEST_OVERRIDES["save_steps"]
 
     assert _kill_after_checkpoint(command, env, run_dir, 2 * save_steps) == -signal.SIGKILL
-    weights_key, config_key = train.adapter_keys(KILLED_DATE)
+    weights_key, config_key = adapter_keys(KILLED_DATE)
     assert not storage.exists(weights_key) and not storage.exists(config_key)
     assert not any(a.dataset_date == KILLED_DATE for a in registry.adapters(train_db))
     checkpoints = sorted(p.name for p in run_dir.glob("checkpoint-*"))
@@ -93,7 +94,7 @@ def test_killed_run_resumes_to_the_same_adapter_and_registers(
     assert not run_dir.exists()  # checkpoints are removed once the adapter is registered
 
     resumed = load(storage.read_bytes(weights_key))
-    uninterrupted = load(storage.read_bytes(train.adapter_keys(trained.plan.date)[0]))
+    uninterrupted = load(storage.read_bytes(adapter_keys(trained.plan.date)[0]))
     assert resumed.keys() == uninterrupted.keys()
     for name, tensor in uninterrupted.items():
         torch.testing.assert_close(resumed[name], tensor, atol=2e-4, rtol=1e-3, msg=name)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import DATE, TEST_OVERRIDES, write_features
 
-from pria_ml import __version__, registry, train
+from pria_ml import __version__, loading, registry, train
+from pria_ml.contract import adapter_keys
 from pria_ml.db import database
 from pria_ml.errors import RegistryError
 from pria_ml.storage import open_storage
@@ -55,7 +56,7 @@ def test_adapter_uploaded_with_sha256_and_registered_as_candidate(
     trained, train_settings, train_db
 ) -> None:
     storage = open_storage(train_settings)
-    weights_key, config_key = train.adapter_keys(DATE)
+    weights_key, config_key = adapter_keys(DATE)
     data = storage.read_bytes(weights_key)
     assert hashlib.sha256(data).hexdigest() == trained.artifact_sha256
     adapter_config = json.loads(storage.read_bytes(config_key))
@@ -79,8 +80,8 @@ def test_saved_adapter_reloads_with_peft_and_reproduces_logits(
     trained, train_settings, tmp_path
 ) -> None:
     storage = open_storage(train_settings)
-    directory = train.download_adapter(storage, DATE, tmp_path / "adapter")
-    reloaded = train.load_adapter(trained.plan.base_model, directory)
+    directory = loading.download_adapter(storage, DATE, tmp_path / "adapter")
+    reloaded = loading.load_adapter(trained.plan.base_model, directory)
     trained_weights = dict(trained.model.named_parameters())
     adapter_names = [name for name, _ in reloaded.named_parameters() if "lora_" in name]
     assert len(adapter_names) == 2 * 7 * 4  # A and B of 7 projections in 4 layers
@@ -106,7 +107,7 @@ def test_saved_adapter_reloads_with_peft_and_reproduces_logits(
 
 def test_registered_adapter_is_never_overwritten(trained, train_settings, train_db) -> None:
     storage = open_storage(train_settings)
-    weights_key, _ = train.adapter_keys(DATE)
+    weights_key, _ = adapter_keys(DATE)
     before = storage.read_bytes(weights_key)
     config = train.PROFILES["demo"].with_overrides(**TEST_OVERRIDES)
     with pytest.raises(RegistryError, match="already registered"):
@@ -123,7 +124,7 @@ def test_unregistered_leftover_is_replaced(train_settings, train_db) -> None:
     date = datetime.date(2026, 10, 1)
     storage = open_storage(train_settings)
     write_features(storage, date, train=32, val=0)
-    weights_key, _ = train.adapter_keys(date)
+    weights_key, _ = adapter_keys(date)
     storage.write_bytes(weights_key, b"half a run")
     config = train.PROFILES["demo"].with_overrides(**{**TEST_OVERRIDES, "max_steps": 2})
     result = train.run(train_settings, date, config)

@@ -1,0 +1,186 @@
+"""Loading the base model and its adapters: one place for training, evaluation and serving.
+
+Training loads the base with ``load_base_model`` and adds a fresh adapter; evaluation and the
+simulated agent load a *registered* adapter with ``load_for_inference``, which verifies the
+artifact's sha256 against its ``model_registry`` row before any weight is used. The base model is
+always loaded the same way: 4-bit NF4 with double quantisation (QLoRA's storage format).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pria_ml.contract import adapter_keys
+from pria_ml.errors import ArtifactMismatch, ConfigError
+
+if TYPE_CHECKING:
+    from pria_ml.registry import Adapter
+    from pria_ml.settings import Settings
+    from pria_ml.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+# Base model ----------------------------------------------------------------------------------
+def check_causal_lm(base_model: str) -> None:
+    """ConfigError unless ``base_model`` is a loadable causal-LM config with a chat template."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(base_model)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"PRIA_BASE_MODEL={base_model!r} is not a model directory or an available hub id "
+            f"(nothing is downloaded at run time; pre-fetch it into a directory): {exc}"
+        ) from None
+    architectures = config.architectures or []
+    if (architectures and not any(a.endswith("ForCausalLM") for a in architectures)) or (
+        config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    ):
+        raise ConfigError(
+            f"PRIA_BASE_MODEL={base_model!r} is a {config.model_type} model "
+            f"({', '.join(architectures) or 'no architecture'}), not a causal language model"
+        )
+
+
+def load_tokenizer(base_model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if not tokenizer.chat_template:
+        raise ConfigError(f"the tokenizer of {base_model!r} has no chat template")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(base_model: str) -> Any:
+    """The base model in 4-bit NF4 with double quantisation (QLoRA's storage format).
+
+    Compute runs in bf16 on a GPU and in fp32 on a CPU (bf16 matmuls are slow there). Under
+    ``accelerate launch`` each process loads its copy onto its own GPU.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
+    )
+    device_map = None
+    if cuda:
+        from accelerate import PartialState
+
+        device_map = {"": PartialState().local_process_index}
+    return AutoModelForCausalLM.from_pretrained(
+        base_model,
+        quantization_config=quantization,
+        dtype=torch.bfloat16 if cuda else torch.float32,
+        device_map=device_map,
+        attn_implementation="sdpa",
+    )
+
+
+# Adapters -----------------------------------------------------------------------------------
+def download_adapter(storage: Storage, date: datetime.date, directory: Path) -> Path:
+    """Fetch ``adapters/D.*`` into ``directory`` in the layout ``PeftModel.from_pretrained``
+    reads (``adapter_model.safetensors`` + ``adapter_config.json``); return ``directory``.
+
+    ``adapter_config.json`` names the base model (``base_model_name_or_path``).
+    """
+    weights_key, config_key = adapter_keys(date)
+    directory.mkdir(parents=True, exist_ok=True)
+    storage.download(weights_key, directory / "adapter_model.safetensors")
+    storage.download(config_key, directory / "adapter_config.json")
+    return directory
+
+
+def load_adapter(base_model: str, adapter_dir: Path) -> Any:
+    """The 4-bit base model with the adapter in ``adapter_dir`` applied, in eval mode."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_base_model(base_model), str(adapter_dir))
+    model.eval()
+    return model
+
+
+# Registered adapters -------------------------------------------------------------------------
+def fetch_registered(
+    settings: Settings, adapter_id: uuid.UUID | str, directory: Path
+) -> tuple[Adapter, Path]:
+    """Download a registered adapter into ``directory`` and check it is what was registered.
+
+    Reads the ``model_registry`` row, downloads ``adapters/D.safetensors`` and its config, and
+    compares the weights' sha256 with the row's ``artifact_sha256``. Raises RegistryError (no
+    such adapter), StorageError (missing object) or ArtifactMismatch (the stored weights are not
+    the registered ones); nothing is recorded anywhere.
+    """
+    from pria_ml import registry
+    from pria_ml.db import database
+    from pria_ml.storage import open_storage, sha256_file
+
+    adapter = registry.get_adapter(database(settings), adapter_id)
+    storage = open_storage(settings)
+    weights_key, _ = adapter_keys(adapter.dataset_date)
+    if adapter.artifact_uri != storage.uri(weights_key):
+        raise ArtifactMismatch(
+            f"adapter {adapter.adapter_id} was registered at {adapter.artifact_uri}, which is not "
+            f"{storage.uri(weights_key)} in the configured storage; point PRIA_STORAGE_URL at the "
+            "storage it was trained into"
+        )
+    download_adapter(storage, adapter.dataset_date, directory)
+    actual = sha256_file(directory / "adapter_model.safetensors")
+    if actual != adapter.artifact_sha256:
+        raise ArtifactMismatch(
+            f"{adapter.artifact_uri} has sha256 {actual}, but adapter {adapter.adapter_id} was "
+            f"registered with {adapter.artifact_sha256}: the stored weights were changed or "
+            "corrupted; restore the object or train that date again"
+        )
+    return adapter, directory
+
+
+@dataclass
+class Loaded:
+    """A model ready for generation: the base, with ``adapter`` applied (None = bare base)."""
+
+    model: Any
+    tokenizer: Any
+    adapter: Adapter | None
+    base_model: str
+
+
+def load_for_inference(settings: Settings, adapter_id: uuid.UUID | str | None) -> Loaded:
+    """The base model in 4-bit with the registered adapter ``adapter_id`` (verified by sha256),
+    in eval mode; ``None`` loads the bare base model.
+
+    The base is ``PRIA_BASE_MODEL`` (or the tiny local model); an adapter trained on another
+    base is a ConfigError.
+    """
+    from pria_ml import tinymodel
+
+    base_model = tinymodel.base_model_path(settings)
+    tokenizer = load_tokenizer(base_model)
+    if adapter_id is None:
+        model = load_base_model(base_model)
+        model.eval()
+        return Loaded(model, tokenizer, None, base_model)
+    with tempfile.TemporaryDirectory(prefix="pria-adapter-") as scratch:
+        adapter, directory = fetch_registered(settings, adapter_id, Path(scratch))
+        if adapter.base_model != base_model:
+            raise ConfigError(
+                f"adapter {adapter.adapter_id} was trained on {adapter.base_model!r}, but the "
+                f"configured base model is {base_model!r}; set PRIA_BASE_MODEL to the base it "
+                "was trained on"
+            )
+        model = load_adapter(base_model, directory)
+    return Loaded(model, tokenizer, adapter, base_model)
