@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         None,
         description="Hub id or local directory of the base model; unset builds a tiny local one.",
     )
+    tiny_pretrain_steps: Annotated[int, Field(ge=0)] = Field(
+        120,
+        description="Pre-training steps of the tiny local base on the seeded agent's "
+        "conversations (unset base_model only); 0 keeps it random-initialised.",
+    )
     pii_key: SecretStr | None = Field(
         None, description="HMAC key for stable PII tokens in extracted datasets."
     )

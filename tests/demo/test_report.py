@@ -7,29 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterator
 
 import pytest
-from pydantic import SecretStr
 
 from pria_ml import registry, report, seed
 from pria_ml.db import Database, database
-from pria_ml.migrate import migrate
 from pria_ml.settings import Settings
 
 FIRST = dt.date(2026, 3, 2)
 
 
 @pytest.fixture
-def source_db(scratch_database) -> Iterator[Database]:
-    with scratch_database("report_source", role="source") as database:
-        yield database
-
-
-@pytest.fixture
-def report_settings(settings: Settings, source_db: Database) -> Settings:
-    migrate(_db(settings))
-    return settings.model_copy(update={"source_database_url": SecretStr(source_db.url)})
+def report_settings(demo_settings: Settings) -> Settings:
+    return demo_settings
 
 
 def _db(settings: Settings) -> Database:
