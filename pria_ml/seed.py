@@ -302,7 +302,9 @@ class SeedReport:
 
 
 @dataclass
-class _Rows:
+class Rows:
+    """Source rows waiting to be written: one tuple per row, in ``_COLUMNS`` order."""
+
     expense: list[tuple] = field(default_factory=list)
     agent_trace: list[tuple] = field(default_factory=list)
     workflow_event: list[tuple] = field(default_factory=list)
@@ -320,12 +322,12 @@ class Population:
 
 def generate(
     rows: int, seed: int, end_date: dt.date, *, days: int = 365, planted: Planted | None = None
-) -> Iterator[_Rows]:
+) -> Iterator[Rows]:
     """Yield the source rows in chunks of at most 10,000 events; pure and deterministic."""
     rng = random.Random(seed)
     population = Population(rng, rows)
     end = dt.datetime.combine(end_date, dt.time(23, 59, 59), tzinfo=dt.UTC)
-    chunk = _Rows()
+    chunk = Rows()
     for _ in range(rows):
         user = rng.choice(population.users)
         at = end - dt.timedelta(seconds=rng.randrange(days * 86400))
@@ -333,7 +335,7 @@ def generate(
         case.add_rows(chunk, case.seeded_action)
         if len(chunk.workflow_event) >= 10_000:
             yield chunk
-            chunk = _Rows()
+            chunk = Rows()
     if chunk.workflow_event:
         yield chunk
 
@@ -372,7 +374,7 @@ class Case:
     def correct_action(self) -> str:
         return action(self.category, self.merchant)
 
-    def add_rows(self, out: _Rows, agent_output: str, correction: str | None = None) -> None:
+    def add_rows(self, out: Rows, agent_output: str, correction: str | None = None) -> None:
         """Append the expense, the trace ending in ``agent_output`` and the review event.
 
         The reviewer overrides when ``agent_output`` is not the correct action and writes
@@ -586,9 +588,7 @@ def seed(
             )
         conn.execute("TRUNCATE " + ", ".join(SOURCE_TABLES))
         for chunk in generate(rows, seed, end_date, days=days, planted=planted):
-            _copy(conn, "expense", chunk.expense)
-            _copy(conn, "agent_trace", chunk.agent_trace)
-            _copy(conn, "workflow_event", chunk.workflow_event)
+            write_rows(conn, chunk)
             overrides += sum(1 for row in chunk.workflow_event if row[4])
         conn.execute("ANALYZE " + ", ".join(SOURCE_TABLES))
         users, workspaces = conn.execute(
@@ -615,6 +615,13 @@ _COLUMNS = {
     ),
 }
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def write_rows(conn: psycopg.Connection, rows: Rows) -> None:
+    """Write ``rows`` to the three source tables in ``conn``'s transaction."""
+    _copy(conn, "expense", rows.expense)
+    _copy(conn, "agent_trace", rows.agent_trace)
+    _copy(conn, "workflow_event", rows.workflow_event)
 
 
 def _copy(conn: psycopg.Connection, table: str, rows: list[tuple]) -> None:

@@ -134,7 +134,7 @@ class Simulator:
             batch_size=self.batch_size,
         )
         corrupted = incident is not None and incident.covers(day)
-        rows = seeder._Rows()
+        rows = seeder.Rows()
         overrides = errors = 0
         for case, proposal in zip(cases, proposals, strict=True):
             proposal = proposal.strip()
@@ -151,8 +151,7 @@ class Simulator:
         source = database(self.settings, "source")
         seeder.apply_schema(source)
         with source.connect() as conn:
-            for table in seeder.SOURCE_TABLES[::-1]:  # expense, agent_trace, workflow_event
-                seeder._copy(conn, table, getattr(rows, table))
+            seeder.write_rows(conn, rows)
         return Day(
             day=day,
             rows=len(cases),

@@ -7,14 +7,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterator
 
 import pytest
+from pydantic import SecretStr
 
 from pria_ml import registry, report, seed
 from pria_ml.db import Database, database
+from pria_ml.migrate import migrate
 from pria_ml.settings import Settings
 
 FIRST = dt.date(2026, 3, 2)
+
+
+@pytest.fixture
+def demo_settings(settings: Settings, fresh_db: Database, scratch_database) -> Iterator[Settings]:
+    """``settings`` (a fresh, migrated registry) reading and writing its own source tables."""
+    migrate(fresh_db)
+    with scratch_database("demo_source", role="source") as source:
+        yield settings.model_copy(update={"source_database_url": SecretStr(source.url)})
 
 
 @pytest.fixture
@@ -32,7 +43,7 @@ def _traffic(settings: Settings, rates: list[float], per_day: int = 20) -> None:
 
     rng = random.Random(5)
     population = seed.Population(rng, per_day * 7)
-    rows = seed._Rows()
+    rows = seed.Rows()
     for week, rate in enumerate(rates):
         for day in range(7):
             at = dt.datetime.combine(FIRST + dt.timedelta(days=7 * week + day), dt.time(9), dt.UTC)
@@ -44,8 +55,7 @@ def _traffic(settings: Settings, rates: list[float], per_day: int = 20) -> None:
     source = database(settings, "source")
     seed.apply_schema(source)
     with source.connect() as conn:
-        for table in ("expense", "agent_trace", "workflow_event"):
-            seed._copy(conn, table, getattr(rows, table))
+        seed.write_rows(conn, rows)
 
 
 def _candidate(db: Database, day: dt.date, **metrics) -> object:

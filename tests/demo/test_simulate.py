@@ -6,14 +6,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from collections.abc import Iterator
 
+import pytest
 from pydantic import SecretStr
 
 from pria_ml import seed, simulate
-from pria_ml.db import database
+from pria_ml.db import Database, database
+from pria_ml.migrate import migrate
 from pria_ml.settings import Settings
 
 DAY = dt.date(2026, 2, 2)
+
+
+@pytest.fixture
+def demo_settings(settings: Settings, fresh_db: Database, scratch_database) -> Iterator[Settings]:
+    """``settings`` (a fresh, migrated registry) reading and writing its own source tables."""
+    migrate(fresh_db)
+    with scratch_database("demo_source", role="source") as source:
+        yield settings.model_copy(update={"source_database_url": SecretStr(source.url)})
 
 
 def _rows(settings: Settings) -> list[tuple]:
