@@ -291,9 +291,6 @@ def plot_daily_rate(data: ReportData) -> tuple[str, int]:
         return _no_data("no categorisation events in workflow_event"), 0
     figure, axes = _figure(2.6)
     axes.plot([d.start for d in data.days], [d.rate_pct for d in data.days], marker=".", color=BLUE)
-    for event in data.events:
-        if event.action == "rollback":
-            axes.axvline(event.dataset_date, color=ORANGE, linestyle=":", linewidth=1)
     axes.set_ylabel("overridden (%) per day")
     axes.set_ylim(bottom=0)
     axes.grid(axis="y", alpha=0.3)
@@ -440,7 +437,7 @@ def plot_timeline(data: ReportData) -> tuple[str, int]:
                 )
             prod_since = (step, row)
         if event.action == "gate":
-            passed = (event.to_status or "") != "blocked" and "blocked" not in (event.reason or "")
+            passed = bool((event.detail or {}).get("passed"))  # recorded by record_gate_decision
             marker, color, label = (
                 ("P", GREEN, "gate passed") if passed else ("X", RED, "gate blocked")
             )
@@ -457,14 +454,15 @@ def plot_timeline(data: ReportData) -> tuple[str, int]:
         end = len(data.events)
         axes.plot([prod_since[0], end], [prod_since[1]] * 2, color=GREEN, linewidth=5, alpha=0.3)
     axes.set_yticks(list(order.values()), [labels[a] for a in order])
+    axes.set_ylim(-0.6, len(order) - 0.4)
     axes.set_xlabel("registry event (in order); green band = in prod")
-    axes.legend(loc="upper left", fontsize=8, ncols=3)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=8, ncols=6)
     return _svg(figure), len(data.events)
 
 
 PLOTS = {
     "override_rate": ("Production override rate per week", plot_override_rate),
-    "daily_rate": ("Override rate per day (dotted: rollback)", plot_daily_rate),
+    "daily_rate": ("Override rate per day", plot_daily_rate),
     "accuracy": ("Evaluation accuracy: candidate vs baseline, 95% intervals", plot_accuracy),
     "gate": ("Gate decisions", plot_gate),
     "latency": ("p95 latency delta vs baseline", plot_latency),

@@ -48,7 +48,7 @@ PRETRAIN_LR = 3e-3
 # The prompt's tokens teach structure for free (the merchant's second mention is a copy of the
 # first), so they count too, at a fifth of the weight of the action's tokens.
 PROMPT_LOSS_WEIGHT = 0.2
-TOKENIZER_CONVERSATIONS = 400
+TOKENIZER_CONVERSATIONS = 200
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|tool|>", "<|assistant|>", "<|end|>"]
