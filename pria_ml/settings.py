@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         description="Hub id or local directory of the base model; unset builds a tiny local one.",
     )
     tiny_pretrain_steps: Annotated[int, Field(ge=0)] = Field(
-        120,
+        220,
         description="Pre-training steps of the tiny local base on the seeded agent's "
         "conversations (unset base_model only); 0 keeps it random-initialised.",
     )

@@ -12,8 +12,8 @@ format, the merchant, and the agent's systematic mistakes (trap merchants, clien
 as meals, a little noise). The bare base then behaves like PRIA's agent before any adapter, and
 an adapter has real mistakes to correct. ``pretrain_steps=0`` keeps the random-initialised
 model (``PRIA_TINY_PRETRAIN_STEPS=0``), the fast path unit tests use. The tokenizer's merges
-are learnt from expense chatter plus those conversations, so a seeded conversation is about 270
-tokens rather than 540.
+are learnt from expense chatter plus those conversations, so a seeded conversation is about 240
+to 275 tokens rather than 540.
 
 Shape rules: every linear layer's output size is a multiple of 64, because bitsandbytes' CPU
 4-bit kernels assert ``N % block_n == 0`` otherwise (an intermediate size of 688 failed, 768
@@ -42,8 +42,13 @@ MAX_POSITIONS = 1024
 VOCAB_TARGET = 2048
 SEED = 1234
 # Pre-training on the seeded agent's conversations (``pretrain``); measured in docs/demo.md.
-PRETRAIN_STEPS = 120  # the default of Settings.tiny_pretrain_steps
-PRETRAIN_BATCH = 16
+PRETRAIN_STEPS = 220  # the default of Settings.tiny_pretrain_steps
+PRETRAIN_BATCH = 8
+# Curriculum: most steps see only the user's message (about 40 tokens instead of 250, so many
+# more updates fit the budget: 40 steps of full conversations taught the format but not one
+# right merchant, docs/demo.md); the last FULL_SHARE of steps see whole conversations.
+SHORT_BATCH = 16
+FULL_SHARE = 0.1
 PRETRAIN_LR = 3e-3
 # The prompt's tokens teach structure for free (the merchant's second mention is a copy of the
 # first), so they count too, at a fifth of the weight of the action's tokens.
@@ -99,12 +104,16 @@ def synthetic_corpus(lines: int = 4000, seed: int = SEED) -> list[str]:
     return corpus
 
 
-def conversations(count: int, seed: int = SEED) -> list[tuple[list[dict[str, str]], str]]:
+def conversations(
+    count: int, seed: int = SEED, *, user_only: bool = False
+) -> list[tuple[list[dict[str, str]], str]]:
     """``count`` (prompt, seeded agent action) pairs drawn by the seeder's own generator.
 
     Every other prompt is scrubbed the way extraction scrubs it (identifier fields removed, PII
     replaced by tokens such as ``<EMAIL_3f2a9c1b>``), so the base meets both what production
-    serves (raw text) and what evaluation replays (extracted datasets).
+    serves (raw text) and what evaluation replays (extracted datasets). ``user_only`` keeps
+    only the user's message (the seeded agent's answer depends on the merchant alone): an
+    eighth of the tokens, for the first phase of ``pretrain``.
     """
     import datetime as dt
 
@@ -120,7 +129,10 @@ def conversations(count: int, seed: int = SEED) -> list[tuple[list[dict[str, str
         user = rng.choice(population.users)
         case = seeder.draw_case(rng, user, rng.choice(population.merchants), at)
         prompt = case.prompt
-        if index % 2:
+        if user_only:
+            text = prompt[1]["content"]
+            prompt = [{"role": "user", "content": scrubber.tokenise(text) if index % 2 else text}]
+        elif index % 2:
             trace = scrubber.strip_identifiers(case.trace)
             prompt = [
                 {"role": m["role"], "content": scrubber.scrub_text(m["content"])}
@@ -253,8 +265,15 @@ def pretrain(model, tokenizer, steps: int, seed: int = SEED, progress=None) -> d
     from pria_ml.packing import IGNORE_INDEX, tokenize_example
 
     started = time.monotonic()
-    pairs = conversations(steps * PRETRAIN_BATCH, seed=seed + 2)
-    examples = [tokenize_example(tokenizer, prompt, action) for prompt, action in pairs]
+    full_steps = max(1, round(steps * FULL_SHARE))
+    short = conversations((steps - full_steps) * SHORT_BATCH, seed=seed + 2, user_only=True)
+    full = conversations(full_steps * PRETRAIN_BATCH, seed=seed + 3)
+    tokenized = [tokenize_example(tokenizer, prompt, action) for prompt, action in short + full]
+    cut = len(short)
+    batches = [tokenized[i : i + SHORT_BATCH] for i in range(0, cut, SHORT_BATCH)]
+    batches += [
+        tokenized[i : i + PRETRAIN_BATCH] for i in range(cut, len(tokenized), PRETRAIN_BATCH)
+    ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LR, weight_decay=0.0)
     warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -264,8 +283,7 @@ def pretrain(model, tokenizer, steps: int, seed: int = SEED, progress=None) -> d
     pad = tokenizer.pad_token_id
     model.train()
     loss_value = float("nan")
-    for step in range(steps):
-        batch = examples[step * PRETRAIN_BATCH : (step + 1) * PRETRAIN_BATCH]
+    for step, batch in enumerate(batches):
         width = max(len(example.input_ids) for example in batch)
         input_ids = torch.full((len(batch), width), pad)
         weights = torch.zeros((len(batch), width))
@@ -292,8 +310,8 @@ def pretrain(model, tokenizer, steps: int, seed: int = SEED, progress=None) -> d
             progress(step + 1, steps, loss_value)
     model.eval()
     return {
-        "examples": len(examples),
-        "batch_size": PRETRAIN_BATCH,
+        "examples": {"user_message_only": len(short), "full_conversation": len(full)},
+        "batch_size": {"user_message_only": SHORT_BATCH, "full_conversation": PRETRAIN_BATCH},
         "learning_rate": PRETRAIN_LR,
         "final_loss": round(loss_value, 4),
         "seconds": round(time.monotonic() - started, 1),
