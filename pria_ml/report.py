@@ -13,8 +13,8 @@ Plots are rendered by matplotlib as SVG and inlined with the page's CSS: the fil
 and names no external URL. A figure the registry does not hold (an adapter never evaluated,
 an older evaluator's keys) is shown as "no data", never invented.
 
-The evaluation figures are read from the keys the evaluator records (``EVAL_KEYS``): each is a
-number or ``{"value", "low", "high"}``.
+The evaluation figures are read from where ``pria-ml eval`` records them (``EVAL_KEYS``): each is
+a number or ``{"value", "low", "high"}``.
 """
 
 from __future__ import annotations
@@ -39,15 +39,19 @@ if TYPE_CHECKING:
 TARGET_PP_PER_WEEK = 2.0  # spec: at least 2 pp weekly reduction of the manual override rate
 HISTORY_DAYS = 120
 
-# Where each evaluation figure lives in metrics_json; the first path present wins.
-EVAL_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "accuracy_candidate": (("accuracy", "candidate"), ("eval", "accuracy", "candidate")),
-    "accuracy_baseline": (("accuracy", "baseline"), ("eval", "accuracy", "baseline")),
-    "accuracy_delta": (("accuracy_delta",), ("eval", "accuracy_delta")),
-    "override_delta": (("override_delta",), ("eval", "override_delta")),
-    "latency_delta": (("latency_delta",), ("eval", "latency_delta")),
-    "latency_delta_low": (("latency_delta_low",),),
-    "latency_delta_high": (("latency_delta_high",),),
+# Where each evaluation figure lives in metrics_json: the layout ``pria-ml eval`` records
+# (``eval.val`` holds each model's summary and the paired deltas in pp with their intervals,
+# ``eval.latency`` the p95 ratio - 1 with its interval).
+EVAL_KEYS: dict[str, tuple[str, ...]] = {
+    "accuracy_candidate": ("eval", "val", "candidate", "accuracy"),
+    "accuracy_baseline": ("eval", "val", "baseline", "accuracy"),
+    "accuracy_delta": ("eval", "val", "deltas", "accuracy_delta"),
+    "override_delta": ("eval", "val", "deltas", "override_delta"),
+    "latency_delta": ("eval", "latency", "latency_delta"),
+}
+SAMPLES_KEYS = {
+    "accuracy_candidate": ("eval", "val", "candidate", "samples"),
+    "accuracy_baseline": ("eval", "val", "baseline", "samples"),
 }
 
 
@@ -75,14 +79,19 @@ def _finite(raw: Any) -> float | None:
     return float(raw)
 
 
-def _lookup(metrics: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> Any:
-    for path in paths:
-        node: Any = metrics
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if node is not None:
-            return node
-    return None
+def _lookup(metrics: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = metrics
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def wilson(share: float, samples: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion ``share`` measured on ``samples``."""
+    centre = (share + z * z / (2 * samples)) / (1 + z * z / samples)
+    spread = z * math.sqrt(share * (1 - share) / samples + z * z / (4 * samples**2))
+    spread /= 1 + z * z / samples
+    return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
 @dataclass(frozen=True)
@@ -100,14 +109,14 @@ class Night:
 
 
 def night(adapter: Adapter) -> Night:
+    """An adapter's figures from its metrics_json; the accuracy of each model gets its Wilson
+    interval from the number of samples it was measured on."""
     metrics = adapter.metrics_json or {}
-    figures = {name: as_interval(_lookup(metrics, paths)) for name, paths in EVAL_KEYS.items()}
-    latency = figures["latency_delta"]
-    low, high = figures.pop("latency_delta_low"), figures.pop("latency_delta_high")
-    if latency is not None and latency.low is None and (low or high):
-        figures["latency_delta"] = Interval(
-            latency.value, low.value if low else None, high.value if high else None
-        )
+    figures = {name: as_interval(_lookup(metrics, path)) for name, path in EVAL_KEYS.items()}
+    for name, path in SAMPLES_KEYS.items():
+        accuracy, samples = figures[name], _lookup(metrics, path)
+        if accuracy is not None and accuracy.low is None and isinstance(samples, int) and samples:
+            figures[name] = Interval(accuracy.value, *wilson(accuracy.value, samples))
     estimate = metrics.get("estimate")
     planned = _finite(estimate.get("usd")) if isinstance(estimate, Mapping) else None
     return Night(adapter, figures, _finite(metrics.get("cost_usd")), planned)

@@ -71,16 +71,20 @@ def _candidate(db: Database, day: dt.date, **metrics) -> object:
 
 
 def _evaluated(accuracy: float, baseline: float) -> dict:
+    """metrics as ``pria-ml eval`` records them through record_gate_decision."""
     delta = 100 * (accuracy - baseline)
     return {
-        "accuracy": {
-            "candidate": {"value": accuracy, "low": accuracy - 0.03, "high": accuracy + 0.03},
-            "baseline": {"value": baseline, "low": baseline - 0.03, "high": baseline + 0.03},
-        },
-        "accuracy_delta": {"value": delta, "low": delta - 2, "high": delta + 2},
-        "latency_delta": 0.01,
-        "latency_delta_low": -0.02,
-        "latency_delta_high": 0.04,
+        "eval": {
+            "val": {
+                "candidate": {"samples": 120, "accuracy": accuracy},
+                "baseline": {"samples": 120, "accuracy": baseline},
+                "deltas": {
+                    "accuracy_delta": {"value": delta, "low": delta - 2, "high": delta + 2},
+                    "override_delta": {"value": -delta, "low": -delta - 2, "high": -delta + 2},
+                },
+            },
+            "latency": {"latency_delta": {"value": 0.01, "low": -0.02, "high": 0.04}},
+        }
     }
 
 
@@ -128,6 +132,12 @@ def test_empty_registry_and_source_render_no_data(report_settings: Settings, tmp
     assert set(result.plots.values()) == {0}
     assert page.count('class="nodata"') >= len(report.PLOTS)
     assert "<svg" not in page
+
+
+def test_accuracy_intervals_from_the_number_of_samples() -> None:
+    low, high = report.wilson(0.9, 120)
+    assert 0.83 < low < 0.9 < high < 0.95
+    assert report.wilson(1.0, 10)[1] == 1.0
 
 
 def test_unknown_or_malformed_eval_metrics_show_as_no_data() -> None:
