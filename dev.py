@@ -71,10 +71,9 @@ def test(args: list[str]) -> None:
 
 
 def demo(args: list[str]) -> None:
+    # The learning loop on simulated weeks (pria-ml demo --help lists the options).
     ensure_env()
-    env = offline_env()
-    run([BIN / "pria-ml", "db", "migrate"], env=env)
-    run([BIN / "pria-ml", "status", *args], env=env)
+    run([BIN / "pria-ml", "demo", *args], env=offline_env())
 
 
 COMMANDS = {"test": test, "demo": demo}

@@ -138,6 +138,53 @@ def seed(
 
 
 @app.command()
+def simulate(
+    days: int = typer.Option(7, "--days", min=1, help="Simulated days of traffic."),
+    rows_per_day: int = typer.Option(
+        40, "--rows-per-day", min=1, help="Expenses (= conversations = reviews) per day."
+    ),
+    start_date: datetime | None = typer.Option(
+        None, "--start-date", formats=["%Y-%m-%d"], help="First simulated day (default: today)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed and prod, same rows."),
+    reviewer_noise: float = typer.Option(
+        0.02, "--reviewer-noise", min=0.0, max=0.99, help="Share of reviews that err."
+    ),
+) -> None:
+    """Simulate production traffic served by the adapter in prod (or the bare base).
+
+    Per day: new expenses and conversations from the seeder's generator, the action proposed by
+    base + prod adapter (batched greedy generation), a simulated reviewer who overrides wrong
+    actions, and the rows written to the source tables as the product writes them - so the
+    override rate in workflow_event reflects the adapter in prod.
+    """
+    from datetime import UTC
+
+    from pria_ml import progress
+    from pria_ml import simulate as simulate_mod
+
+    first = start_date.date() if start_date else datetime.now(UTC).date()
+    with progress.bar(console, "simulated days", days) as advance:
+        results = simulate_mod.run(
+            load_settings(),
+            first_day=first,
+            days=days,
+            rows_per_day=rows_per_day,
+            seed=seed,
+            reviewer_noise=reviewer_noise,
+            progress=lambda day: advance(
+                (day.day - first).days + 1, f"{day.day}: {day.override_rate:.1%} overridden"
+            ),
+        )
+    events = sum(day.rows for day in results)
+    overrides = sum(day.overrides for day in results)
+    console.print(
+        f"[green]simulated[/] {events} conversations over {len(results)} days, "
+        f"{overrides} overridden ({overrides / events:.1%})"
+    )
+
+
+@app.command()
 def extract(
     date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
     force: bool = typer.Option(False, "--force", help="Redo a date that is already extracted."),
@@ -302,17 +349,39 @@ def eval_(
 
 
 @model_app.command("build-tiny")
-def model_build_tiny() -> None:
+def model_build_tiny(
+    pretrain_steps: int | None = typer.Option(
+        None,
+        "--pretrain-steps",
+        min=0,
+        help="Pre-training steps on the seeded agent's conversations "
+        "(default PRIA_TINY_PRETRAIN_STEPS, else 220; 0 = random init).",
+    ),
+) -> None:
     """Build the tiny Mistral-architecture base model and tokenizer under <home>/models.
 
-    Random-initialised, a byte-level BPE tokenizer trained on synthetic expense text and a
-    chat template with system / user / tool / assistant turns; seconds on a CPU, nothing is
-    downloaded. Training builds it on first use when PRIA_BASE_MODEL is unset.
+    A byte-level BPE tokenizer trained on synthetic expense conversations, a chat template with
+    system / user / tool / assistant turns, and weights pre-trained briefly on conversations
+    that end in the seeded agent's own actions, mistakes included, so the bare base behaves
+    like PRIA's agent before any adapter. Nothing is downloaded. Training builds it on first use
+    when PRIA_BASE_MODEL is unset.
     """
-    from pria_ml import tinymodel
+    from pria_ml import progress, tinymodel
 
-    directory = tinymodel.build(load_settings().tiny_model_dir)
-    console.print(f"[green]built[/] {escape(str(directory))}")
+    settings = load_settings()
+    if pretrain_steps is None:
+        pretrain_steps = settings.tiny_pretrain_steps or tinymodel.PRETRAIN_STEPS
+    steps = pretrain_steps
+    with progress.bar(console, "pre-training the tiny base", max(steps, 1)) as advance:
+        directory = tinymodel.build(
+            settings.tiny_model_dir,
+            pretrain_steps=steps,
+            progress=lambda step, _total, loss: advance(step, f"loss {loss:.3f}"),
+        )
+    recipe = tinymodel.built_recipe(directory) or {}
+    seconds = (recipe.get("pretraining") or {}).get("seconds")
+    took = f", pre-trained {steps} steps in {seconds} s" if seconds is not None else ""
+    console.print(f"[green]built[/] {escape(str(directory))}{took}")
 
 
 def _print_transition(transition) -> None:
@@ -564,6 +633,64 @@ def prompt(
 
     text = prompts.render(load_settings(), name, prompts.parse_vars(var))
     console.print(text, markup=False, soft_wrap=True, highlight=False)
+
+
+@app.command()
+def report(
+    output: str | None = typer.Option(
+        None, "--output", help="HTML file to write (default <home>/reports/report-<time>.html)."
+    ),
+    since: datetime | None = typer.Option(
+        None,
+        "--since",
+        formats=["%Y-%m-%d"],
+        help="First day of override rates (default: 120 days before the newest event).",
+    ),
+) -> None:
+    """Write one self-contained HTML report: override rate per week against the 2 pp/week
+    target, candidates' accuracy vs baseline, latency, cost, gate decisions, registry timeline.
+
+    Built from workflow_event and the model registry only, so it works for a real deployment.
+    """
+    from pathlib import Path
+
+    from pria_ml import report as report_mod
+
+    result = report_mod.build(
+        load_settings(),
+        output=Path(output) if output else None,
+        since=since.date() if since else None,
+    )
+    empty = [name for name, points in result.plots.items() if not points]
+    if empty:
+        console.print(f"[yellow]no data yet for: {', '.join(empty)}[/]")
+    console.print(f"[green]report[/] {escape(str(result.path))}")
+
+
+@app.command()
+def demo(
+    weeks: int = typer.Option(4, "--weeks", min=2, help="Simulated weeks (each ends in a night)."),
+    rows_per_day: int = typer.Option(
+        30, "--rows-per-day", min=5, help="Conversations per simulated day."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same outcomes."),
+) -> None:
+    """Run the learning loop end to end on simulated weeks, in <home>/demo, on this machine.
+
+    Seeded history, then per week: simulated production traffic served by the adapter in prod,
+    the nightly chain (extract, features, train, eval, gate, promote), a table of the night. A
+    planted labelling incident the gate must block, a rollback drill, and an HTML report whose
+    path is printed at the end. Time is compressed; the code paths are production's.
+    """
+    from pria_ml import demo as demo_mod
+
+    result = demo_mod.run(
+        load_settings(), weeks=weeks, rows_per_day=rows_per_day, seed=seed, console=console
+    )
+    rates = ", ".join(f"{week.override_rate:.1%}" for week in result.weeks)
+    console.print(f"weekly override rate: {rates}")
+    console.print(f"[green]demo finished[/] in {result.seconds / 60:.1f} min")
+    console.print(f"report: {escape(str(result.report_path))}")
 
 
 def main(argv: list[str] | None = None) -> None:

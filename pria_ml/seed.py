@@ -30,7 +30,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pria_ml.errors import DataError
 from pria_ml.sqlfiles import read_sql
@@ -302,42 +302,124 @@ class SeedReport:
 
 
 @dataclass
-class _Rows:
+class Rows:
+    """Source rows waiting to be written: one tuple per row, in ``_COLUMNS`` order."""
+
     expense: list[tuple] = field(default_factory=list)
     agent_trace: list[tuple] = field(default_factory=list)
     workflow_event: list[tuple] = field(default_factory=list)
 
 
+class Population:
+    """The workspaces and users traffic comes from; drawn first from the generator's ``rng``."""
+
+    def __init__(self, rng: random.Random, rows: int) -> None:
+        n_workspaces = max(3, rows // 500)
+        self.workspaces = [_uuid(rng) for _ in range(n_workspaces)]
+        self.users = [_user(rng, rng.choice(self.workspaces), i) for i in range(max(10, rows // 5))]
+        self.merchants = list(MERCHANTS)
+
+
 def generate(
     rows: int, seed: int, end_date: dt.date, *, days: int = 365, planted: Planted | None = None
-) -> Iterator[_Rows]:
+) -> Iterator[Rows]:
     """Yield the source rows in chunks of at most 10,000 events; pure and deterministic."""
     rng = random.Random(seed)
-    n_workspaces = max(3, rows // 500)
-    workspaces = [_uuid(rng) for _ in range(n_workspaces)]
-    users = [_user(rng, rng.choice(workspaces), i) for i in range(max(10, rows // 5))]
+    population = Population(rng, rows)
     end = dt.datetime.combine(end_date, dt.time(23, 59, 59), tzinfo=dt.UTC)
-    merchants = list(MERCHANTS)
-    chunk = _Rows()
+    chunk = Rows()
     for _ in range(rows):
-        user = rng.choice(users)
+        user = rng.choice(population.users)
         at = end - dt.timedelta(seconds=rng.randrange(days * 86400))
-        _one_row(rng, user, rng.choice(merchants), at, chunk, planted)
+        case = draw_case(rng, user, rng.choice(population.merchants), at, planted)
+        case.add_rows(chunk, case.seeded_action)
         if len(chunk.workflow_event) >= 10_000:
             yield chunk
-            chunk = _Rows()
+            chunk = Rows()
     if chunk.workflow_event:
         yield chunk
 
 
-def _one_row(
+@dataclass(frozen=True)
+class Case:
+    """One expense and the conversation about it, up to the moment the agent acts.
+
+    ``prompt`` is what the agent sees (system, user and tool messages); ``seeded_action`` is what
+    the seeded agent answers (its systematic mistakes included); ``correct_action`` is what a
+    careful reviewer approves. ``add_rows`` writes the case as the product does once an agent has
+    answered and a reviewer has decided: the simulation (``simulate.py``) puts a served model's
+    answer where the seeder puts the seeded agent's.
+    """
+
+    expense: tuple
+    trace: dict[str, Any]
+    workspace_id: str
+    trace_id: str
+    event_id: str
+    at: dt.datetime
+    reviewed_at: dt.datetime
+    merchant: str
+    category: int
+    seeded_category: int
+
+    @property
+    def prompt(self) -> list[dict[str, str]]:
+        return [{"role": m["role"], "content": m["content"]} for m in self.trace["messages"]]
+
+    @property
+    def seeded_action(self) -> str:
+        return action(self.seeded_category, self.merchant)
+
+    @property
+    def correct_action(self) -> str:
+        return action(self.category, self.merchant)
+
+    def add_rows(self, out: Rows, agent_output: str, correction: str | None = None) -> None:
+        """Append the expense, the trace ending in ``agent_output`` and the review event.
+
+        The reviewer overrides when ``agent_output`` is not the correct action and writes
+        ``correction`` (default: the correct action); pass a ``correction`` equal to
+        ``agent_output`` to record an accepted action, or another to simulate a reviewer error.
+        """
+        correction = self.correct_action if correction is None else correction
+        trace = dict(self.trace)
+        trace["messages"] = [
+            *self.trace["messages"],
+            {"role": "assistant", "content": agent_output},
+        ]
+        out.expense.append(self.expense)
+        out.agent_trace.append(
+            (
+                self.trace_id,
+                self.workspace_id,
+                self.expense[0],
+                json.dumps(trace, ensure_ascii=False),
+                self.at,
+            )
+        )
+        overridden = correction != agent_output
+        out.workflow_event.append(
+            (
+                self.event_id,
+                self.workspace_id,
+                self.trace_id,
+                EVENT_TYPE,
+                overridden,
+                correction if overridden else None,
+                self.reviewed_at.isoformat(),
+            )
+        )
+
+
+def draw_case(
     rng: random.Random,
     user: User,
     merchant: str,
     at: dt.datetime,
-    out: _Rows,
-    planted: Planted | None,
-) -> None:
+    planted: Planted | None = None,
+) -> Case:
+    """One expense by ``user`` at ``merchant`` whose conversation happens at ``at``."""
+
     def plant(source: str, location: str, kind: str, value: str) -> str:
         return planted.add(source, location, kind, value) if planted is not None else value
 
@@ -373,19 +455,17 @@ def _one_row(
     expense_id, trace_id, event_id = _uuid(rng), _uuid(rng), _uuid(rng)
     amount = round(rng.uniform(4, 60) if category in (4, 6) else rng.uniform(20, 900), 2)
     expense_at = at - dt.timedelta(seconds=rng.randrange(2 * 86400))
-    out.expense.append(
-        (
-            expense_id,
-            user.workspace_id,
-            user.user_id,
-            description,
-            merchant,
-            notes,
-            category,
-            f"{amount:.2f}",
-            user.country.currency,
-            expense_at.isoformat(),
-        )
+    expense = (
+        expense_id,
+        user.workspace_id,
+        user.user_id,
+        description,
+        merchant,
+        notes,
+        category,
+        f"{amount:.2f}",
+        user.country.currency,
+        expense_at.isoformat(),
     )
 
     user_text = rng.choice(
@@ -429,7 +509,6 @@ def _one_row(
         predicted = TRAP_MERCHANTS[merchant]
     elif rng.random() < RANDOM_ERROR_RATE:
         predicted = rng.choice([c for c in CATEGORIES if c != category])
-    agent_output = action(predicted, merchant)
     trace = {
         "version": 2,
         "workspace_id": user.workspace_id,
@@ -454,23 +533,19 @@ def _one_row(
                 "name": "get_expense",
                 "content": json.dumps(tool_result, ensure_ascii=False),
             },
-            {"role": "assistant", "content": agent_output},
         ],
     }
-    out.agent_trace.append(
-        (trace_id, user.workspace_id, expense_id, json.dumps(trace, ensure_ascii=False), at)
-    )
-    overridden = predicted != category
-    out.workflow_event.append(
-        (
-            event_id,
-            user.workspace_id,
-            trace_id,
-            EVENT_TYPE,
-            overridden,
-            action(category, merchant) if overridden else None,
-            (at + dt.timedelta(seconds=rng.randint(1, 30))).isoformat(),
-        )
+    return Case(
+        expense=expense,
+        trace=trace,
+        workspace_id=user.workspace_id,
+        trace_id=trace_id,
+        event_id=event_id,
+        at=at,
+        reviewed_at=at + dt.timedelta(seconds=rng.randint(1, 30)),
+        merchant=merchant,
+        category=category,
+        seeded_category=predicted,
     )
 
 
@@ -516,9 +591,7 @@ def seed(
         conn.execute("TRUNCATE " + ", ".join(SOURCE_TABLES))
         overrides = 0
         for chunk in generate(rows, seed, end_date, days=days, planted=planted):
-            _copy(conn, "expense", chunk.expense)
-            _copy(conn, "agent_trace", chunk.agent_trace)
-            _copy(conn, "workflow_event", chunk.workflow_event)
+            write_rows(conn, chunk)
             overrides += sum(1 for row in chunk.workflow_event if row[4])
         conn.execute("ANALYZE " + ", ".join(SOURCE_TABLES))
         users, workspaces = conn.execute(
@@ -549,6 +622,13 @@ _COLUMNS = {
     ),
 }
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def write_rows(conn: psycopg.Connection, rows: Rows) -> None:
+    """Write ``rows`` to the three source tables in ``conn``'s transaction."""
+    _copy(conn, "expense", rows.expense)
+    _copy(conn, "agent_trace", rows.agent_trace)
+    _copy(conn, "workflow_event", rows.workflow_event)
 
 
 def _copy(conn: psycopg.Connection, table: str, rows: list[tuple]) -> None:

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         None,
         description="Hub id or local directory of the base model; unset builds a tiny local one.",
     )
+    tiny_pretrain_steps: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Pre-training steps of the tiny local base built on first use (unset "
+        "base_model only); 0 keeps it random-initialised. The demo and `model build-tiny` "
+        "pre-train 220 steps unless this is set.",
+    )
     pii_key: SecretStr | None = Field(
         None, description="HMAC key for stable PII pseudonyms in extracted datasets."
     )

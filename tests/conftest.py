@@ -17,6 +17,11 @@ from pria_ml.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The tiny base stays random-initialised in tests (seconds to build, not a pre-training run);
+# the demo's tests pre-train their own. Set here for session fixtures, again after the
+# per-test clean-up below.
+TINY_PRETRAIN_STEPS = {"PRIA_TINY_PRETRAIN_STEPS": "0"}
+os.environ.update(TINY_PRETRAIN_STEPS)
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +32,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
             monkeypatch.delenv(name)
     # A database a test takes down stays down: seconds of reconnecting, not the default minute.
     monkeypatch.setenv("PRIA_DB_RETRY_DEADLINE_S", "2")
+    for name, value in TINY_PRETRAIN_STEPS.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
 
 

@@ -24,6 +24,7 @@ DATE = dt.date(2026, 11, 24)
 def pria_ml(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env.update({"PRIA_HOME": str(home), "PRIA_PII_KEY": "e2e-pii-key"})
+    env["PRIA_TINY_PRETRAIN_STEPS"] = "0"  # a random-init base is enough to see stages fit
     result = subprocess.run(
         [sys.executable, "-m", "pria_ml", *args],
         capture_output=True,

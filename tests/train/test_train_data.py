@@ -296,7 +296,8 @@ def test_model_build_tiny_command(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env.update(PRIA_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1")
     done = subprocess.run(
-        [sys.executable, "-m", "pria_ml", "model", "build-tiny"],
+        # two pre-training steps: the path runs, in seconds (the real budget is in tests/demo)
+        [sys.executable, "-m", "pria_ml", "model", "build-tiny", "--pretrain-steps", "2"],
         env=env,
         capture_output=True,
         text=True,
@@ -308,6 +309,8 @@ def test_model_build_tiny_command(tmp_path) -> None:
     for name in ("config.json", "model.safetensors", "tokenizer.json", "pria_tiny.json"):
         assert (directory / name).is_file(), name
     loading.check_causal_lm(str(directory))
+    recipe = tinymodel.built_recipe(directory)
+    assert recipe["pretrain_steps"] == 2 and sum(recipe["pretraining"]["examples"].values()) > 0
 
 
 def test_a_night_that_drops_too_many_examples_as_too_long_fails(tmp_path, tiny_dir) -> None:

@@ -1,0 +1,149 @@
+"""The HTML report, built from a real registry and real workflow_event rows: every plot has
+data when the registry holds evaluated adapters, "no data" when it does not, and the file names
+no external URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from pria_ml import registry, report, seed
+from pria_ml.db import Database, database
+from pria_ml.migrate import migrate
+from pria_ml.settings import Settings
+
+FIRST = dt.date(2026, 3, 2)
+
+
+@pytest.fixture
+def demo_settings(settings: Settings, fresh_db: Database, scratch_database) -> Iterator[Settings]:
+    """``settings`` (a fresh, migrated registry) reading and writing its own source tables."""
+    migrate(fresh_db)
+    with scratch_database("demo_source", role="source") as source:
+        yield settings.model_copy(update={"source_database_url": SecretStr(source.url)})
+
+
+@pytest.fixture
+def report_settings(demo_settings: Settings) -> Settings:
+    return demo_settings
+
+
+def _db(settings: Settings) -> Database:
+    return database(settings)
+
+
+def _traffic(settings: Settings, rates: list[float], per_day: int = 20) -> None:
+    """``per_day`` reviews a day for len(rates) weeks; week i overrides about rates[i]."""
+    import random
+
+    rng = random.Random(5)
+    population = seed.Population(rng, per_day * 7)
+    rows = seed.Rows()
+    for week, rate in enumerate(rates):
+        for day in range(7):
+            at = dt.datetime.combine(FIRST + dt.timedelta(days=7 * week + day), dt.time(9), dt.UTC)
+            for i in range(per_day):
+                case = seed.draw_case(rng, rng.choice(population.users), "Figma", at)
+                wrong = i < rate * per_day
+                proposal = seed.action(6 if wrong else case.category, case.merchant)
+                case.add_rows(rows, proposal)
+    source = database(settings, "source")
+    seed.apply_schema(source)
+    with source.connect() as conn:
+        seed.write_rows(conn, rows)
+
+
+def _candidate(db: Database, day: dt.date, **metrics) -> object:
+    uri = f"file:///adapters/{day.isoformat()}.safetensors"
+    return registry.register_candidate(
+        db,
+        dataset_date=day,
+        artifact_uri=uri,
+        artifact_sha256=hashlib.sha256(uri.encode()).hexdigest(),
+        base_model="tiny",
+        metrics={"cost_usd": 0.0, "estimate": {"usd": 0.42}, **metrics},
+    )
+
+
+def _evaluated(accuracy: float, baseline: float) -> dict:
+    """metrics as ``pria-ml eval`` records them through record_gate_decision."""
+    delta = 100 * (accuracy - baseline)
+    return {
+        "eval": {
+            "val": {
+                "candidate": {"samples": 120, "accuracy": accuracy},
+                "baseline": {"samples": 120, "accuracy": baseline},
+                "deltas": {
+                    "accuracy_delta": {"value": delta, "low": delta - 2, "high": delta + 2},
+                    "override_delta": {"value": -delta, "low": -delta - 2, "high": -delta + 2},
+                },
+            },
+            "latency": {"latency_delta": {"value": 0.01, "low": -0.02, "high": 0.04}},
+        }
+    }
+
+
+def test_report_of_a_loop_with_a_block_and_a_rollback(report_settings: Settings) -> None:
+    db = _db(report_settings)
+    _traffic(report_settings, [0.30, 0.20, 0.10])
+    nights = [FIRST + dt.timedelta(days=7 * k + 6) for k in range(3)]
+    good = _candidate(db, nights[0])
+    registry.record_gate_decision(
+        db, good, passed=True, reason="passed", metrics=_evaluated(0.9, 0.7)
+    )
+    registry.promote(db, adapter_id=good)
+    better = _candidate(db, nights[1])
+    registry.record_gate_decision(
+        db, better, passed=True, reason="passed", metrics=_evaluated(0.95, 0.9)
+    )
+    registry.promote(db, adapter_id=better)
+    bad = _candidate(db, nights[2])
+    registry.record_gate_decision(
+        db,
+        bad,
+        passed=False,
+        reason="blocked: accuracy_delta > 0.5 pp failed (got -20.000)",
+        metrics=_evaluated(0.75, 0.95),
+    )
+    registry.promote(db, adapter_id=bad, force=True, reason="rollback drill")
+    registry.rollback(db)
+
+    result = report.build(report_settings)
+
+    assert result.path.parent == report_settings.home / "reports"
+    page = result.path.read_text()
+    assert all(points > 0 for points in result.plots.values()), result.plots
+    assert result.plots["override_rate"] == 3 and result.plots["accuracy"] == 3
+    assert "no data" not in page
+    assert not re.search(r"https?://", page)  # opens offline: nothing to fetch
+    assert page.count("<svg") == len(report.PLOTS)
+    assert "blocked: accuracy_delta" in page and "rollback drill" in page
+    assert "30.0%" in page and "10.0%" in page  # weekly override rates from workflow_event
+
+
+def test_empty_registry_and_source_render_no_data(report_settings: Settings, tmp_path) -> None:
+    result = report.build(report_settings, output=tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert set(result.plots.values()) == {0}
+    assert page.count('class="nodata"') >= len(report.PLOTS)
+    assert "<svg" not in page
+
+
+def test_accuracy_intervals_from_the_number_of_samples() -> None:
+    low, high = report.wilson(0.9, 120)
+    assert 0.83 < low < 0.9 < high < 0.95
+    assert report.wilson(1.0, 10)[1] == 1.0
+
+
+def test_unknown_or_malformed_eval_metrics_show_as_no_data() -> None:
+    assert report.as_interval({"value": 0.5, "low": 0.4, "high": 0.6}) == report.Interval(
+        0.5, 0.4, 0.6
+    )
+    assert report.as_interval(0.25) == report.Interval(0.25)
+    for raw in (None, "0.5", float("nan"), True, {"low": 0.1}, [0.5]):
+        assert report.as_interval(raw) is None
