@@ -1,7 +1,8 @@
-"""SIGKILL the embedded postmaster while `pria-ml extract` streams the source: the command
-finishes after the restart or fails with DatabaseUnavailable (exit 3, one line), no partial
-dataset is ever visible (a dataset exists when its manifest does, and then it is whole), and
-running it again succeeds with every source row in the dataset."""
+"""SIGKILL the embedded postmaster while `pria-ml extract` streams the source, alone or as the
+extract stage of `pria-ml nightly`: the command finishes after the restart or fails with
+DatabaseUnavailable (exit 3, one line), no partial dataset is ever visible (a dataset exists
+when its manifest does, and then it is whole), and running it again succeeds with every source
+row in the dataset."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from faultkit import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
 
 from pria_ml.db import database
@@ -24,7 +26,11 @@ DAY = datetime.date(2026, 11, 24)
 ROWS = 1_000
 
 
-def _extract(home: Path, *extra: str) -> subprocess.Popen:
+EXTRACT = ("extract", "--date", str(DAY))
+NIGHTLY_EXTRACT = ("nightly", "--date", str(DAY), "--until", "extract")
+
+
+def _run(home: Path, command: tuple[str, ...]) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env |= {
         "PRIA_HOME": str(home),
@@ -32,7 +38,7 @@ def _extract(home: Path, *extra: str) -> subprocess.Popen:
         "PRIA_DB_RETRY_DEADLINE_S": str(RETRY_DEADLINE_S),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "pria_ml", "extract", "--date", str(DAY), *extra],
+        [sys.executable, "-m", "pria_ml", *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -67,13 +73,16 @@ def _dataset(storage) -> dict:
     return manifest
 
 
-def test_killed_postmaster_during_extract_streaming(fault_home: Path) -> None:
+@pytest.mark.parametrize("command", [EXTRACT, NIGHTLY_EXTRACT], ids=["extract", "nightly"])
+def test_killed_postmaster_during_extract_streaming(
+    fault_home: Path, command: tuple[str, ...]
+) -> None:
     settings = fault_settings(fault_home, pii_key="fault-test-key")
     seed(settings, rows=ROWS, end_date=DAY, days=60)
     source = database(settings, "source")
     storage = open_storage(settings)
 
-    process = _extract(fault_home)
+    process = _run(fault_home, command)
     old_pid = postmaster_pid(fault_home)
     _wait_for_stream(source.url, process)
     killed = kill_postmaster(fault_home)
@@ -90,8 +99,8 @@ def test_killed_postmaster_during_extract_streaming(fault_home: Path) -> None:
         assert "PRIA_SOURCE_DATABASE_URL" in stderr
         assert _dataset(storage) == {}
 
-    rerun = _extract(fault_home)
+    rerun = _run(fault_home, command)
     assert rerun.communicate(timeout=300) and rerun.returncode == 0
     # The seeded rows are all valid and inside the windows: every one is in the dataset, once.
     assert _dataset(storage)["rows"]["raw"] == ROWS
-    print(f"extract of {ROWS} rows {outcome}, {ended - killed:.1f} s after the kill")
+    print(f"{command[0]}: extract of {ROWS} rows {outcome}, {ended - killed:.1f} s after the kill")

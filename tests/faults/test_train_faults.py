@@ -24,11 +24,11 @@ from pria_ml.registry import adapters, history, replay
 from pria_ml.settings import Settings
 from pria_ml.storage import open_storage
 
-# The training tests' learnable task and its feature files (tests/train/conftest.py).
+# The training tests' learnable task and its feature files (tests/train/train_task.py).
 _spec = importlib.util.spec_from_file_location(
-    "train_task", Path(__file__).parents[1] / "train" / "conftest.py"
+    "train_task", Path(__file__).parents[1] / "train" / "train_task.py"
 )
-train_task = importlib.util.module_from_spec(_spec)
+train_task = sys.modules.setdefault("train_task", importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(train_task)
 
 # As few steps as make a checkpoint to kill after and a few more to train after the kill.
