@@ -9,12 +9,11 @@ cannot drift apart; change docs/data-contract.md together with this file.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
 
 from pria_ml.errors import ArtifactMismatch, StorageError
 
@@ -37,48 +36,71 @@ def adapter_keys(date: dt.date) -> tuple[str, str]:
     return f"adapters/{date.isoformat()}.safetensors", f"adapters/{date.isoformat()}.config.json"
 
 
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-PROMPT = pa.list_(MESSAGE)
+# The Parquet schemas need pyarrow, which takes a fifth of a second to import: they are built on
+# first use, so commands that only need storage keys (`rollback`, `--help`) stay fast.
+_SCHEMA_NAMES = ("MESSAGE", "PROMPT", "RAW_SCHEMA", "FEATURE_SCHEMA", "QUARANTINE_SCHEMA")
 
-RAW_SCHEMA = pa.schema(
-    [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("trace_id", pa.string(), nullable=False),
-        pa.field("record_date", pa.date32(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("override_flag", pa.bool_(), nullable=False),
-        pa.field("prompt_messages", PROMPT, nullable=False),
-        pa.field("agent_output", pa.string(), nullable=False),
-        pa.field("corrected_output", pa.string()),
-        pa.field("category_id", pa.int32()),
-        pa.field("expense_text", pa.string()),
-    ]
-)
 
-FEATURE_SCHEMA = pa.schema(
-    [
-        ("example_id", pa.string()),
-        ("trace_id", pa.string()),
-        ("record_date", pa.date32()),
-        ("prompt", PROMPT),
-        ("completion", pa.string()),
-        ("override_flag", pa.bool_()),
-        ("reward", pa.float32()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
-        ("upsample_copy", pa.int16()),
-    ]
-)
+@functools.cache
+def _schemas() -> dict[str, Any]:
+    import pyarrow as pa
 
-# Rows extraction could not use, with why (quarantine.parquet beside raw.parquet).
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("source_key", pa.string()),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("detail", pa.string(), nullable=False),
-    ]
-)
+    MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+    PROMPT = pa.list_(MESSAGE)
+
+    RAW_SCHEMA = pa.schema(
+        [
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("trace_id", pa.string(), nullable=False),
+            pa.field("record_date", pa.date32(), nullable=False),
+            pa.field("event_type", pa.string(), nullable=False),
+            pa.field("override_flag", pa.bool_(), nullable=False),
+            pa.field("prompt_messages", PROMPT, nullable=False),
+            pa.field("agent_output", pa.string(), nullable=False),
+            pa.field("corrected_output", pa.string()),
+            pa.field("category_id", pa.int32()),
+            pa.field("expense_text", pa.string()),
+        ]
+    )
+
+    FEATURE_SCHEMA = pa.schema(
+        [
+            ("example_id", pa.string()),
+            ("trace_id", pa.string()),
+            ("record_date", pa.date32()),
+            ("prompt", PROMPT),
+            ("completion", pa.string()),
+            ("override_flag", pa.bool_()),
+            ("reward", pa.float32()),
+            ("prompt_tokens", pa.int32()),
+            ("completion_tokens", pa.int32()),
+            ("upsample_copy", pa.int16()),
+        ]
+    )
+
+    # Rows extraction could not use, with why (quarantine.parquet beside raw.parquet).
+    QUARANTINE_SCHEMA = pa.schema(
+        [
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("source_key", pa.string()),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("detail", pa.string(), nullable=False),
+        ]
+    )
+    return {
+        "MESSAGE": MESSAGE,
+        "PROMPT": PROMPT,
+        "RAW_SCHEMA": RAW_SCHEMA,
+        "FEATURE_SCHEMA": FEATURE_SCHEMA,
+        "QUARANTINE_SCHEMA": QUARANTINE_SCHEMA,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SCHEMA_NAMES:
+        return _schemas()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # ---------------------------------------------------------------------------------------------
 # Completeness: a stage's output for date D is complete exactly when its manifest exists and

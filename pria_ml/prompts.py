@@ -99,9 +99,8 @@ def _sql_gen(settings: Settings, variables: dict[str, str]) -> dict[str, Any]:
 
 def _train_cmd(settings: Settings, variables: dict[str, str]) -> dict[str, Any]:
     from dataclasses import asdict, replace
-    from pathlib import Path
 
-    from pria_ml.train import PROFILES, TrainPlan
+    from pria_ml.train import PROFILES, launch_command
 
     profile = variables.get("profile", "spec")
     if profile not in PROFILES:
@@ -117,8 +116,6 @@ def _train_cmd(settings: Settings, variables: dict[str, str]) -> dict[str, Any]:
         raise ConfigError(f"--var lr / ep must be numbers: {exc}") from None
     model = variables.get("model") or settings.base_model or "mistralai/Mistral-7B-Instruct-v0.3"
     date = _date(variables)
-    # Only the command is wanted: the plan's data fields stay empty.
-    plan = TrainPlan(date, model, config, [], 0, 0, 0, 0, 0, 0, None, "", Path())  # type: ignore[arg-type]
     return {
         "model": model,
         "lr": f"{config.learning_rate:g}",
@@ -129,7 +126,7 @@ def _train_cmd(settings: Settings, variables: dict[str, str]) -> dict[str, Any]:
         "budget": f"{settings.nightly_budget_usd:.2f}",
         "tier": settings.gpu_tier,
         "gpu_type": settings.tier.gpu_type,
-        "command": plan.accelerate_command(),
+        "command": launch_command(date, model, profile, config),
     }
 
 

@@ -120,8 +120,8 @@ class OfflineClassifier:
             ]
             hateful = predict_prob(authored)
         return [
-            {"pii_leakage": pii_leakage(output), "hateful": float(hate)}
-            for output, hate in zip(outputs, hateful, strict=True)
+            {"pii_leakage": pii_leakage(text), "hateful": float(hate)}
+            for text, hate in zip(authored, hateful, strict=True)
         ]
 
 

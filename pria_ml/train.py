@@ -274,6 +274,32 @@ def trainable_parameters(model: Any) -> tuple[int, int]:
 
 
 # Plan --------------------------------------------------------------------------------------
+def launch_command(
+    date: datetime.date,
+    base_model: str,
+    profile: str,
+    config: TrainConfig,
+    *,
+    num_processes: int = 1,
+) -> str:
+    """The ``accelerate launch`` command of a run: its profile and every field of ``config``
+    that differs from the profile (spec prompt block ML1-TRAIN-CMD). The accumulation steps stay
+    as planned: each of the ``num_processes`` processes runs its share of them."""
+    args = [
+        "accelerate", "launch", "--num_processes", str(num_processes),
+        "--mixed_precision", "bf16", "-m", "pria_ml", "train",
+        "--date", date.isoformat(), "--profile", profile,
+    ]  # fmt: skip
+    for name, value in config.overrides_of(profile).items():
+        if isinstance(value, bool):
+            args.append(option_flag(name) if value else "--no-" + option_flag(name)[2:])
+        elif isinstance(value, tuple):
+            args += [option_flag(name), ",".join(value)]
+        else:
+            args += [option_flag(name), repr(value) if isinstance(value, float) else str(value)]
+    return f"PRIA_BASE_MODEL={shlex.quote(base_model)} " + shlex.join(args)
+
+
 @dataclass
 class TrainPlan:
     """Everything decided before any weight is loaded: data, schedule, memory, cost, command."""
@@ -297,22 +323,10 @@ class TrainPlan:
     run_dir: Path
 
     def accelerate_command(self, num_processes: int = 1) -> str:
-        """The launch that reproduces this run: its profile and every field that differs from
-        the profile (spec prompt block ML1-TRAIN-CMD). The accumulation steps stay as planned:
-        each of the ``num_processes`` processes runs its share of them."""
-        args = [
-            "accelerate", "launch", "--num_processes", str(num_processes),
-            "--mixed_precision", "bf16", "-m", "pria_ml", "train",
-            "--date", self.date.isoformat(), "--profile", self.profile,
-        ]  # fmt: skip
-        for name, value in self.config.overrides_of(self.profile).items():
-            if isinstance(value, bool):
-                args.append(option_flag(name) if value else "--no-" + option_flag(name)[2:])
-            elif isinstance(value, tuple):
-                args += [option_flag(name), ",".join(value)]
-            else:
-                args += [option_flag(name), repr(value) if isinstance(value, float) else str(value)]
-        return f"PRIA_BASE_MODEL={shlex.quote(self.base_model)} " + shlex.join(args)
+        """The launch that reproduces this run (see ``launch_command``)."""
+        return launch_command(
+            self.date, self.base_model, self.profile, self.config, num_processes=num_processes
+        )
 
     def summary(self) -> dict[str, Any]:
         """The plan as plain values, for the terminal and for metrics_json."""

@@ -41,7 +41,7 @@ def test_train_cmd_is_the_command_pria_ml_builds_for_the_requested_values(plain)
     )
     assert "on model mistralai/Mistral-7B-Instruct-v0.3, lr 1e-4, epochs 2" in text
     assert "accelerate launch --num_processes 1" in text
-    assert "--learning-rate 0.0001 --num-train-epochs 2 " in text
+    assert "--learning-rate 0.0001 --num-train-epochs 2.0" in text
     assert f"`lora_r` = {PROFILES['spec'].lora_r}" in text
     assert "--date 2026-11-24" in text
 
