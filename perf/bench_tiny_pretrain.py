@@ -28,7 +28,7 @@ def cpu_seconds() -> float:
 
 
 def measure(steps: int, cases: int, directory: Path) -> dict:
-    from pria_ml import generation, loading, seed, tinymodel
+    from pria_ml import benchmarks, generation, loading, seed, tinymodel
 
     wall, cpu = time.monotonic(), cpu_seconds()
     tinymodel.build(directory, pretrain_steps=steps)
@@ -46,6 +46,8 @@ def measure(steps: int, cases: int, directory: Path) -> dict:
     wall = time.monotonic()
     answers = generation.generate(model, tokenizer, [c.prompt for c in drawn], max_new_tokens=32)
     generate_wall = time.monotonic() - wall
+    tasks = benchmarks.load_tasks(benchmarks.default_dir())
+    scores = benchmarks.run(model, tokenizer, tasks)
     traps = [c for c in drawn if c.merchant in seed.TRAP_MERCHANTS]
     return {
         "steps": steps,
@@ -61,6 +63,7 @@ def measure(steps: int, cases: int, directory: Path) -> dict:
             a == c.correct_action for a, c in zip(answers, drawn, strict=True) if c in traps
         )
         / max(1, len(traps)),
+        **{f"bench_{name}": round(benchmarks.mean(docs), 3) for name, docs in scores.items()},
         "example": answers[0],
     }
 

@@ -137,11 +137,23 @@ def _quiet_lm_eval() -> Iterator[None]:
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    # simple_evaluate records the environment in its results, which we do not keep: it runs
+    # `git describe` (whose "fatal: not a git repository" reaches the terminal from a child
+    # process wherever there is no .git, as in the Docker image) and torch's collect_env
+    # (about 1 s of subprocesses per call, twice a night). Both are skipped while we call it.
+    import lm_eval.evaluator as evaluator
+
+    skipped = {"get_git_commit_hash": lambda: None, "add_env_info": lambda storage: None}
+    originals = {name: getattr(evaluator, name) for name in skipped}
     try:
+        for name, replacement in skipped.items():
+            setattr(evaluator, name, replacement)
         with warnings.catch_warnings(), redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
+        for name, original in originals.items():
+            setattr(evaluator, name, original)
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
@@ -153,11 +165,13 @@ def run(
     *,
     batch_size: int = 16,
     limit: int | None = None,
-) -> dict[str, float]:
-    """Score ``model`` (as it is now: adapter set by the caller) on ``tasks``; ``{task: score}``.
+) -> dict[str, list[float]]:
+    """Score ``model`` (as it is now: adapter set by the caller) on ``tasks``.
 
-    Offline: the data files are local and nothing is fetched. Scores are the first metric of
-    each task in [0, 1]. ``limit`` caps the documents per task.
+    Returns ``{task: [score of each document, in document order]}``, each in [0, 1] (the
+    task's first metric): per document, so that two models' scores can be compared pair by
+    pair (``evaluate``). Offline: the data files are local and nothing is fetched. ``limit``
+    caps the documents per task.
     """
     with _quiet_lm_eval():
         from lm_eval import simple_evaluate
@@ -172,12 +186,17 @@ def run(
             task_manager=manager,
             limit=limit,
             bootstrap_iters=0,
-            log_samples=False,
+            log_samples=True,
             apply_chat_template=True,
             verbosity=None,
         )
     scores = {}
     for task in tasks:
-        row = results["results"][task.name]
-        scores[task.name] = float(row[f"{task.metric},none"])
+        samples = sorted(results["samples"][task.name], key=lambda sample: sample["doc_id"])
+        scores[task.name] = [float(sample[task.metric]) for sample in samples]
     return scores
+
+
+def mean(scores: list[float]) -> float:
+    """A task's score: the mean over its documents (NaN when it has none)."""
+    return sum(scores) / len(scores) if scores else float("nan")

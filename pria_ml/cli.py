@@ -687,8 +687,7 @@ def demo(
     result = demo_mod.run(
         load_settings(), weeks=weeks, rows_per_day=rows_per_day, seed=seed, console=console
     )
-    rates = ", ".join(f"{week.override_rate:.1%}" for week in result.weeks)
-    console.print(f"weekly override rate: {rates}")
+    demo_mod.print_summary(console, result)
     console.print(f"[green]demo finished[/] in {result.seconds / 60:.1f} min")
     console.print(f"report: {escape(str(result.report_path))}")
 

@@ -12,12 +12,14 @@ but every step is the production code path on embedded defaults:
    therefore moves with the adapter in prod.
 3. Each week ends in the real nightly chain (``nightly.run``: extract, build-features, train,
    eval, gate, promote, archive) for the week's last day, with the demo training profile.
-4. One planted bad week (``Incident``): a labelling incident makes reviewers write wrong
-   categories into their corrections. The candidate that learns from it must be blocked by the
-   gate, with the reasons recorded.
-5. A rollback drill at the end: the blocked candidate is forced into prod, the next simulated
-   day's override rate jumps, ``rollback`` restores the previous adapter, and the rate of the
-   day after comes back.
+4. One planted bad week (``Incident``), the last but one: the review tool's category list is
+   shifted by one, so most reviews store the category next to the right one. That week's own
+   night evaluates on the corrupted labels and the next night trains on them; the gate must
+   block both, and the reasons are printed and recorded.
+5. A rollback drill at the end: the next simulated day is served by prod; that day's night is
+   misconfigured (a learning rate 25 times too high, training only) and its adapter is forced
+   into prod unevaluated; the following day's override rate jumps; ``rollback`` restores the
+   previous adapter and the rate of the day after comes back.
 6. The HTML report (``report``) of the whole run.
 
 Everything lives in ``<home>/demo`` (emptied at the start), so a demo never mixes with a real
@@ -33,6 +35,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from pria_ml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,6 +48,10 @@ if TYPE_CHECKING:
 FIRST_DAY = dt.date(2026, 1, 5)  # a Monday: simulated week k starts FIRST_DAY + 7 (k - 1)
 HISTORY_DAYS = 14
 INCIDENT_RATE = 0.7
+# The drill's misconfigured night: a learning rate this many times the demo's.
+DRILL_LR_FACTOR = 25
+DEMO_LATENCY_PROMPTS = 8
+DEMO_LATENCY_REPEATS = 2
 DEMO_PII_KEY = "pria-demo-pii-key"  # the demo's datasets are synthetic; never a real key
 # The demo profile shortened for a laptop night (docs/demo.md measures it).
 TRAIN_OVERRIDES: dict[str, Any] = {
@@ -70,7 +78,8 @@ class NightSummary:
     promoted: bool
     accuracy_delta: float | None
     latency_delta: float | None
-    cost_usd: float | None
+    cost_usd: float | None  # measured: GPU-hours x the tier's price (0 on a CPU)
+    planned_usd: float | None  # the same training planned on the configured GPU tier
     seconds: float
     error: str | None = None
 
@@ -110,10 +119,24 @@ class DemoResult:
 
 
 def demo_settings(settings: Settings, base_model: str) -> Settings:
-    """Settings of the demo's own home: embedded databases and storage, the tiny base."""
+    """Settings of the demo's own home: embedded databases and storage, the tiny base.
+
+    Evaluation settings the caller set (``PRIA_EVAL_*``) carry over; otherwise latency is timed
+    on ``DEMO_LATENCY_PROMPTS`` prompts ``DEMO_LATENCY_REPEATS`` times (production: 64 x 3 on
+    its GPU).
+    """
     from pria_ml.settings import Settings
 
     home = settings.home / "demo"
+    evaluation: dict[str, Any] = {
+        "eval_latency_prompts": DEMO_LATENCY_PROMPTS,
+        "eval_latency_repeats": DEMO_LATENCY_REPEATS,
+    }
+    evaluation |= {
+        name: getattr(settings, name)
+        for name in settings.model_fields_set
+        if name.startswith("eval_")
+    }
     return Settings(
         home=home,
         base_model=base_model,
@@ -125,12 +148,14 @@ def demo_settings(settings: Settings, base_model: str) -> Settings:
         gpu_tiers=settings.gpu_tiers,
         nightly_budget_usd=settings.nightly_budget_usd,
         endpoint_rotation_url=None,
+        **evaluation,
     )
 
 
 def bad_week_of(weeks: int) -> int:
-    """The week of the labelling incident: the third of four or more, else the last."""
-    return 3 if weeks >= 4 else weeks
+    """The week of the labelling incident: the last but one of four or more, so that the next
+    night trains on its corrupted corrections; the last of two or three."""
+    return weeks - 1 if weeks >= 4 else weeks
 
 
 def run(
@@ -141,16 +166,20 @@ def run(
     seed: int = 0,
     console: Console,
     drill: bool = True,
+    train_steps: int = TRAIN_OVERRIDES["max_steps"],
 ) -> DemoResult:
     """Run the demo (see the module docstring); print progress and a table per night."""
     from pria_ml import progress, registry, simulate, tinymodel
     from pria_ml import report as report_mod
     from pria_ml import seed as seeder
     from pria_ml.db import database
+    from pria_ml.noise import quiet_known_library_noise
+    from pria_ml.train import PROFILES
 
     if weeks < 2:
         raise ConfigError(f"--weeks {weeks}: the demo needs at least 2 weeks (4 show it best)")
     started = time.monotonic()
+    quiet_known_library_noise(progress_bars=False)  # the demo shows its own progress
     recipe = tinymodel.built_recipe(settings.tiny_model_dir) or {}
     if recipe.get("pretrain_steps"):
         base = settings.tiny_model_dir
@@ -178,6 +207,9 @@ def run(
         "answered by the seeded agent, reviewed by humans)"
     )
     simulator = simulate.Simulator(local, rows_per_day=rows_per_day, seed=seed)
+    overrides = {**TRAIN_OVERRIDES, "max_steps": train_steps}
+    overrides["save_steps"] = min(overrides["save_steps"], train_steps)
+    train = PROFILES["demo"].with_overrides(**overrides)
     bad_week = bad_week_of(weeks)
     results: list[Week] = []
     for index in range(1, weeks + 1):
@@ -195,13 +227,13 @@ def run(
                 days.append(day)
                 advance(offset + 1, f"{day.day}: {day.override_rate:.1%} overridden")
         week = Week(index, days, incident is not None)
-        week.night = _night(local, days[-1].day, console)
+        week.night = _night(local, days[-1].day, console, train)
         results.append(week)
         _print_week(console, week)
 
     drill_result = None
     if drill:
-        drill_result = _drill(local, simulator, results, console)
+        drill_result = _drill(local, simulator, results, console, train)
     prod = registry.current_prod(db)
     result = DemoResult(
         weeks=results,
@@ -213,28 +245,29 @@ def run(
     notes = [
         f"Demo: {weeks} simulated weeks of {7 * rows_per_day} conversations each (seed {seed}), "
         f"each ending in the nightly chain; week {bad_week} planted a labelling incident "
-        f"({INCIDENT_RATE:.0%} of reviews wrote a wrong category). Time is compressed: a "
-        "simulated day takes seconds and a night about a minute on a laptop."
+        f"({INCIDENT_RATE:.0%} of reviews stored the category next to the right one, as a review "
+        "tool with a shifted category list would). Time is compressed: a simulated day takes "
+        "seconds and a night about a minute on a laptop."
     ]
     if drill_result:
         notes.append(
-            f"Rollback drill: with the blocked adapter forced into prod the daily override rate "
-            f"went {drill_result.before:.1%} -> {drill_result.during:.1%}; after rollback "
+            f"Rollback drill: an adapter trained with a learning rate {DRILL_LR_FACTOR}x too "
+            f"high was forced into prod unevaluated; the daily override rate went "
+            f"{drill_result.before:.1%} -> {drill_result.during:.1%}; after rollback "
             f"{drill_result.after:.1%}."
         )
-    built = report_mod.build(local, title="PRIA learning loop - demo", notes=notes)
+    # From the first simulated week: the seeded history is the agent before pria-ml.
+    built = report_mod.build(local, since=FIRST_DAY, title="PRIA learning loop - demo", notes=notes)
     result.report_path = built.path
     result.seconds = time.monotonic() - started
     result.notes = notes
     return result
 
 
-def _night(settings: Settings, date: dt.date, console: Console) -> NightSummary:
-    """The real nightly chain for ``date`` with the demo's training profile."""
+def _night(settings: Settings, date: dt.date, console: Console, config) -> NightSummary:
+    """The real nightly chain for ``date`` with the demo's training options ``config``."""
     from pria_ml import nightly
-    from pria_ml.train import PROFILES
 
-    config = PROFILES["demo"].with_overrides(**TRAIN_OVERRIDES)
     started = time.monotonic()
     with console.status(f"night of {date}: extract, features, train, eval, gate, promote"):
         report = nightly.run(settings, date, train_config=config)
@@ -251,6 +284,9 @@ def _night(settings: Settings, date: dt.date, console: Console) -> NightSummary:
         accuracy_delta=_number(inputs.get("accuracy_delta")),
         latency_delta=_number(inputs.get("latency_delta")),
         cost_usd=sum(s.cost_usd or 0.0 for s in report.stages),
+        planned_usd=_number((adapter.metrics_json.get("estimate") or {}).get("usd"))
+        if adapter
+        else None,
         seconds=time.monotonic() - started,
         error=str(report.error) if report.error else None,
     )
@@ -262,68 +298,141 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _drill(settings: Settings, simulator, weeks: list[Week], console: Console) -> Drill | None:
-    """Force the blocked candidate into prod for a day, then roll back for a day."""
-    from pria_ml import registry
+def _drill(
+    settings: Settings, simulator, weeks: list[Week], console: Console, config
+) -> Drill | None:
+    """A misconfigured night's adapter forced into prod for a day, then rolled back.
+
+    The day after the last week is served by prod (``before``). Its night is run up to training
+    only, with a learning rate ``DRILL_LR_FACTOR`` times too high, and the adapter it registers
+    is forced into prod without evaluation, as a hurried engineer would; the next day is served
+    by it (``during``); ``rollback`` restores the previous adapter for the day after
+    (``after``).
+    """
+    from pria_ml import nightly, progress, registry
     from pria_ml.db import database
 
     db = database(settings)
     prod = registry.current_prod(db)
-    blocked = [w.night for w in weeks if w.night and w.night.gate_passed is False]
-    if prod is None or not blocked or blocked[0].adapter_id is None:
-        console.print(
-            "[yellow]rollback drill skipped: it needs a prod adapter and a blocked one[/]"
-        )
+    if prod is None:
+        console.print("[yellow]rollback drill skipped: no adapter was promoted to roll back to[/]")
         return None
-    bad = blocked[0].adapter_id
-    day = weeks[-1].days[-1].day
-    before = weeks[-1].days[-1].override_rate
-    registry.promote(
-        db, adapter_id=bad, force=True, reason="rollback drill: blocked candidate forced into prod"
-    )
-    during = simulator.day(day + dt.timedelta(days=1))
-    transition = registry.rollback(db, reason="rollback drill: override rate jumped")
-    after = simulator.day(day + dt.timedelta(days=2))
+    first = weeks[-1].days[-1].day + dt.timedelta(days=1)
+    with progress.bar(console, "rollback drill", 4) as advance:
+        before = simulator.day(first)
+        advance(1, f"{before.day}: {before.override_rate:.1%} overridden with prod")
+        rate = config.learning_rate * DRILL_LR_FACTOR
+        night = nightly.run(
+            settings,
+            first,
+            selection=nightly.Selection(last="train"),
+            # a third of the night's steps already break it; the rest would only cost time
+            train_config=config.with_overrides(
+                learning_rate=rate,
+                max_steps=max(1, config.max_steps // 3),
+                save_steps=max(1, config.max_steps // 3),
+            ),
+        )
+        if night.error is not None or night.adapter is None:
+            console.print(f"[yellow]rollback drill skipped: its night failed: {night.error}[/]")
+            return None
+        bad = night.adapter.adapter_id
+        registry.promote(
+            db,
+            adapter_id=bad,
+            force=True,
+            reason=f"rollback drill: trained with learning rate {rate:g}, forced unevaluated",
+        )
+        advance(2, f"forced {_short(bad)} into prod")
+        during = simulator.day(first + dt.timedelta(days=1))
+        advance(3, f"{during.day}: {during.override_rate:.1%} overridden with {_short(bad)}")
+        transition = registry.rollback(db, reason="rollback drill: override rate jumped")
+        after = simulator.day(first + dt.timedelta(days=2))
+        advance(4, f"{after.day}: {after.override_rate:.1%} overridden after rollback")
     restored = registry.current_prod(db)
     console.print(
-        f"rollback drill: forced {str(bad)[:8]} into prod -> {during.override_rate:.1%} "
-        f"overridden on {during.day}; rollback restored "
-        f"{str(transition.adapter_id)[:8]} -> {after.override_rate:.1%} on {after.day}"
+        f"rollback drill: {before.override_rate:.1%} overridden on {before.day} with prod "
+        f"{_short(prod.adapter_id)}; {during.override_rate:.1%} on {during.day} with "
+        f"{_short(bad)} forced in; rollback restored {_short(transition.adapter_id)}: "
+        f"{after.override_rate:.1%} on {after.day}"
     )
     return Drill(
         bad_adapter=bad,
         previous_prod=prod.adapter_id,
         restored=restored.adapter_id if restored else None,
-        before=before,
+        before=before.override_rate,
         during=during.override_rate,
         after=after.override_rate,
     )
 
 
 def _print_week(console: Console, week: Week) -> None:
+    """One week and its night as a two-column table: fits an 80-column CI log."""
+    from rich.box import SIMPLE
     from rich.table import Table
 
     night = week.night
-    table = Table(title=f"week {week.index}" + (" - labelling incident" if week.incident else ""))
-    for column in ("override rate", "night", "candidate", "gate", "acc. delta", "latency delta"):
-        table.add_column(column)
-    table.add_column("cost")
-    table.add_column("time")
-    table.add_column("reasons", overflow="fold")
     if night is None:
         return
-    gate = {True: "[green]passed[/]", False: "[red]blocked[/]", None: "-"}[night.gate_passed]
-    if night.promoted:
-        gate += " -> prod"
-    table.add_row(
-        f"{week.override_rate:.1%}",
-        str(night.date),
-        str(night.adapter_id)[:8] if night.adapter_id else "-",
-        gate,
-        f"{night.accuracy_delta:+.1f} pp" if night.accuracy_delta is not None else "-",
-        f"{night.latency_delta:+.1%}" if night.latency_delta is not None else "-",
-        f"${night.cost_usd:.2f}" if night.cost_usd is not None else "-",
-        f"{night.seconds:.0f} s",
-        night.error or "; ".join(night.reasons),
+    title = f"week {week.index}" + (" - labelling incident" if week.incident else "")
+    table = Table(title=title, title_justify="left", box=SIMPLE, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    rows = sum(d.rows for d in week.days)
+    served = {d.adapter_id for d in week.days}
+    by = (
+        "the bare base"
+        if served == {None}
+        else ", ".join(_short(a) for a in sorted(served, key=str))
     )
+    table.add_row(
+        "overridden", f"{week.override_rate:.1%} of {rows} conversations (served by {by})"
+    )
+    table.add_row(f"night {night.date}", f"{night.seconds:.0f} s")
+    if night.error:
+        table.add_row("[red]failed[/]", escape(night.error))
+    table.add_row("candidate", _short(night.adapter_id))
+    gate = {True: "[green]passed[/]", False: "[red]blocked[/]", None: "-"}[night.gate_passed]
+    table.add_row("gate", gate + (" -> promoted to prod" if night.promoted else ""))
+    for reason in night.reasons:
+        table.add_row("", f"[red]x[/] {escape(reason)}")
+    if night.accuracy_delta is not None:
+        table.add_row("accuracy", f"{night.accuracy_delta:+.1f} pp against its baseline")
+    if night.latency_delta is not None:
+        table.add_row("p95 latency", f"{night.latency_delta:+.1%} against its baseline")
+    cost = "-" if night.cost_usd is None else f"{_dollars(night.cost_usd)} measured"
+    if night.planned_usd is not None:
+        cost += f", {_dollars(night.planned_usd)} planned on the GPU tier"
+    table.add_row("training cost", cost)
     console.print(table)
+
+
+def print_summary(console: Console, result: DemoResult) -> None:
+    """Every week on one line: its override rate, the change, what its night decided."""
+    from rich.box import SIMPLE
+    from rich.table import Table
+
+    table = Table(title="the learning loop, week by week", title_justify="left", box=SIMPLE)
+    for column in ("week", "overridden", "change", "night's candidate"):
+        table.add_column(column, justify="right" if column != "night's candidate" else "left")
+    previous = None
+    for week in result.weeks:
+        night = week.night
+        verdict = "-"
+        if night is not None and night.gate_passed is not None:
+            verdict = "[green]promoted[/]" if night.promoted else "[red]blocked[/]"
+            if night.gate_passed and not night.promoted:
+                verdict = "passed, not promoted"
+        change = "" if previous is None else f"{100 * (week.override_rate - previous):+.1f} pp"
+        label = f"{week.index}" + (" (incident)" if week.incident else "")
+        table.add_row(label, f"{week.override_rate:.1%}", change, verdict)
+        previous = week.override_rate
+    console.print(table)
+
+
+def _dollars(amount: float) -> str:
+    return f"${amount:.2f}" if amount == 0 or amount >= 0.01 else f"${amount:.5f}"
+
+
+def _short(adapter_id: uuid.UUID | None) -> str:
+    return str(adapter_id)[:8] if adapter_id else "-"

@@ -115,10 +115,14 @@ def prompt_hash(prompt: Sequence[dict[str, str]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def longest_tokens(tokenizer: Any, references: Sequence[str]) -> int:
+    """The longest approved action, in tokens: what one real answer costs to generate."""
+    return max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
+
+
 def max_new_tokens(tokenizer: Any, references: Sequence[str]) -> int:
     """Twice the longest approved action in tokens plus a margin: room to see a run-on output."""
-    longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
-    return 2 * longest + NEW_TOKENS_MARGIN
+    return 2 * longest_tokens(tokenizer, references) + NEW_TOKENS_MARGIN
 
 
 # Scoring ------------------------------------------------------------------------------------
@@ -281,9 +285,8 @@ def run(
         "the bare base model" if prod is None else f"prod {prod.adapter_id}",
         ", ".join(f"{len(rows)} {split}" for split, rows in splits.items()),
     )
-    new_tokens = max_new_tokens(
-        comparison.tokenizer, [r["completion"] for rows in splits.values() for r in rows]
-    )
+    references = [r["completion"] for rows in splits.values() for r in rows]
+    new_tokens = max_new_tokens(comparison.tokenizer, references)
     report: dict[str, Any] = {
         "date": date.isoformat(),
         "adapter_id": str(candidate.adapter_id),
@@ -301,11 +304,14 @@ def run(
         report[split] = summary
         tables.append(table)
 
+    report["baseline_drift"] = baseline_drift(prod, report["val"])
     log.info("timing %d prompts for the latency comparison", settings.eval_latency_prompts)
     report["latency"] = measure_latency(
         comparison,
         [r["prompt"] for r in splits["val"][: settings.eval_latency_prompts]],
-        new_tokens=new_tokens,
+        # As long as the longest real answer: the generation cap would time tokens no request
+        # produces, and on a CPU it made this the slowest part of evaluation.
+        new_tokens=longest_tokens(comparison.tokenizer, references),
         repeats=settings.eval_latency_repeats,
     )
     log.info("running %d lm-eval benchmark tasks", len(tasks))
@@ -326,7 +332,10 @@ def run(
         passed=decision.passed,
         reason=decision.reason,
         metrics={
-            "eval": {k: report[k] for k in ("val", "test", "latency", "benchmarks", "gate")},
+            "eval": {
+                k: report[k]
+                for k in ("val", "test", "latency", "benchmarks", "baseline_drift", "gate")
+            },
             "eval_report_uri": report_uri,
             "safety_flags": report["val"]["candidate"]["safety_flags"],
             "safety_flag_pct": report["val"]["candidate"]["safety_flag_pct"],
@@ -394,6 +403,7 @@ def _evaluate_split(
 
 
 def _benchmarks(comparison: Comparison, tasks: list, settings: Settings) -> dict[str, Any]:
+    """Each task's score for both models and the paired delta with its 95% interval, in pp."""
     from pria_ml import benchmarks
 
     scores = {}
@@ -406,16 +416,32 @@ def _benchmarks(comparison: Comparison, tasks: list, settings: Settings) -> dict
                 batch_size=settings.eval_batch_size,
                 limit=settings.eval_benchmark_limit,
             )
-    return {
-        task.name: {
-            "candidate": scores["candidate"][task.name],
-            "baseline": scores["baseline"][task.name],
-            "delta_pp": 100 * (scores["candidate"][task.name] - scores["baseline"][task.name]),
+    results = {}
+    for task in tasks:
+        candidate, baseline = scores["candidate"][task.name], scores["baseline"][task.name]
+        delta = metrics.percentage_points(metrics.paired_bootstrap(candidate, baseline))
+        results[task.name] = {
+            "candidate": benchmarks.mean(candidate),
+            "baseline": benchmarks.mean(baseline),
+            "documents": len(candidate),
+            "delta_pp": delta.value,
+            "delta_pp_low": delta.low,
+            "delta_pp_high": delta.high,
             "critical": task.critical,
             "metric": task.metric,
         }
-        for task in tasks
-    }
+    return results
+
+
+def baseline_drift(prod: Any, val: dict[str, Any]) -> dict[str, Any] | None:
+    """How the prod adapter's val accuracy tonight compares with its own evaluation's, in pp;
+    None when there is no prod adapter or it has no recorded evaluation (forced in)."""
+    recorded = ((((prod.metrics_json if prod else None) or {}).get("eval") or {}).get("val")) or {}
+    then = (recorded.get("candidate") or {}).get("accuracy")
+    now = (val.get("baseline") or {}).get("accuracy")
+    if not isinstance(then, int | float) or not isinstance(now, int | float):
+        return None
+    return {"recorded": then, "tonight": now, "delta_pp": 100 * (now - then)}
 
 
 def gate_inputs(report: dict[str, Any]) -> dict[str, Any]:
@@ -427,7 +453,9 @@ def gate_inputs(report: dict[str, Any]) -> dict[str, Any]:
     def value(interval: dict[str, float] | None) -> float:
         return math.nan if not interval else interval.get("value", math.nan)
 
+    drift = report.get("baseline_drift")
     return {
+        **({"baseline_accuracy_drift": drift.get("delta_pp")} if drift else {}),
         "accuracy_delta": value(found.get("accuracy_delta")),
         "override_delta": value(found.get("override_delta")),
         "safety_flag_pct": (val.get("candidate") or {}).get("safety_flag_pct", math.nan),
@@ -436,6 +464,8 @@ def gate_inputs(report: dict[str, Any]) -> dict[str, Any]:
         "latency_baseline": report.get("baseline"),
         "benchmarks": {
             name: {"delta_pp": b.get("delta_pp"), "critical": b.get("critical")}
+            # the paired interval's upper end, which the gate judges (older reports lack it)
+            | ({"delta_pp_high": b["delta_pp_high"]} if "delta_pp_high" in b else {})
             for name, b in (report.get("benchmarks") or {}).items()
         },
     }

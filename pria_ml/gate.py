@@ -5,6 +5,9 @@
     accuracy_delta  > 0.5  AND  override_delta < -1.0  AND
     safety_flag_pct < 0.1  AND  latency_delta  < 0.05  AND  no critical benchmark loses > 1 pp
 
+and one clause of pria-ml's own, judged when the baseline is an adapter with a recorded
+evaluation: ``baseline_accuracy_drift > -20 pp`` (``_baseline_drift_clause``).
+
 It fails closed: an input that is missing, NaN, infinite or not a number fails its clause, and
 a candidate with no benchmark results fails the benchmark clause. Every clause is evaluated
 (not short-circuited), so the decision lists all the reasons a candidate was blocked.
@@ -12,7 +15,9 @@ a candidate with no benchmark results fails the benchmark clause. Every clause i
 Latency is judged on the lower end of its 95% interval (``latency_delta_low``): the gate blocks
 only when the measurement shows the candidate slower by 5% or more, so noise on a busy machine
 does not block an adapter that costs the same (docs/evaluation.md measures how often it would).
-The point estimate ``latency_delta`` is recorded and shown next to it.
+The point estimate ``latency_delta`` is recorded and shown next to it. A benchmark task with a
+paired interval (``delta_pp_high``) is judged the same way, on the interval's upper end: it
+blocks when the loss is shown to exceed 1 pp; a task given only ``delta_pp`` is judged on it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ OVERRIDE_DELTA_MAX_PP = -1.0
 SAFETY_FLAG_PCT_MAX = 0.1
 LATENCY_DELTA_MAX = 0.05
 CRITICAL_BENCHMARK_LOSS_MAX_PP = 1.0
+# The prod adapter's val accuracy tonight may fall at most this far below the accuracy recorded
+# when it was evaluated itself: beyond it, the approved actions moved, not the model.
+BASELINE_DRIFT_MAX_PP = 20.0
 
 
 @dataclass(frozen=True)
@@ -143,8 +151,9 @@ def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
     ``safety_flag_pct`` (% of samples), ``latency_delta_low`` (lower end of the 95% interval
     of p95 ratio - 1; ``latency_delta``, the point estimate, is shown in its note;
     ``latency_baseline`` = "bare base model" when there is no previous adapter) and
-    ``benchmarks``: ``{task: {"delta_pp": float, "critical": bool}}``. Missing or non-finite
-    values fail their clause; so do missing benchmarks.
+    ``benchmarks``: ``{task: {"delta_pp": float, "delta_pp_high": float, "critical": bool}}``
+    (``delta_pp_high``, the upper end of the paired interval, is judged when present). Missing
+    or non-finite values fail their clause; so do missing benchmarks.
     """
     results: list[ClauseResult] = []
     for clause in CLAUSES:
@@ -153,6 +162,8 @@ def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
         else:
             results.append(_judge(clause, inputs.get(clause.key)))
     results.extend(_benchmark_clauses(inputs.get("benchmarks")))
+    if "baseline_accuracy_drift" in inputs:
+        results.append(_baseline_drift_clause(inputs["baseline_accuracy_drift"]))
     failed = [r.describe() for r in results if not r.passed]
     return GateDecision(passed=not failed, inputs=dict(inputs), failed=failed, clauses=results)
 
@@ -181,6 +192,27 @@ def _latency_clause(clause: Clause, inputs: Mapping[str, Any]) -> ClauseResult:
     )
 
 
+def _baseline_drift_clause(value: Any) -> ClauseResult:
+    """pria-ml's addition to the spec's rule: the evaluation's labels must still agree with
+    the prod adapter about as well as they did when it was evaluated.
+
+    A labelling incident corrupts the approved actions of the newest days, which are exactly
+    the val and test splits: the prod adapter's accuracy on them collapses, and the deltas of
+    a candidate measured against corrupted labels say nothing (one trained on the same
+    corruption even looks better). Judged only when the baseline is an adapter with a recorded
+    evaluation (``evaluate.gate_inputs`` leaves the key out otherwise).
+    """
+    clause = Clause("baseline_accuracy_drift", ">", -BASELINE_DRIFT_MAX_PP, " pp")
+    judged = _judge(clause, value)
+    if judged.passed:
+        return judged
+    note = judged.note or (
+        "prod's accuracy on tonight's val fell this far below its own evaluation: the approved "
+        "actions look corrupted (a labelling incident?); check them before promoting"
+    )
+    return ClauseResult(judged.rule, judged.value, False, note)
+
+
 def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:
     """One clause per critical benchmark task: it may not lose more than 1 pp."""
     rule = f"critical benchmarks lose <= {CRITICAL_BENCHMARK_LOSS_MAX_PP:g} pp"
@@ -196,15 +228,25 @@ def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:
     clause = Clause("", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
     results = []
     for name in sorted(critical):
-        result = critical[name]
-        delta = result.get("delta_pp") if isinstance(result, Mapping) else None
+        result = critical[name] if isinstance(critical[name], Mapping) else {}
+        note = "critical task"
+        if "delta_pp_high" in result:
+            # Judged on the upper end of the paired interval, as latency is on its lower end:
+            # the task blocks when the measurement shows a loss of more than 1 pp, not when
+            # one or two documents of a few dozen flip between two equally good models.
+            delta = result["delta_pp_high"]
+            point = _number(result.get("delta_pp"))
+            shown = "" if point is None else f"; point estimate {point:+.1f} pp"
+            note = f"critical task; upper end of the 95% interval{shown}"
+        else:
+            delta = result.get("delta_pp")
         judged = _judge(clause, delta)
         results.append(
             ClauseResult(
                 f"benchmark {name} delta >= -{CRITICAL_BENCHMARK_LOSS_MAX_PP:g} pp",
                 judged.value,
                 judged.passed,
-                judged.note or "critical task",
+                judged.note if not judged.passed and judged.note else note,
             )
         )
     return results

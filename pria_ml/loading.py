@@ -73,6 +73,9 @@ def load_base_model(base_model: str, attn_implementation: str = "sdpa") -> Any:
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from pria_ml.noise import quiet_known_library_noise
+
+    quiet_known_library_noise()
     cuda = torch.cuda.is_available()
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,

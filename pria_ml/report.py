@@ -129,6 +129,7 @@ class Period:
     start: dt.date
     events: int
     overrides: int
+    days: int = 1  # days with events summed into it
 
     @property
     def rate_pct(self) -> float:
@@ -158,6 +159,7 @@ class ReportData:
                 first + dt.timedelta(days=7 * index),
                 sum(d.events for d in days),
                 sum(d.overrides for d in days),
+                len(days),
             )
             for index, days in sorted(weeks.items())
         ]
@@ -287,7 +289,21 @@ def plot_override_rate(data: ReportData) -> tuple[str, int]:
             fontsize=7,
             color=GREY,
         )
-    axes.set_xticks(x, [f"week {i}\n{w.start:%b %d}" for i, w in zip(x, weeks, strict=True)])
+    partial = [xi for xi, week in zip(x, weeks, strict=True) if week.days < 7]
+    if partial:  # a week with fewer days of data (the current one): hollow, and labelled so
+        axes.plot(
+            partial,
+            [rates[xi - 1] for xi in partial],
+            linestyle="none",
+            marker="o",
+            markerfacecolor="white",
+            color=BLUE,
+        )
+    labels = [
+        f"week {i}\n{w.start:%b %d}" + (f"\n{w.days} days" if w.days < 7 else "")
+        for i, w in zip(x, weeks, strict=True)
+    ]
+    axes.set_xticks(x, labels)
     axes.set_ylabel("overridden actions (%)")
     axes.set_ylim(0, max(rates + target) * 1.25 + 1)
     axes.legend(loc="upper right")

@@ -12,7 +12,8 @@ For each simulated day:
    overridden with the correct action; a right one is accepted. With probability
    ``reviewer_noise`` (default 2 %) the reviewer errs instead: accepts a wrong action, or
    overrides a right one with another category. During a *labelling incident* (``Incident``)
-   a share of reviews is corrupted: the reviewer overrides with a wrong category.
+   the review tool's category list is shifted by one: a share of reviews stores the category
+   next to the one the reviewer picked, consistently, so a model can learn the wrong mapping.
 4. The rows are written to the source tables exactly as the product writes them (expense,
    agent_trace ending in the served action, workflow_event with override_flag and
    corrected_output), one transaction per day.
@@ -43,7 +44,8 @@ MAX_NEW_TOKENS = 32  # the longest action (a long merchant name) is about 20 tin
 
 @dataclass(frozen=True)
 class Incident:
-    """A labelling incident: on these days, ``rate`` of reviews write a wrong category."""
+    """A labelling incident: on these days, ``rate`` of reviews store the category next to the
+    right one (``shifted``), as a review tool whose category list is off by one would."""
 
     first_day: dt.date
     last_day: dt.date
@@ -174,18 +176,24 @@ def review(
     correction. A careful review corrects a wrong answer and accepts a right one; with
     probability ``noise`` the reviewer errs instead (accepts a wrong answer, or "corrects" a
     right one to another category); during an ``incident`` a share ``incident.rate`` of reviews
-    writes a wrong category. Always draws the same random numbers, so one review does not shift
-    the next one's."""
+    stores the ``shifted`` category. Always draws the same random numbers, so one review does
+    not shift the next one's."""
     noise_roll, incident_roll = rng.random(), rng.random()
     wrong = seeder.action(
         rng.choice([c for c in seeder.CATEGORIES if c != case.category]), case.merchant
     )
     if incident is not None and incident_roll < incident.rate:
-        return wrong
+        return seeder.action(shifted(case.category), case.merchant)
     correct = case.correct_action
     if noise_roll < noise:
         return wrong if proposal == correct else proposal
     return correct
+
+
+def shifted(category_id: int) -> int:
+    """The category after ``category_id`` in the list (the last wraps to the first)."""
+    ids = sorted(seeder.CATEGORIES)
+    return ids[(ids.index(category_id) + 1) % len(ids)]
 
 
 def run(

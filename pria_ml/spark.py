@@ -9,9 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 import sys
+import threading
 from importlib import resources
 from typing import TYPE_CHECKING
+
+from pria_ml import noise
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,31 +57,62 @@ def session(settings: Settings, app_name: str = "pria-ml") -> SparkSession:
 
     master = settings.spark_master
     log_config = resources.files("pria_ml") / "assets" / "log4j2.properties"
-    builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{log_config}")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
-        .config("spark.sql.adaptive.enabled", "true")
-        .config("spark.sql.parquet.compression.codec", "zstd")
-    )
+    options = {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile=file:{log_config}",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "10000",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.parquet.compression.codec": "zstd",
+    }
     cores = local_cores(master)
     if cores is not None:
         # Read by the JVM at launch: without it Spark resolves the hostname and may bind (and
         # warn about) a public interface.
         os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-        builder = (
-            builder.config("spark.driver.bindAddress", "127.0.0.1")
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.sql.shuffle.partitions", str(2 * cores))
-        )
+        options["spark.driver.bindAddress"] = "127.0.0.1"
+        options["spark.driver.host"] = "127.0.0.1"
+        options["spark.sql.shuffle.partitions"] = str(2 * cores)
     # py4j logs every connection it opens and closes at INFO.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    noise.drop_known_log_records()
+    _start_context(options)
+    builder = SparkSession.builder.config(map=options)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+# Spark 4's launcher adds ``--add-modules=jdk.incubator.vector`` to every JVM it starts, and the
+# JVM then warns on stderr that it uses an incubator module; no option turns that off.
+_JVM_NOISE = (b"WARNING: Using incubator modules",)
+
+
+def _start_context(options: dict[str, str]) -> None:
+    """Start this process's SparkContext with the JVM's stderr passed through a filter that
+    drops only the known harmless lines (everything else, errors included, still reaches the
+    user). A process that already has a context keeps it, as ``getOrCreate`` would."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._active_spark_context is not None:
+        return
+    conf = SparkConf(loadDefaults=False).setAll(list(options.items()))
+    # launch_gateway's popen_kwargs is pyspark's documented hook for capturing the JVM's output.
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    threading.Thread(
+        target=_forward_stderr, args=(gateway.proc.stderr,), name="spark-stderr", daemon=True
+    ).start()
+    SparkContext(conf=conf, gateway=gateway)
+
+
+def _forward_stderr(pipe) -> None:
+    for line in iter(pipe.readline, b""):
+        if not line.startswith(_JVM_NOISE):
+            sys.stderr.write(line.decode(errors="replace"))
+            sys.stderr.flush()

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import cost, memory, provenance
+from pria_ml import cost, memory, noise, provenance
 from pria_ml.contract import adapter_keys, features_key
 from pria_ml.errors import (
     CheckpointError,
@@ -646,7 +646,7 @@ def run(
         )
     train_plan = plan(settings, date, config, profile=profile)
     resume = _prepare_run_dir(train_plan)
-    quiet_known_library_noise()
+    noise.quiet_known_library_noise()
     with _out_of_memory_is_clear(train_plan):
         trainer, model, trainable, total = _build_trainer(train_plan, _progress(train_plan))
         log.info(
@@ -712,13 +712,13 @@ def attention_path() -> tuple[str, bool]:
 def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int, int]:
     import torch
     from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     config = train_plan.config
     tokenizer = load_tokenizer(train_plan.base_model)
     attention, flatten = attention_path()
     model = add_adapter(load_base_model(train_plan.base_model, attention), config)
     trainable, total = trainable_parameters(model)
-    print(f"trainable params: {trainable:,} || all params: {total:,}")
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
         output_dir=str(train_plan.run_dir),
@@ -729,7 +729,6 @@ def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int,
         per_device_eval_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.accumulation_per_process(process_state().num_processes),
         use_cpu=not cuda,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
         warmup_steps=train_plan.warmup_steps,
         lr_scheduler_type="linear",
         optim=optimizer_name(),
@@ -761,6 +760,8 @@ def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int,
         data_collator=collator,
         callbacks=[progress],
     )
+    # disable_tqdm makes Trainer print every log dict; ``progress`` already reports each step.
+    trainer.remove_callback(PrinterCallback)
     return trainer, model, trainable, total
 
 
@@ -853,42 +854,6 @@ def _trainer_class() -> type:
             return (loss, outputs) if return_outputs else loss
 
     return QLoRATrainer
-
-
-_HARMLESS_LOGS = {
-    # bitsandbytes tries an optional CPU kernel from the hub at import; without network it
-    # falls back to its built-in CPU path, which is what runs here anyway.
-    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
-}
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
-
-
-def quiet_known_library_noise() -> None:
-    """Silence library messages known to be harmless here, and only those, at their source."""
-    import sys
-    import warnings
-
-    for name, prefix in _HARMLESS_LOGS.items():
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropMessage) for f in logger.filters):
-            logger.addFilter(_DropMessage(prefix))
-    # PEFT probes the model's deprecated ``is_gradient_checkpointing`` property; transformers
-    # warns on every read. Our code never reads it.
-    warnings.filterwarnings(
-        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
-    )
-    if not sys.stderr.isatty():  # a tqdm bar per weight file is noise in a log, not progress
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
 
 
 def _progress(train_plan: TrainPlan) -> Any:

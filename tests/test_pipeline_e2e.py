@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,15 +38,32 @@ def pria_ml(home: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+STAGES: dict[str, subprocess.CompletedProcess] = {}
+# What a library may not print to a user: warnings, its own progress bars, Trainer's log dicts.
+LIBRARY_NOISE = re.compile(
+    r"Warning:|WARNING: Using incubator|it/s\]|\{'loss'|\{'train_runtime'|Using default tokenizer"
+)
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("e2e") / "home"
     day = DATE.isoformat()
-    pria_ml(home, "seed", "--rows", "800", "--seed", "7", "--end-date", day, "--days", "60")
-    pria_ml(home, "extract", "--date", day)
-    pria_ml(home, "build-features", "--date", day)
-    pria_ml(home, "train", "--date", day, "--profile", "demo", "--max-steps", "3")
+    steps = {
+        "seed": ("--rows", "800", "--seed", "7", "--end-date", day, "--days", "60"),
+        "extract": ("--date", day),
+        "build-features": ("--date", day),
+        "train": ("--date", day, "--profile", "demo", "--max-steps", "3"),
+    }
+    for command, args in steps.items():
+        STAGES[command] = pria_ml(home, command, *args)
     return home
+
+
+def test_no_library_noise_reaches_the_user(home: Path) -> None:
+    for command, result in STAGES.items():
+        noise = LIBRARY_NOISE.findall(result.stdout + result.stderr)
+        assert not noise, f"pria-ml {command} printed library noise {noise}:\n{result.stderr}"
 
 
 def test_each_stage_leaves_its_artifacts(home: Path) -> None:

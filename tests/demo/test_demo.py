@@ -1,53 +1,64 @@
 """A shortened demo end to end: its outcomes, not just its exit.
 
-Three simulated weeks (the third carries the labelling incident), each ending in the real
-nightly chain, then the rollback drill and the report. Asserted: the weekly override rate
-falls once an adapter is in prod, the incident week's candidate is blocked by the gate with
-reasons, exactly one prod at the end, the drill's rollback restored the previous adapter and
-its rate, and the report exists with data in every plot.
+Three simulated weeks, each ending in the real nightly chain: week 1 is served by the bare base,
+week 2 by the adapter its night promoted, week 3 carries the labelling incident. Then the
+rollback drill and the report. Asserted: the adapter promoted after week 1 brings the weekly
+override rate down, the incident's night is blocked by the gate with its reasons shown, the
+drill's misconfigured adapter forced into prod makes the next day's rate jump and rollback
+restores the previous adapter and the rate, exactly one prod at the end, and the report exists
+with data in every plot. (The full demo's fourth week, whose night trains on the incident's
+labels, is measured in docs/demo.md rather than here: a night costs the suite a minute.)
 """
 
 from __future__ import annotations
 
-import os
-
-import pytest
 from rich.console import Console
 
 from pria_ml.settings import Settings
 
-PRETRAIN_STEPS = 40  # the demo's own budget would cost the suite another minute
-
-# The demo has not yet been tuned to pass its outcomes within the suite's time budget (the demo
-# issue stays open); until it is, this runs only when asked for.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PRIA_TEST_DEMO") != "1",
-    reason="the demo's outcomes are still being tuned; PRIA_TEST_DEMO=1 runs it",
-)
+# A shorter night than the demo's: fewer training steps, fewer timed prompts and benchmark
+# documents (the demo's own figures are in docs/demo.md).
+TRAIN_STEPS = 20
+EVALUATION = {"eval_latency_prompts": 4, "eval_latency_repeats": 1, "eval_benchmark_limit": 8}
 
 
 def test_shortened_demo_outcomes(tmp_path) -> None:
     from pria_ml import demo, registry, report
     from pria_ml.db import database
 
-    settings = Settings(home=tmp_path / "home", tiny_pretrain_steps=PRETRAIN_STEPS)
-    result = demo.run(settings, weeks=3, rows_per_day=12, seed=1, console=Console(width=120))
+    settings = Settings(home=tmp_path / "home", **EVALUATION)  # the demo's own pre-trained base
+    console = Console(width=100, record=True)
+    result = demo.run(
+        settings, weeks=3, rows_per_day=12, seed=1, console=console, train_steps=TRAIN_STEPS
+    )
+    shown = console.export_text()
 
     first, second, bad = result.weeks
     assert bad.incident and not first.incident and not second.incident
     assert first.night.gate_passed and first.night.promoted  # the bare base is beaten
-    assert second.override_rate < first.override_rate  # the promoted adapter serves week 2
-    assert bad.night.gate_passed is False and bad.night.reasons  # blocked, with reasons
-    assert not bad.night.promoted
+    assert {d.adapter_id for d in first.days} == {None}
+    assert {d.adapter_id for d in second.days} == {first.night.adapter_id}
+    assert second.override_rate < first.override_rate - 0.05  # and serves week 2 better
 
-    drill = result.drill
-    assert drill is not None and drill.bad_adapter == bad.night.adapter_id
-    assert drill.restored == drill.previous_prod
-    assert drill.during > drill.before and drill.after < drill.during
+    # the incident's night evaluates on its corrupted corrections: blocked, reasons shown
+    assert bad.night.gate_passed is False and bad.night.reasons and not bad.night.promoted
+    assert any(r.startswith("baseline_accuracy_drift") for r in bad.night.reasons)
+    printed = " ".join(shown.split())  # the table wraps long reasons
+    assert all(" ".join(reason.split()) in printed for reason in bad.night.reasons)
+
+    drill = result.drill  # a misconfigured night's adapter forced into prod, then rolled back
+    assert drill is not None
+    assert drill.bad_adapter not in {w.night.adapter_id for w in result.weeks}
+    assert drill.during > drill.before + 0.2 and drill.after < drill.during - 0.2
+    assert drill.restored == drill.previous_prod == first.night.adapter_id
 
     local = demo.demo_settings(settings, str(settings.tiny_model_dir))
-    prods = [a for a in registry.adapters(database(local)) if a.status == "prod"]
-    assert len(prods) == 1 and prods[0].adapter_id == drill.previous_prod
+    db = database(local)
+    prods = [a for a in registry.adapters(db) if a.status == "prod"]
+    assert [a.adapter_id for a in prods] == [drill.previous_prod]
+    trail = {(e.action, e.adapter_id, e.forced) for e in registry.history(db)}
+    assert ("promote", drill.bad_adapter, True) in trail  # forced, and recorded as such
+    assert ("rollback", drill.previous_prod, False) in trail
 
     assert result.report_path.is_file()
     page = result.report_path.read_text()

@@ -147,3 +147,14 @@ def test_unknown_or_malformed_eval_metrics_show_as_no_data() -> None:
     assert report.as_interval(0.25) == report.Interval(0.25)
     for raw in (None, "0.5", float("nan"), True, {"low": 0.1}, [0.5]):
         assert report.as_interval(raw) is None
+
+
+def test_weeks_count_their_days_and_a_partial_week_is_labelled_so() -> None:
+    first = dt.date(2026, 1, 5)
+    days = [report.Period(first + dt.timedelta(days=i), 10, 3 if i < 7 else 1) for i in range(10)]
+    data = report.ReportData(days=days, nights=[], events=[], generated_at=dt.datetime.now(dt.UTC))
+    full, partial = data.weeks
+    assert (full.days, full.events, full.overrides) == (7, 70, 21)
+    assert (partial.days, partial.events, partial.overrides) == (3, 30, 3)
+    svg, points = report.plot_override_rate(data)
+    assert points == 2 and "3 days" in svg and "7 days" not in svg

@@ -4,7 +4,6 @@ the served model's answers, the same rows for the same seed."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 from collections.abc import Iterator
 
@@ -79,7 +78,12 @@ def test_reviewer_noise_and_labelling_incident() -> None:
     incident = simulate.Incident(DAY, DAY, rate=1.0)
     corrupted = [simulate.review(rng, c, c.correct_action, incident=incident) for c in cases]
     assert all(c != case.correct_action for c, case in zip(corrupted, cases, strict=True))
-    assert all(json.dumps("Figma") in c for c in corrupted)  # a wrong category, same merchant
+    # one consistent wrong category: the next in the list, same merchant
+    assert all(
+        c == seed.action(simulate.shifted(case.category), "Figma")
+        for c, case in zip(corrupted, cases, strict=True)
+    )
+    assert simulate.shifted(max(seed.CATEGORIES)) == min(seed.CATEGORIES)
     errs = sum(
         simulate.review(rng, c, c.correct_action, noise=0.1) != c.correct_action for c in cases
     )

@@ -71,6 +71,25 @@ def test_a_critical_benchmark_may_lose_at_most_one_point(delta: float, passed: b
     assert promote_if({**PASSING, "benchmarks": benchmarks}).passed is passed
 
 
+@pytest.mark.parametrize(
+    ("point", "high", "passed"),
+    [
+        (-8.3, 0.0, True),  # two documents of 24 flipped: no loss shown
+        (-8.3, -1.0, True),
+        (-12.5, -1.0001, False),  # the whole interval is below -1 pp: a shown loss
+        (-12.5, math.nan, False),  # an interval that proves nothing fails closed
+    ],
+)
+def test_a_benchmark_with_an_interval_blocks_only_on_a_shown_loss(
+    point: float, high: float, passed: bool
+) -> None:
+    benchmarks = {"category_choice": {"delta_pp": point, "delta_pp_high": high, "critical": True}}
+    decision = promote_if({**PASSING, "benchmarks": benchmarks})
+    assert decision.passed is passed
+    if not passed:
+        assert decision.failed[0].startswith("benchmark category_choice delta >= -1 pp failed")
+
+
 @pytest.mark.parametrize("key", KEYS)
 @pytest.mark.parametrize("bad", [None, math.nan, math.inf, -math.inf, "3.0", True, "missing"])
 def test_missing_or_non_finite_input_is_not_promoted(key: str, bad: object) -> None:
@@ -127,3 +146,52 @@ def test_against_the_bare_base_latency_is_measured_but_not_judged() -> None:
     assert "no previous adapter" in decision.clauses[3].note
     assert not promote_if({**first, "latency_delta_low": math.nan}).passed  # still required
     assert not promote_if({**first, "latency_baseline": "prod adapter"}).passed
+
+
+def test_the_evaluation_report_hands_the_benchmark_interval_to_the_gate() -> None:
+    from pria_ml.evaluate import gate_inputs
+
+    report = {
+        "benchmarks": {
+            "category_choice": {"delta_pp": -4.2, "delta_pp_high": 0.0, "critical": True},
+            "older_report": {"delta_pp": -4.2, "critical": True},
+        }
+    }
+    benchmarks = gate_inputs(report)["benchmarks"]
+    assert benchmarks["category_choice"] == {
+        "delta_pp": -4.2,
+        "delta_pp_high": 0.0,
+        "critical": True,
+    }
+    assert benchmarks["older_report"] == {"delta_pp": -4.2, "critical": True}
+    decision = promote_if({**PASSING, "benchmarks": benchmarks})
+    assert [f for f in decision.failed if "category_choice" in f] == []  # 1 doc: no shown loss
+    assert any("older_report" in f for f in decision.failed)  # judged on its point estimate
+
+
+@pytest.mark.parametrize(
+    ("drift", "passed"),
+    [(-3.0, True), (-20.0, False), (-19.99, True), (-55.0, False), (math.nan, False), (None, 0)],
+)
+def test_labels_that_moved_away_from_prod_block_the_candidate(drift, passed) -> None:
+    decision = promote_if({**PASSING, "baseline_accuracy_drift": drift})
+    assert decision.passed is bool(passed)
+    if not passed:
+        (reason,) = decision.failed
+        assert reason.startswith("baseline_accuracy_drift > -20 pp failed")
+
+
+def test_prods_accuracy_then_and_tonight_becomes_the_drift_input() -> None:
+    from types import SimpleNamespace
+
+    from pria_ml.evaluate import baseline_drift, gate_inputs
+
+    prod = SimpleNamespace(metrics_json={"eval": {"val": {"candidate": {"accuracy": 0.9}}}})
+    drift = baseline_drift(prod, {"baseline": {"accuracy": 0.3}})
+    assert drift == pytest.approx({"recorded": 0.9, "tonight": 0.3, "delta_pp": -60.0})
+    assert gate_inputs({"baseline_drift": drift})["baseline_accuracy_drift"] == pytest.approx(-60)
+    # no prod, or a prod forced in without an evaluation: nothing to compare, not judged
+    forced = SimpleNamespace(metrics_json={"cost_usd": 1.0})
+    for baseline in (None, forced):
+        assert baseline_drift(baseline, {"baseline": {"accuracy": 0.3}}) is None
+    assert "baseline_accuracy_drift" not in gate_inputs({"baseline_drift": None})

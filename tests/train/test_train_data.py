@@ -313,6 +313,12 @@ def test_model_build_tiny_command(tmp_path) -> None:
     assert recipe["pretrain_steps"] == 2 and sum(recipe["pretraining"]["examples"].values()) > 0
 
 
+def test_pretraining_spreads_whole_conversations_among_the_short_steps() -> None:
+    merged = tinymodel.interleave(list(range(10)), ["a", "b"])
+    assert merged == [0, 1, 2, 3, 4, "a", 5, 6, 7, 8, 9, "b"]  # nothing lost, the last last
+    assert tinymodel.interleave([1, 2], []) == [1, 2]
+
+
 def test_a_night_that_drops_too_many_examples_as_too_long_fails(tmp_path, tiny_dir) -> None:
     settings = _settings(tmp_path, tiny_dir)
     write_features(open_storage(settings), train=64, val=1)

@@ -1,0 +1,25 @@
+"""Known harmless library log records are dropped at their source, and only those."""
+
+from __future__ import annotations
+
+import logging
+
+from pria_ml import noise
+
+
+def test_known_harmless_records_are_dropped_and_nothing_else(caplog) -> None:
+    noise.drop_known_log_records()
+    noise.drop_known_log_records()  # idempotent: one filter per logger
+    assert len(logging.getLogger("absl").filters) == 1
+    with caplog.at_level(logging.INFO):
+        logging.info("Exception while sending command.")  # py4j's retried connection
+        logging.error("Exception while sending command.")  # py4j's retry failed: shown
+        logging.getLogger("absl").info("Using default tokenizer.")
+        logging.getLogger("absl").info("a message nobody listed")
+        logging.getLogger("pria_ml.test").info("Exception while sending command.")
+    shown = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert shown == [
+        ("root", "ERROR", "Exception while sending command."),
+        ("absl", "INFO", "a message nobody listed"),
+        ("pria_ml.test", "INFO", "Exception while sending command."),
+    ]
