@@ -23,7 +23,8 @@ but every step is the production code path on embedded defaults:
 6. The HTML report (``report``) of the whole run.
 
 Everything lives in ``<home>/demo`` (emptied at the start), so a demo never mixes with a real
-registry, and the same ``--seed``, ``--weeks`` and ``--rows-per-day`` give the same outcomes.
+registry, except the report: ``<home>/reports/demo-<UTC time>.html``, kept from run to run. The
+same ``--seed``, ``--weeks`` and ``--rows-per-day`` give the same outcomes.
 """
 
 from __future__ import annotations
@@ -256,8 +257,16 @@ def run(
             f"{drill_result.before:.1%} -> {drill_result.during:.1%}; after rollback "
             f"{drill_result.after:.1%}."
         )
-    # From the first simulated week: the seeded history is the agent before pria-ml.
-    built = report_mod.build(local, since=FIRST_DAY, title="PRIA learning loop - demo", notes=notes)
+    # From the first simulated week: the seeded history is the agent before pria-ml. Written
+    # to <home>/reports, outside the demo's own home, so the next demo does not empty it.
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    built = report_mod.build(
+        local,
+        output=settings.home / "reports" / f"demo-{stamp}.html",
+        since=FIRST_DAY,
+        title="PRIA learning loop - demo",
+        notes=notes,
+    )
     result.report_path = built.path
     result.seconds = time.monotonic() - started
     result.notes = notes
