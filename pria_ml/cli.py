@@ -335,7 +335,7 @@ def eval_(
 
     Greedy, batched generation on the val and test splits for both models; exact match,
     ROUGE-L, mean reward, override rate with paired 95% intervals; safety scores; paired p95
-    latency; lm-eval benchmarks. Writes evals/D/<adapter_id>/samples.parquet and report.json and
+    latency; lm-eval benchmarks. Writes evals/D/ADAPTER_ID/samples.parquet and report.json and
     records the decision. Exits 11 when the gate blocks the candidate.
     """
     from pria_ml import evaluate
@@ -358,7 +358,7 @@ def model_build_tiny(
         "(default PRIA_TINY_PRETRAIN_STEPS, else 220; 0 = random init).",
     ),
 ) -> None:
-    """Build the tiny Mistral-architecture base model and tokenizer under <home>/models.
+    """Build the tiny Mistral-architecture base model and tokenizer under PRIA_HOME/models.
 
     A byte-level BPE tokenizer trained on synthetic expense conversations, a chat template with
     system / user / tool / assistant turns, and weights pre-trained briefly on conversations
@@ -638,7 +638,7 @@ def prompt(
 @app.command()
 def report(
     output: str | None = typer.Option(
-        None, "--output", help="HTML file to write (default <home>/reports/report-<time>.html)."
+        None, "--output", help="HTML file to write (default PRIA_HOME/reports/report-TIME.html)."
     ),
     since: datetime | None = typer.Option(
         None,
@@ -675,12 +675,14 @@ def demo(
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same outcomes."),
 ) -> None:
-    """Run the learning loop end to end on simulated weeks, in <home>/demo, on this machine.
+    """Run the learning loop end to end on simulated weeks, on this machine.
 
     Seeded history, then per week: simulated production traffic served by the adapter in prod,
     the nightly chain (extract, features, train, eval, gate, promote), a table of the night. A
-    planted labelling incident the gate must block, a rollback drill, and an HTML report whose
-    path is printed at the end. Time is compressed; the code paths are production's.
+    planted labelling incident the gate must block, a rollback drill, and an HTML report under
+    PRIA_HOME/reports whose path is printed at the end. Works in PRIA_HOME/demo (.pria/demo by
+    default, emptied first) with its own embedded database and storage; about 7 minutes on 2
+    cores. Time is compressed; the code paths are production's.
     """
     from pria_ml import demo as demo_mod
 

@@ -35,6 +35,17 @@ def test_version_and_help() -> None:
         assert command in result.stdout
 
 
+def test_help_texts_keep_every_path_they_name() -> None:
+    # rich drops an angle-bracketed word such as "<home>" from help text as if it were markup
+    for args, path in [
+        (("demo", "--help"), "PRIA_HOME/demo"),
+        (("demo", "--help"), "PRIA_HOME/reports"),
+        (("model", "build-tiny", "--help"), "PRIA_HOME/models"),
+        (("report", "--help"), "PRIA_HOME/reports/report-TIME.html"),
+    ]:
+        assert path in pria_ml(*args).stdout, args
+
+
 def test_migrate_then_status_on_embedded_defaults(tmp_path: Path, settings: Settings) -> None:
     env = {
         "PRIA_HOME": str(settings.home),
