@@ -320,7 +320,8 @@ def train(
         f"sha256 {result.artifact_sha256[:12]} - {result.metrics['steps']} steps, "
         f"mean train loss {loss['train_mean']:.3f}, "
         f"{result.metrics['trainable_params']:,} trainable params, "
-        f"${result.metrics['cost_usd']:.2f}"
+        f"${result.metrics['cost_usd']:.2f}",
+        soft_wrap=True,  # one line, however long the URI: logs and grep see all of it
     )
 
 
