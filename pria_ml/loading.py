@@ -30,18 +30,26 @@ log = logging.getLogger(__name__)
 
 
 # Base model ----------------------------------------------------------------------------------
-def check_causal_lm(base_model: str) -> None:
-    """ConfigError unless ``base_model`` is a loadable causal-LM config with a chat template."""
+def model_config(path: str | Path, refusal: str) -> Any:
+    """The transformers config at ``path``; ConfigError ``refusal: <why>`` when it cannot be
+    read (``refusal`` names the setting and what to do)."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     try:
-        config = AutoConfig.from_pretrained(base_model)
+        return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"PRIA_BASE_MODEL={base_model!r} is not a model directory or an available hub id "
-            f"(nothing is downloaded at run time; pre-fetch it into a directory): {exc}"
-        ) from None
+        raise ConfigError(f"{refusal}: {exc}") from None
+
+
+def check_causal_lm(base_model: str) -> None:
+    """ConfigError unless ``base_model`` is a loadable causal-LM config with a chat template."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config = model_config(
+        base_model,
+        f"PRIA_BASE_MODEL={base_model!r} is not a model directory or an available hub id "
+        "(nothing is downloaded at run time; pre-fetch it into a directory)",
+    )
     architectures = config.architectures or []
     if (architectures and not any(a.endswith("ForCausalLM") for a in architectures)) or (
         config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES

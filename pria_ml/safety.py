@@ -162,16 +162,14 @@ class HFClassifier:
 
 def check_sequence_classifier(directory: Path) -> Any:
     """The config of ``directory``; ConfigError unless it is a sequence-classification model."""
-    from transformers import AutoConfig
+    from pria_ml.loading import model_config
 
     setting = f"PRIA_SAFETY_CLASSIFIER={str(directory)!r}"
-    try:
-        config = AutoConfig.from_pretrained(directory)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"{setting} is not a model directory (nothing is downloaded at run time; save a "
-            f"text-classification model there or unset it for the offline default): {exc}"
-        ) from None
+    config = model_config(
+        directory,
+        f"{setting} is not a model directory (nothing is downloaded at run time; save a "
+        "text-classification model there or unset it for the offline default)",
+    )
     architectures = config.architectures or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         shown = ", ".join(architectures) or "no architecture"

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import cost, memory, noise, provenance
+from pria_ml import cost, memory, provenance
 from pria_ml.contract import adapter_keys, features_key
 from pria_ml.errors import (
     CheckpointError,
@@ -646,7 +646,6 @@ def run(
         )
     train_plan = plan(settings, date, config, profile=profile)
     resume = _prepare_run_dir(train_plan)
-    noise.quiet_known_library_noise()
     with _out_of_memory_is_clear(train_plan):
         trainer, model, trainable, total = _build_trainer(train_plan, _progress(train_plan))
         log.info(
