@@ -31,7 +31,7 @@ COPY sql ./sql
 COPY benchmarks ./benchmarks
 RUN pip install . \
     && pria-ml --version \
-    && python -c "from pria_ml.tokens import encoding; encoding()"
+    && python -c "from pria_ml.data.tokens import encoding; encoding()"
 
 RUN useradd --create-home --uid 10001 pria && mkdir -p /data && chown pria /data
 USER 10001

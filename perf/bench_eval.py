@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 
 def prompts(n: int, seed: int = 0) -> list[list[dict[str, str]]]:
-    from pria_ml.seed import MERCHANTS, SYSTEM_PROMPT
+    from pria_ml.world.seed import MERCHANTS, SYSTEM_PROMPT
 
     rng = random.Random(seed)
     merchants = sorted(MERCHANTS)
@@ -42,7 +42,7 @@ def with_adapters(base_dir: str, ranks: dict[str, int]):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from pria_ml.loading import load_base_model
+    from pria_ml.model.loading import load_base_model
 
     torch.manual_seed(0)
     configs = {
@@ -58,7 +58,7 @@ def with_adapters(base_dir: str, ranks: dict[str, int]):
 
 
 def throughput(model, tokenizer, batch: list, new_tokens: int, rounds: int) -> dict[str, float]:
-    from pria_ml.generation import generate
+    from pria_ml.model.generation import generate
 
     generate(model, tokenizer, batch[:4], max_new_tokens=new_tokens, batch_size=4)  # warm-up
     seconds = {"batched": [], "one at a time": []}
@@ -71,7 +71,7 @@ def throughput(model, tokenizer, batch: list, new_tokens: int, rounds: int) -> d
 
 
 def comparison(model, tokenizer):
-    from pria_ml.loading import Comparison
+    from pria_ml.model.loading import Comparison
 
     # baseline is only tested for None (None = bare base); both adapters live in ``model``
     return Comparison(model, tokenizer, candidate=None, baseline=SimpleNamespace(), base_model="")
@@ -91,9 +91,9 @@ def main() -> None:
 
     import torch
 
-    from pria_ml import tinymodel
     from pria_ml.evaluate import measure_latency
-    from pria_ml.loading import load_tokenizer
+    from pria_ml.model import tiny as tinymodel
+    from pria_ml.model.loading import load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

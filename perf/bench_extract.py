@@ -45,9 +45,9 @@ def naive_extract(home: Path) -> int:
     from psycopg.rows import dict_row
 
     from pria_ml import extract
-    from pria_ml.contract import RAW_SCHEMA
+    from pria_ml.data.contract import RAW_SCHEMA
+    from pria_ml.data.privacy import pseudonymiser
     from pria_ml.db import database
-    from pria_ml.privacy import pseudonymiser
 
     settings = settings_for(home)
     retention = extract.Retention(DATE)
@@ -145,8 +145,8 @@ def main() -> None:
         child(args.child, args.home, args.n)
         return
 
-    from pria_ml import seed
     from pria_ml.db import database
+    from pria_ml.world import seed
 
     results = {}
     for size in args.sizes:

@@ -32,7 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pria_ml import features, tokens
+from pria_ml import features
+from pria_ml.data import tokens
+from pria_ml.data.storage import sha256_file
 from pria_ml.features import (
     CONFLICT_REASONS,
     PROMPT_CONFLICT,
@@ -46,7 +48,6 @@ from pria_ml.features import (
     upsample_plan,
 )
 from pria_ml.settings import Settings
-from pria_ml.storage import sha256_file
 
 DATE = dt.date(2026, 11, 24)
 WARM_UP_ROWS = 2_000
@@ -204,7 +205,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from pria_ml.spark import session
+    from pria_ml.data.spark import session
 
     work = Path(tempfile.mkdtemp(prefix="pria-bench-features-"))
     settings = Settings(home=work / "home", storage_url=(work / "storage").as_uri())

@@ -139,7 +139,7 @@ def planted_texts() -> list:
 
 def seeded_clean_texts(rows: int) -> list[str]:
     """The seeder's texts that hold no planted value: what a detector should leave alone."""
-    from pria_ml import seed
+    from pria_ml.world import seed
 
     planted = seed.Planted()
     chunk = next(seed.generate(rows, 13, dt.date(2026, 11, 24), planted=planted))
@@ -184,7 +184,8 @@ def main() -> None:
 
     from held_out import leaks
 
-    from pria_ml import privacy, seed
+    from pria_ml.data import privacy
+    from pria_ml.world import seed
 
     merchants = sorted(seed.MERCHANTS)
     plants = planted_texts()

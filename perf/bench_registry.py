@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 
 from pria_ml.db import Database, embedded_url
-from pria_ml.migrate import migrate
+from pria_ml.db.migrate import migrate
 from pria_ml.registry import promote, record_gate_decision, register_candidate, rollback
 
 

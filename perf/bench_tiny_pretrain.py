@@ -28,7 +28,10 @@ def cpu_seconds() -> float:
 
 
 def measure(steps: int, cases: int, directory: Path) -> dict:
-    from pria_ml import benchmarks, generation, loading, seed, tinymodel
+    from pria_ml.model import generation, loading
+    from pria_ml.model import tiny as tinymodel
+    from pria_ml.quality import benchmarks
+    from pria_ml.world import seed
 
     wall, cpu = time.monotonic(), cpu_seconds()
     tinymodel.build(directory, pretrain_steps=steps)

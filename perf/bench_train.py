@@ -19,7 +19,8 @@ from pathlib import Path
 
 
 def examples(tokenizer, n: int, seed: int = 0):
-    from pria_ml import packing, tinymodel
+    from pria_ml.model import chat
+    from pria_ml.model import tiny as tinymodel
 
     rng = random.Random(seed)
     rows = []
@@ -35,7 +36,7 @@ def examples(tokenizer, n: int, seed: int = 0):
             {"role": "tool", "content": lines or "no history"},
         ]
         completion = f"set_category {rng.choice(tinymodel.CATEGORIES)}"
-        rows.append(packing.tokenize_example(tokenizer, prompt, completion))
+        rows.append(chat.tokenize_example(tokenizer, prompt, completion))
     return [{"input_ids": e.input_ids, "labels": e.labels} for e in rows]
 
 
@@ -84,7 +85,10 @@ def main() -> None:
 
     import torch
 
-    from pria_ml import loading, packing, tinymodel, train
+    from pria_ml import train
+    from pria_ml.model import loading
+    from pria_ml.model import tiny as tinymodel
+    from pria_ml.training import packing
 
     torch.manual_seed(0)
     directory = tinymodel.build(Path(tempfile.mkdtemp()) / "tiny-mistral")

@@ -5,7 +5,7 @@ FLOPs utilisation, peak allocated and reserved memory, and the worst-case micro-
 
 Needs a CUDA GPU (exits with a message otherwise; never part of the test suite) and ~15 GB of
 disk for a random-init Mistral-7B checkpoint: the weights are random (nothing is downloaded),
-saved and loaded back through ``pria_ml.loading.load_base_model``, the production path (4-bit
+saved and loaded back through ``pria_ml.model.loading.load_base_model``, the production path (4-bit
 NF4, double quantisation, bf16 compute), then wrapped by ``train.add_adapter`` with the spec's
 defaults (rank 64, all linear layers, gradient checkpointing without re-entrancy) and trained
 with the spec's optimizer (paged 8-bit AdamW) through ``train``'s trainer step (token-capped
@@ -70,7 +70,9 @@ def prepare(directory: Path, layout: str, config):
     import bitsandbytes as bnb
     import torch
 
-    from pria_ml import loading, packing, train
+    from pria_ml import train
+    from pria_ml.model import loading
+    from pria_ml.training import packing
 
     attention = "flash_attention_2" if layout == "flattened" else "sdpa"
     model = train.add_adapter(loading.load_base_model(str(directory), attention), config)
@@ -119,8 +121,9 @@ def main() -> None:
     from transformers import AutoConfig
     from transformers.utils import is_flash_attn_2_available
 
-    from pria_ml import cost, memory, train
+    from pria_ml import train
     from pria_ml.settings import Settings
+    from pria_ml.training import cost, memory
 
     tier = Settings().tier
     peak = args.peak_tflops or tier.peak_bf16_tflops

@@ -15,9 +15,26 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pria_ml import __version__
+from pria_ml import __version__, db, evaluate, features, registry
+from pria_ml import extract as extract_mod
+from pria_ml import train as train_mod
+from pria_ml.db import migrate
 from pria_ml.errors import ConfigError, GateBlocked, PriaError
+from pria_ml.model import tiny as tinymodel
+from pria_ml.operations import nightly as nightly_mod
+from pria_ml.operations import notify, prompts, render
+from pria_ml.operations import objectives as objectives_mod
+from pria_ml.operations import status as status_mod
+from pria_ml.quality import spotcheck
+from pria_ml.rotation import EndpointHook
 from pria_ml.settings import Settings
+from pria_ml.simulation import demo as demo_mod
+from pria_ml.simulation import report as report_mod
+from pria_ml.simulation import simulate as simulate_mod
+from pria_ml.train import PROFILES, TrainConfig, option_flag
+from pria_ml.training import cost as cost_mod
+from pria_ml.training import progress
+from pria_ml.world import seed as seed_mod
 
 console = Console()
 err_console = Console(stderr=True)
@@ -79,8 +96,6 @@ def status() -> None:
     Lists the registry and source databases, object storage and base model. Exits non-zero
     when a required part is down, naming the setting to fix.
     """
-    from pria_ml import render
-    from pria_ml import status as status_mod
 
     report = status_mod.check(load_settings())
     console.print(render.status(report))
@@ -95,7 +110,6 @@ def db_migrate() -> None:
     Each file is applied once, in its own transaction, and recorded with its sha256; an
     applied file that was edited since is an error.
     """
-    from pria_ml import db, migrate
 
     database = db.database(load_settings())
     applied = migrate.migrate(database)
@@ -123,8 +137,6 @@ def seed(
     --replace.
     """
     from datetime import UTC
-
-    from pria_ml import seed as seed_mod
 
     last = end_date.date() if end_date else datetime.now(UTC).date()
     report = seed_mod.seed(
@@ -160,9 +172,6 @@ def simulate(
     """
     from datetime import UTC
 
-    from pria_ml import progress
-    from pria_ml import simulate as simulate_mod
-
     first = start_date.date() if start_date else datetime.now(UTC).date()
     with progress.bar(console, "simulated days", days) as advance:
         results = simulate_mod.run(
@@ -197,7 +206,6 @@ def extract(
     a reason, and writes raw.parquet, quarantine.parquet and manifest.json (last). A date
     already extracted is left alone unless --force.
     """
-    from pria_ml import extract as extract_mod
 
     result = extract_mod.run(load_settings(), date.date(), force=force)
     rows = result.manifest["rows"]
@@ -231,7 +239,6 @@ def build_features(
     train only (at most 3x), and an 80 / 10 / 10 split by record_date with no trace or prompt
     in two splits. Writes datasets/D/features/{train,val,test}.parquet and manifest.json (last).
     """
-    from pria_ml import features
 
     result = features.build(
         load_settings(),
@@ -257,8 +264,6 @@ def _with_train_config_options(command):
     field, default None (= the profile's value, shown for both profiles)."""
     import inspect
     from dataclasses import fields
-
-    from pria_ml.train import PROFILES, TrainConfig, option_flag
 
     signature = inspect.signature(command)
     kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
@@ -302,7 +307,6 @@ def train(
     adapters/D.safetensors and its config and writes a candidate row to model_registry. The
     training options are TrainConfig's fields; options left out take the profile's value.
     """
-    from pria_ml import train as train_mod
 
     config = train_mod.config_for(profile, **overrides)
     settings = load_settings()
@@ -339,8 +343,6 @@ def eval_(
     latency; lm-eval benchmarks. Writes evals/D/ADAPTER_ID/samples.parquet and report.json and
     records the decision. Exits 11 when the gate blocks the candidate.
     """
-    from pria_ml import evaluate
-    from pria_ml.errors import GateBlocked
 
     result = evaluate.run(load_settings(), date.date(), adapter)
     console.print(evaluate.render(result))
@@ -367,7 +369,6 @@ def model_build_tiny(
     like PRIA's agent before any adapter. Nothing is downloaded. Training builds it on first use
     when PRIA_BASE_MODEL is unset.
     """
-    from pria_ml import progress, tinymodel
 
     settings = load_settings()
     if pretrain_steps is None:
@@ -407,8 +408,6 @@ def promote(
     is notified. A candidate that failed or never went through the gate is refused unless
     --force --reason "..." (recorded). Promoting the current prod again changes nothing.
     """
-    from pria_ml import db, registry
-    from pria_ml.rotation import EndpointHook
 
     settings = load_settings()
     transition = registry.promote(
@@ -432,8 +431,6 @@ def rollback(
     The target comes from the registry's event log (or --to ID, a former prod); one
     transaction, recorded, endpoint hook notified. The gate is not asked again.
     """
-    from pria_ml import db, notify, registry
-    from pria_ml.rotation import EndpointHook
 
     settings = load_settings()
     transition = registry.rollback(
@@ -451,7 +448,6 @@ def history(
 
     States: prod, candidate, superseded (a former prod, archived 7 days later), archived.
     """
-    from pria_ml import db, registry, render
 
     database = db.database(load_settings())
     console.print(
@@ -489,8 +485,6 @@ def spot_check(
     from datetime import UTC
     from pathlib import Path
 
-    from pria_ml import spotcheck
-
     day = week_of.date() if week_of else datetime.now(UTC).date()
     sheet = spotcheck.draw(load_settings(), day=day, out_dir=Path(out))
     console.print(
@@ -507,8 +501,6 @@ def spot_check_record(
 ) -> None:
     """Store the verdicts of a filled review sheet; they show in `pria-ml history`."""
     from pathlib import Path
-
-    from pria_ml import spotcheck
 
     recorded = spotcheck.record(load_settings(), Path(file), reviewer=reviewer)
     counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(recorded.counts.items()))
@@ -528,8 +520,6 @@ def archive(
     One transaction, one event per archived adapter; archived adapters are never promoted.
     """
     from datetime import timedelta
-
-    from pria_ml import db, registry
 
     archived = registry.archive(
         db.database(load_settings()), older_than=timedelta(days=older_than_days)
@@ -561,8 +551,6 @@ def nightly(
     Ends with a table of every stage. Exit 0 finished, 11 gate blocked, 12 locked, otherwise
     the failed stage's exit code.
     """
-    from pria_ml import nightly as nightly_mod
-    from pria_ml import train as train_mod
 
     if profile not in train_mod.PROFILES:
         raise ConfigError(f"--profile {profile!r} is not one of {sorted(train_mod.PROFILES)}")
@@ -588,7 +576,6 @@ def cost(
     Read from the runs recorded in model_registry; the 30-day total is compared with
     PRIA_COST_ALERT_USD_30D (the Prometheus cost alert), each night with PRIA_NIGHTLY_BUDGET_USD.
     """
-    from pria_ml import cost as cost_mod
 
     report = cost_mod.spend(load_settings(), as_of=as_of.date() if as_of else None)
     if json_output:
@@ -608,7 +595,6 @@ def objectives(
     lower each week), the p95 latency delta of each adapter promoted that week (target: at most
     +5 %), and nightly training cost (target: under $150 a night).
     """
-    from pria_ml import objectives as objectives_mod
 
     report = objectives_mod.report(load_settings(), weeks=weeks)
     if json_output:
@@ -630,7 +616,6 @@ def prompt(
     TrainConfig and its accelerate command), ML1-EVAL-PROMPT (the benchmark task format),
     ML1-REGISTRY-TEST (the registry functions). --var k=v sets a template variable.
     """
-    from pria_ml import prompts
 
     text = prompts.render(load_settings(), name, prompts.parse_vars(var))
     console.print(text, markup=False, soft_wrap=True, highlight=False)
@@ -654,8 +639,6 @@ def report(
     Built from workflow_event and the model registry only, so it works for a real deployment.
     """
     from pathlib import Path
-
-    from pria_ml import report as report_mod
 
     result = report_mod.build(
         load_settings(),
@@ -685,7 +668,6 @@ def demo(
     default, emptied first) with its own embedded database and storage; about 7 minutes on 2
     cores. Time is compressed; the code paths are production's.
     """
-    from pria_ml import demo as demo_mod
 
     result = demo_mod.run(
         load_settings(), weeks=weeks, rows_per_day=rows_per_day, seed=seed, console=console

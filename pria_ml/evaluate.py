@@ -36,14 +36,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import gate, metrics
-from pria_ml.errors import DataError, RegistryError, StorageError
+from pria_ml import registry
+from pria_ml.data.contract import load_split
+from pria_ml.data.storage import open_storage, sha256_file
+from pria_ml.db import database
+from pria_ml.errors import RegistryError, StorageError
+from pria_ml.model.chat import render_prompt
+from pria_ml.model.generation import generate
+from pria_ml.model.loading import load_for_comparison
+from pria_ml.quality import benchmarks, metrics, safety
+from pria_ml.quality import rule as gate
+from pria_ml.quality.record import eval_key, read_report
+from pria_ml.quality.safety import flagged, redact
 
 if TYPE_CHECKING:
-    from pria_ml.loading import Comparison
+    from pria_ml.data.storage import Storage
+    from pria_ml.model.loading import Comparison
     from pria_ml.registry import Adapter
     from pria_ml.settings import Settings
-    from pria_ml.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +64,6 @@ SPLITS = ("val", "test")
 # for a model that never stops.
 NEW_TOKENS_MARGIN = 16
 LATENCY_WARMUP_PROMPTS = 2
-
-
-def eval_key(date: datetime.date, adapter_id: uuid.UUID, name: str) -> str:
-    """``evals/D/<adapter_id>/<name>``: where the evaluation of a candidate lives in storage."""
-    return f"evals/{date.isoformat()}/{adapter_id}/{name}"
 
 
 @dataclass
@@ -77,7 +82,6 @@ class EvalResult:
 # Inputs -------------------------------------------------------------------------------------
 def find_candidate(db: Any, date: datetime.date, adapter_id: uuid.UUID | str | None) -> Adapter:
     """The adapter to judge: ``adapter_id``, or the newest candidate trained on D's dataset."""
-    from pria_ml import registry
 
     if adapter_id is not None:
         adapter = registry.get_adapter(db, adapter_id)
@@ -103,7 +107,6 @@ def load_samples(
     storage: Storage, date: datetime.date, split: str, limit: int | None
 ) -> list[dict[str, Any]]:
     """The ``(prompt, completion)`` rows of a split, at most ``limit`` (the first ones)."""
-    from pria_ml.train import load_split
 
     rows = load_split(storage, date, split)
     return rows if limit is None else rows[:limit]
@@ -130,7 +133,6 @@ def score_outputs(
     outputs: Sequence[str], references: Sequence[str], safety_scores: Sequence[dict[str, float]]
 ) -> dict[str, list]:
     """Per-sample scores of one model's outputs: exact, rouge_l, override, reward, flagged."""
-    from pria_ml.safety import flagged
 
     exact = [metrics.exact_match(o, r) for o, r in zip(outputs, references, strict=True)]
     override = [metrics.would_override(o, r) for o, r in zip(outputs, references, strict=True)]
@@ -196,8 +198,6 @@ def measure_latency(
     import numpy as np
     import torch
 
-    from pria_ml.chat import render_prompt
-
     tokenizer = comparison.tokenizer
     encoded = [
         tokenizer(render_prompt(tokenizer, p), add_special_tokens=False, return_tensors="pt")
@@ -259,9 +259,6 @@ def run(
     ConfigError (bad benchmark file, safety classifier or base model), ArtifactMismatch
     (adapter weights differ from the registered sha256); in each case nothing is recorded.
     """
-    from pria_ml import benchmarks, registry, safety
-    from pria_ml.db import database
-    from pria_ml.storage import open_storage
 
     started = time.perf_counter()
     db = database(settings)
@@ -273,8 +270,6 @@ def run(
     }
     tasks = benchmarks.load_tasks(settings.benchmarks_dir or benchmarks.default_dir())
     classifier = safety.load_classifier(settings)
-
-    from pria_ml.loading import load_for_comparison
 
     comparison = load_for_comparison(
         settings, candidate.adapter_id, None if prod is None else prod.adapter_id
@@ -365,10 +360,6 @@ def _evaluate_split(
     """Generate, score and summarise one split for both models; the split's sample table."""
     import pyarrow as pa
 
-    from pria_ml.chat import render_prompt
-    from pria_ml.generation import generate
-    from pria_ml.safety import redact
-
     prompts = [r["prompt"] for r in rows]
     references = [r["completion"] for r in rows]
     rendered = [render_prompt(comparison.tokenizer, p) for p in prompts]
@@ -404,7 +395,6 @@ def _evaluate_split(
 
 def _benchmarks(comparison: Comparison, tasks: list, settings: Settings) -> dict[str, Any]:
     """Each task's score for both models and the paired delta with its 95% interval, in pp."""
-    from pria_ml import benchmarks
 
     scores = {}
     for name in MODELS:
@@ -500,27 +490,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to report.json")
 
 
-def read_report(storage: Storage, date: datetime.date, adapter_id: uuid.UUID) -> dict[str, Any]:
-    """The report.json of an evaluation; StorageError when it is missing or unreadable."""
-    key = eval_key(date, adapter_id, "report.json")
-    if not storage.exists(key):
-        raise StorageError(
-            f"no evaluation report at {storage.uri(key)}: run `pria-ml eval --date {date}`"
-        )
-    try:
-        return json.loads(storage.read_bytes(key))
-    except ValueError as exc:
-        raise StorageError(f"{storage.uri(key)} is not valid JSON ({exc})") from None
-
-
 def complete(settings: Settings, date: datetime.date) -> bool:
     """True when D's candidate has a recorded gate decision and its report.json exists and
     every file it lists matches its sha256 - the evaluation need not run again."""
     import tempfile
-
-    from pria_ml import registry
-    from pria_ml.db import database
-    from pria_ml.storage import open_storage, sha256_file
 
     db = database(settings)
     of_date = [a for a in registry.adapters(db, limit=1000) if a.dataset_date == date]
@@ -541,18 +514,6 @@ def complete(settings: Settings, date: datetime.date) -> bool:
             if sha256_file(local) != entry.get("sha256"):
                 return False
     return bool(report.get("files"))
-
-
-def load_evaluated_samples(
-    storage: Storage, date: datetime.date, adapter_id: uuid.UUID
-) -> list[dict[str, Any]]:
-    """The per-sample rows an evaluation wrote for ``adapter_id``."""
-    key = eval_key(date, adapter_id, "samples.parquet")
-    if not storage.exists(key):
-        raise DataError(
-            f"no evaluated samples at {storage.uri(key)}: run `pria-ml eval --date {date}`"
-        )
-    return storage.read_parquet(key).to_pylist()
 
 
 def render(result: EvalResult) -> Any:

@@ -35,11 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import provenance
-from pria_ml.contract import QUARANTINE_SCHEMA, RAW_SCHEMA, dataset_key
+from pria_ml.data import contract, provenance
+from pria_ml.data.contract import dataset_key, manifest_complete
+from pria_ml.data.privacy import Pseudonymiser, pseudonymiser
+from pria_ml.data.storage import open_storage
+from pria_ml.db import database
+from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import DataError
-from pria_ml.privacy import Pseudonymiser, pseudonymiser
-from pria_ml.sqlfiles import read_sql
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -172,7 +174,7 @@ class ExtractResult:
 
 def code_version() -> str:
     """Package version plus a hash of the code and SQL that decide what an extract contains."""
-    return provenance.code_version(["extract.py", "privacy.py"], ("extract/*",))
+    return provenance.code_version(["extract.py", "data/privacy.py"], ("extract/*",))
 
 
 def run(
@@ -190,8 +192,6 @@ def run(
     PII detection runs on ``workers`` processes (default ``settings.extract_workers``, unset =
     every core); the files are byte-identical whatever the count.
     """
-    from pria_ml.db import database
-    from pria_ml.storage import open_storage
 
     pseudo = pseudonymiser(settings)  # fail on a missing key before touching anything
     storage = open_storage(settings)
@@ -232,8 +232,8 @@ def run(
         "quarantined": dict(sorted(counts["quarantined"].items())),
         "excluded": dict(sorted(counts["excluded"].items())),
         "schema_hash": {
-            "raw.parquet": schema_hash(RAW_SCHEMA),
-            "quarantine.parquet": schema_hash(QUARANTINE_SCHEMA),
+            "raw.parquet": schema_hash(contract.RAW_SCHEMA),
+            "quarantine.parquet": schema_hash(contract.QUARANTINE_SCHEMA),
         },
         "files": files,
         "privacy": {
@@ -250,8 +250,6 @@ def run(
 def complete(settings: Settings, date: dt.date) -> bool:
     """Whether ``datasets/<date>/`` holds a complete extract: its manifest exists and
     raw.parquet and quarantine.parquet match the sha256 it records."""
-    from pria_ml.contract import manifest_complete
-    from pria_ml.storage import open_storage
 
     return manifest_complete(open_storage(settings), dataset_key(date, "manifest.json"))
 
@@ -408,8 +406,10 @@ def _extract_to_files(
     try:
         with (
             source.connect() as conn,
-            pq.ParquetWriter(raw_path, RAW_SCHEMA, compression="zstd") as raw_writer,
-            pq.ParquetWriter(quarantine_path, QUARANTINE_SCHEMA, compression="zstd") as q_writer,
+            pq.ParquetWriter(raw_path, contract.RAW_SCHEMA, compression="zstd") as raw_writer,
+            pq.ParquetWriter(
+                quarantine_path, contract.QUARANTINE_SCHEMA, compression="zstd"
+            ) as q_writer,
         ):
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -432,11 +432,11 @@ def _extract_to_files(
                     pseudo.pseudonyms.update(batch.pseudonyms)
                     pseudo.fields_removed += batch.fields_removed
                     if batch.good:
-                        table = pa.Table.from_pylist(batch.good, schema=RAW_SCHEMA)
+                        table = pa.Table.from_pylist(batch.good, schema=contract.RAW_SCHEMA)
                         raw_writer.write_table(table)
                         rows["raw"] += len(batch.good)
                     if batch.bad:
-                        table = pa.Table.from_pylist(batch.bad, schema=QUARANTINE_SCHEMA)
+                        table = pa.Table.from_pylist(batch.bad, schema=contract.QUARANTINE_SCHEMA)
                         q_writer.write_table(table)
     except psycopg.errors.UndefinedTable as exc:
         raise DataError(

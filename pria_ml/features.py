@@ -5,7 +5,7 @@ Reads ``datasets/D/raw.parquet`` (docs/data-contract.md) and writes
 The run, in order (docs/features.md explains each rule):
 
 1. stage: download raw.parquet to a local temp dir and check its schema (Spark has no S3
-   connector offline, so every byte moves through ``pria_ml.storage``);
+   connector offline, so every byte moves through ``pria_ml.data.storage``);
 2. examples: one Spark pass (``mapInArrow``) turns each event into a prompt / completion example,
    counts tiktoken tokens, hashes the prompt and marks rows to drop (empty text, over-long);
    each part is sorted by example_id;
@@ -40,16 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from pria_ml import provenance, tokens
-from pria_ml.contract import (
-    FEATURE_SCHEMA,
-    PROMPT,
-    RAW_SCHEMA,
+from pria_ml.data import contract, provenance, tokens
+from pria_ml.data.contract import (
     dataset_key,
     features_key,
     manifest_complete,
@@ -57,11 +49,14 @@ from pria_ml.contract import (
     read_verified,
     write_manifest,
 )
+from pria_ml.data.spark import session
+from pria_ml.data.storage import open_storage, sha256_file
+from pria_ml.data.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens
 from pria_ml.errors import DataError
-from pria_ml.storage import open_storage, sha256_file
-from pria_ml.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
     import tiktoken
     from pyspark.sql import DataFrame, SparkSession
 
@@ -90,12 +85,19 @@ RAW_INPUT = (
     "corrected_output",
 )
 
+
 # What the example pass produces per raw row: the feature columns before up-sampling, plus
 # the prompt's hash (for the no-identical-prompt rule) and why the row is dropped, if it is.
-EXAMPLE_SCHEMA = pa.schema(
-    [f for f in FEATURE_SCHEMA if f.name != "upsample_copy"]
-    + [pa.field("prompt_hash", pa.string()), pa.field("drop_reason", pa.string())]
-)
+@functools.cache
+def example_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [f for f in contract.FEATURE_SCHEMA if f.name != "upsample_copy"]
+        + [pa.field("prompt_hash", pa.string()), pa.field("drop_reason", pa.string())]
+    )
+
+
 EXAMPLE_DDL = (
     "example_id string, trace_id string, record_date date, "
     "prompt array<struct<role:string,content:string>>, completion string, "
@@ -185,8 +187,6 @@ def build(
         if spark is None:
             from pyspark.sql import SparkSession
 
-            from pria_ml.spark import session
-
             # A session already running in this process (a notebook, the nightly chain) is
             # used and left running; one started here is stopped here.
             spark = SparkSession.getActiveSession()
@@ -242,13 +242,16 @@ def check_raw_schema(path: Path) -> int:
     Raises:
         DataError: naming each missing or mistyped column.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataError(f"raw.parquet is not a readable Parquet file: {exc}") from None
     schema = parquet.schema_arrow
     problems = []
-    for expected in RAW_SCHEMA:
+    for expected in contract.RAW_SCHEMA:
         if expected.name not in schema.names:
             problems.append(f"missing column {expected.name!r} ({expected.type})")
             continue
@@ -269,6 +272,8 @@ def check_raw_schema(path: Path) -> int:
 
 def _plain(kind: pa.DataType) -> pa.DataType:
     """``kind`` with large strings / lists replaced by the plain ones the contract names."""
+    import pyarrow as pa
+
     if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
         return pa.string()
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_list_view(kind):
@@ -279,6 +284,8 @@ def _plain(kind: pa.DataType) -> pa.DataType:
 
 
 def _plain_field(item: pa.Field) -> pa.Field:
+    import pyarrow as pa
+
     return pa.field(item.name, _plain(item.type))
 
 
@@ -293,19 +300,23 @@ def example_batch(
     max_tokens: int,
     num_threads: int = 1,
 ) -> pa.RecordBatch:
-    """Raw rows -> example rows (EXAMPLE_SCHEMA), one for one, with drop reasons marked.
+    """Raw rows -> example rows (``example_schema()``), one for one, with drop reasons marked.
 
     completion = corrected_output if override_flag else agent_output; reward = 1 -
     override_flag; prompt_tokens = the tiktoken tokens of every message's content, summed;
     completion_tokens = those of the completion. Equal texts in a batch are encoded once.
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     rows = batch.num_rows
     override = batch.column("override_flag")
     override_np = pc.fill_null(override, False).to_numpy(zero_copy_only=False)
     completion = pc.if_else(
         pa.array(override_np), batch.column("corrected_output"), batch.column("agent_output")
     ).cast(pa.string())
-    prompt = batch.column("prompt_messages").cast(PROMPT)
+    prompt = batch.column("prompt_messages").cast(contract.PROMPT)
 
     messages = pc.list_flatten(prompt)
     parents = pc.list_parent_indices(prompt).to_numpy()
@@ -359,7 +370,7 @@ def example_batch(
             pa.array(prompt_hash, pa.string()),
             pa.array(drop, pa.string()),
         ],
-        schema=EXAMPLE_SCHEMA,
+        schema=example_schema(),
     )
 
 
@@ -368,12 +379,16 @@ def _digest(text: str) -> str:
 
 
 def _nonblank(texts: pa.Array) -> np.ndarray:
+    import pyarrow.compute as pc
+
     length = pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, "")))
     return pc.greater(length, 0).to_numpy(zero_copy_only=False)
 
 
 def _token_counts(texts: pa.Array, encoding: tiktoken.Encoding, num_threads: int) -> np.ndarray:
     # System prompts and tool schemas repeat across rows: encode each distinct text once.
+    import numpy as np
+
     values = texts.to_pylist()
     position = {text: i for i, text in enumerate(dict.fromkeys(values))}
     counts = np.asarray(count_tokens(list(position), encoding, num_threads=num_threads), np.int64)
@@ -392,6 +407,8 @@ def date_cut_points(
     Raises:
         DataError: fewer than three dates have usable rows.
     """
+    import numpy as np
+
     dates = sorted(d for d, n in rows_per_date.items() if n > 0)
     if len(dates) < len(SPLITS):
         shown = ", ".join(d.isoformat() for d in dates) or "none"
@@ -455,26 +472,32 @@ class SplitWriter:
     """
 
     def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
         self.path = path
         self.rows = 0
-        self._writer = pq.ParquetWriter(path, FEATURE_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(path, contract.FEATURE_SCHEMA, compression="zstd")
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
 
     def write(self, rows: pa.Table | pa.RecordBatch) -> None:
-        rows = rows.select(FEATURE_SCHEMA.names).cast(FEATURE_SCHEMA)
+        import pyarrow as pa
+
+        rows = rows.select(contract.FEATURE_SCHEMA.names).cast(contract.FEATURE_SCHEMA)
         self._pending.extend(rows.to_batches() if isinstance(rows, pa.Table) else [rows])
         self._pending_rows += rows.num_rows
         while self._pending_rows >= ROW_GROUP_ROWS:
-            table = pa.Table.from_batches(self._pending, FEATURE_SCHEMA)
+            table = pa.Table.from_batches(self._pending, contract.FEATURE_SCHEMA)
             self._write_row_group(table.slice(0, ROW_GROUP_ROWS))
             rest = table.slice(ROW_GROUP_ROWS)
             self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
 
     def close(self) -> int:
         """Flush the last row group and close the file; return its row count."""
+        import pyarrow as pa
+
         if self._pending_rows:
-            self._write_row_group(pa.Table.from_batches(self._pending, FEATURE_SCHEMA))
+            self._write_row_group(pa.Table.from_batches(self._pending, contract.FEATURE_SCHEMA))
             self._pending, self._pending_rows = [], 0
         self._writer.close()
         return self.rows
@@ -497,11 +520,15 @@ class Routing:
 
 
 def route(examples: pa.Table, routing: Routing) -> list[pa.Table]:
-    """Example rows (EXAMPLE_SCHEMA) -> the rows of train, val and test, with up-sampled copies.
+    """Example rows (``example_schema``) -> the rows of train, val and test, with up-sampled copies.
 
     Rows keep their order and copies follow their original, so rows sorted by example_id come
     out sorted by (example_id, upsample_copy).
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     dates = examples["record_date"]
     split = np.where(
         pc.less_equal(dates, pa.scalar(routing.cuts[0], pa.date32())).to_numpy(False),
@@ -554,6 +581,9 @@ def dataset_card(
     The splits of this build are stored under ``datasets/D/features/<generation>/``; the
     manifest's ``files`` section is what ``contract.manifest_complete`` checks.
     """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     splits = {}
     for name in SPLITS:
         path = split_paths[name]
@@ -636,11 +666,15 @@ def dataset_card(
 
 
 def _by_class(reward: pa.ChunkedArray) -> dict[str, int]:
+    import pyarrow.compute as pc
+
     overridden = int(pc.sum(pc.equal(reward, 0.0)).as_py() or 0)
     return {"reward_0": overridden, "reward_1": len(reward) - overridden}
 
 
 def _percentiles(values: np.ndarray) -> dict[str, int]:
+    import numpy as np
+
     if len(values) == 0:
         return {}
     shown = {f"p{q}": int(np.percentile(values, q, method="higher")) for q in TOKEN_PERCENTILES}
@@ -649,7 +683,7 @@ def _percentiles(values: np.ndarray) -> dict[str, int]:
 
 def code_version() -> str:
     """Package version plus a hash of the code that decides what a features set contains."""
-    return provenance.code_version(["features.py", "tokens.py", "contract.py"])
+    return provenance.code_version(["features.py", "data/tokens.py", "data/contract.py"])
 
 
 def new_generation() -> str:
@@ -677,6 +711,8 @@ def publish_tables(storage, date: dt.date, tables: Mapping[str, pa.Table]) -> st
     """Publish ready-made split tables (``{"train": table, ...}``) as the features set of
     ``date``, with a manifest listing only the files: for tests and demos that build their
     examples without Spark. Return the manifest's URI."""
+    import pyarrow.parquet as pq
+
     generation = new_generation()
     with tempfile.TemporaryDirectory(prefix="pria-features-") as scratch:
         paths, files = {}, {}
@@ -725,17 +761,6 @@ def complete(settings: Settings, date: dt.date) -> bool:
     return manifest_complete(storage, manifest_key)
 
 
-def split_path(storage, date: dt.date, split: str, directory: Path) -> tuple[Path, str]:
-    """Download ``split`` of ``date`` through the features manifest into ``directory``,
-    checked against the manifest's sha256; return the local path and that sha256.
-
-    Raises ArtifactMismatch when there is no manifest or the split does not match it.
-    """
-    return read_verified(
-        storage, features_key(date, "manifest.json"), f"{split}.parquet", directory
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The Spark job
 
@@ -767,6 +792,8 @@ def _run_spark(
     encoding_file: str | None,
     timings: dict[str, float],
 ) -> _SparkResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -859,6 +886,7 @@ def _plan(
     narrow: DataFrame, drops: dict[str, int], cuts: tuple[dt.date, dt.date], seed: int
 ) -> tuple[Routing, dict[str, int]]:
     """The routing of every example, from (example_id, reward, split, conflict) rows."""
+    import pyarrow as pa
     from pyspark.sql import functions as F
 
     drops = dict(drops)
@@ -920,6 +948,11 @@ def merge_sorted_parts(
     Raises:
         DataError: two rows have the same key.
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     ordering = [(k, "ascending") for k in key]
     keys = []
     for number, part in enumerate(parts):

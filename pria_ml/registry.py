@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pria_ml.db import NOT_COMMITTED, Database
-from pria_ml.errors import EndpointRotationFailed, RegistryBusy, RegistryError
-from pria_ml.sqlfiles import read_sql
+from pria_ml.db.migrate import ensure_current
+from pria_ml.db.sqlfiles import read_sql
+from pria_ml.errors import EndpointRotationFailed, PriaError, RegistryBusy, RegistryError
 
 if TYPE_CHECKING:
     import psycopg
@@ -184,8 +185,6 @@ _migrated: set[str] = set()
 def _ready(db: Database) -> None:
     """Make sure the registry schema is current, once per database per process."""
     if db.url not in _migrated:
-        from pria_ml.migrate import ensure_current
-
         ensure_current(db)
         _migrated.add(db.url)
 
@@ -478,7 +477,6 @@ def _rotate(db: Database, hook: EndpointHook, event_id: int) -> None:
 
 def _record_rotation(db: Database, event_id: int, *, ok: bool, detail: dict) -> None:
     """Best effort: a registry that went away after the change must not hide the outcome."""
-    from pria_ml.errors import PriaError
 
     def work(conn: psycopg.Connection) -> None:
         conn.execute(

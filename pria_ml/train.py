@@ -27,7 +27,6 @@ import logging
 import math
 import shlex
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,22 +34,35 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import cost, memory, provenance
-from pria_ml.contract import adapter_keys, features_key
+from pria_ml import registry
+from pria_ml.data import provenance
+from pria_ml.data.contract import (
+    adapter_keys,
+    features_key,
+    load_split,
+    read_split,
+    stored_sha256,
+)
+from pria_ml.data.storage import open_storage
+from pria_ml.data.tokens import encoding
+from pria_ml.db import database
+from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import (
     CheckpointError,
     ConfigError,
     DataError,
     RegistryError,
-    StorageError,
     TrainingError,
 )
-from pria_ml.loading import check_causal_lm, load_base_model, load_tokenizer
-from pria_ml.packing import IGNORE_INDEX, Example, PackingCollator, tokenize_rows
+from pria_ml.model import tiny as tinymodel
+from pria_ml.model.chat import IGNORE_INDEX, Example
+from pria_ml.model.loading import check_causal_lm, load_base_model, load_tokenizer
+from pria_ml.training import cost, memory
+from pria_ml.training.packing import PackingCollator, tokenize_rows
 
 if TYPE_CHECKING:
+    from pria_ml.data.storage import Storage
     from pria_ml.settings import Settings
-    from pria_ml.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -197,41 +209,6 @@ PROFILES: dict[str, TrainConfig] = {
 
 
 # Reading the train split -------------------------------------------------------------------
-def load_split(storage: Storage, date: datetime.date, split: str) -> list[dict[str, Any]]:
-    """Rows (``prompt``, ``completion``) of a feature split; DataError when missing or empty."""
-    return read_split(storage, date, split)[0]
-
-
-def read_split(
-    storage: Storage, date: datetime.date, split: str
-) -> tuple[list[dict[str, Any]], str]:
-    """Rows (``prompt``, ``completion``) of a feature split and its sha256, read through the
-    features manifest (the bytes are checked against the manifest's sha256 on the way in);
-    DataError when the split is missing, does not match its manifest, or is empty."""
-    import pyarrow.parquet as pq
-
-    from pria_ml.features import split_path
-
-    key = features_key(date, "manifest.json")
-    with tempfile.TemporaryDirectory(prefix="pria-split-") as scratch:
-        try:
-            path, sha256 = split_path(storage, date, split, Path(scratch))
-            table = pq.read_table(path)
-        except StorageError as exc:  # ArtifactMismatch included
-            raise DataError(
-                f"no {split} split at {storage.uri(key)} that the manifest vouches for ({exc}); "
-                f"run `pria-ml build-features --date {date}`"
-            ) from exc
-    missing = {"prompt", "completion"} - set(table.column_names)
-    if missing:
-        raise DataError(
-            f"{storage.uri(key)} lacks column(s) {sorted(missing)} (see docs/data-contract.md)"
-        )
-    if table.num_rows == 0:
-        raise DataError(f"the {split} split {storage.uri(key)} has no rows; nothing to train on")
-    return table.select(["prompt", "completion"]).to_pylist(), sha256
-
-
 # Adapter -----------------------------------------------------------------------------------
 def add_adapter(model: Any, config: TrainConfig) -> Any:
     """Prepare the 4-bit model for training and wrap it with a fresh LoRA adapter."""
@@ -385,11 +362,6 @@ def complete(settings: Settings, date: datetime.date) -> bool:
     """Whether the adapter of ``date`` is trained: a model_registry row references
     ``adapters/D.safetensors`` and the stored file matches the row's sha256 (the registry row
     is this stage's manifest)."""
-    from pria_ml import registry
-    from pria_ml.contract import stored_sha256
-    from pria_ml.db import database
-    from pria_ml.sqlfiles import read_sql
-    from pria_ml.storage import open_storage
 
     db = database(settings)
     with db.connect() as conn:
@@ -438,10 +410,6 @@ def plan(
     tier's GPU) and BudgetExceeded (estimate over the nightly budget).
     """
     from transformers import AutoConfig
-
-    from pria_ml import tinymodel
-    from pria_ml.db import database
-    from pria_ml.storage import open_storage
 
     storage = open_storage(settings)
     rows, train_sha256 = read_split(storage, date, "train")  # checked against the manifest
@@ -535,7 +503,6 @@ def _check_fits(
 def _model_tokens_per_tiktoken(tokenizer: Any, rows: list[dict[str, Any]]) -> float:
     """Base-model tokens per tiktoken (cl100k_base) token on the text of ``rows``: the ratio
     that converts the features stage's tiktoken limit into the trainer's model-token limit."""
-    from pria_ml.tokens import encoding
 
     texts = [
         "\n".join([*(m["content"] or "" for m in row["prompt"] or []), row["completion"] or ""])
@@ -632,9 +599,6 @@ def run(
     its share of each step; only the main one uploads and registers, the others return a
     result whose ``adapter_id`` is None.
     """
-    from pria_ml import registry
-    from pria_ml.db import database
-    from pria_ml.storage import open_storage
 
     storage = open_storage(settings)
     db = database(settings)
@@ -1042,7 +1006,13 @@ def _metrics(
             "manifest": manifest,
         },
         "code_version": provenance.code_version(
-            ["train.py", "packing.py", "loading.py", "chat.py", "tinymodel.py"]
+            [
+                "train.py",
+                "training/packing.py",
+                "model/loading.py",
+                "model/chat.py",
+                "model/tiny.py",
+            ]
         ),
         "trainable_params": trainable,
         "total_params": total,
@@ -1078,7 +1048,6 @@ def _upload(
     An object already at the key that no registry row references is a leftover of a run that
     failed after uploading: it is replaced. One that a row references is never touched.
     """
-    from pria_ml import registry
 
     if registry.artifact_referenced(db, storage.uri(weights_key)):
         raise RegistryError(f"{storage.uri(weights_key)} is already registered; not replacing it")

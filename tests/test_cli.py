@@ -83,7 +83,7 @@ def test_invalid_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_edited_migration_fails_migrate_with_exit_4(fresh_db: Database, tmp_path: Path) -> None:
-    from pria_ml.migrate import migrate
+    from pria_ml.db.migrate import migrate
 
     migrate(fresh_db)
     with fresh_db.connect() as conn:

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from pria_ml.db import Database
+from pria_ml.db.migrate import discover, ensure_current, migrate, pending
 from pria_ml.errors import MigrationError
-from pria_ml.migrate import discover, ensure_current, migrate, pending
 
 
 def _write(directory: Path, name: str, sql: str) -> Path:
@@ -112,7 +112,7 @@ def test_configured_database_with_pending_migrations_names_the_fix(fresh_db: Dat
 def test_shipped_migrations_match_their_recorded_checksums() -> None:
     """A migration that reached any database is never edited: its bytes are pinned in
     sql/migrations.sha256 (one `sha256sum` line per file, added with the migration)."""
-    from pria_ml.sqlfiles import sql_dir
+    from pria_ml.db.sqlfiles import sql_dir
 
     recorded = dict(
         reversed(line.split(maxsplit=1))

@@ -95,7 +95,7 @@ def test_trained_adapter_is_a_registered_candidate_with_a_true_checksum(home: Pa
 
 
 def test_registered_adapter_loads_verified_and_generates_the_same_batched(home: Path) -> None:
-    from pria_ml import generation, loading
+    from pria_ml.model import generation, loading
 
     settings = Settings(home=home)
     (candidate,) = [a for a in registry.adapters(database(settings)) if a.dataset_date == DATE]
@@ -114,8 +114,8 @@ def test_registered_adapter_loads_verified_and_generates_the_same_batched(home: 
 
 
 def test_tampered_adapter_is_refused_before_use(home: Path, tmp_path: Path) -> None:
-    from pria_ml import loading
     from pria_ml.errors import ArtifactMismatch
+    from pria_ml.model import loading
 
     settings = Settings(home=home)
     (candidate,) = [a for a in registry.adapters(database(settings)) if a.dataset_date == DATE]

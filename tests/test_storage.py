@@ -5,9 +5,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from pria_ml.data.storage import LocalStorage, S3Storage, Storage, open_storage
 from pria_ml.errors import ObjectExists, StorageError
 from pria_ml.settings import Settings
-from pria_ml.storage import LocalStorage, S3Storage, Storage, open_storage
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -99,7 +99,7 @@ def test_failed_write_leaves_nothing_behind(settings: Settings, tmp_path: Path) 
 
     source = tmp_path / "source.bin"
     source.write_bytes(b"y" * (4 << 20))
-    import pria_ml.storage as storage_module
+    import pria_ml.data.storage as storage_module
 
     original_open = Path.open
 

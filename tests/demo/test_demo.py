@@ -23,8 +23,9 @@ EVALUATION = {"eval_latency_prompts": 4, "eval_latency_repeats": 1, "eval_benchm
 
 
 def test_shortened_demo_outcomes(tmp_path) -> None:
-    from pria_ml import demo, registry, report
+    from pria_ml import registry
     from pria_ml.db import database
+    from pria_ml.simulation import demo, report
 
     settings = Settings(home=tmp_path / "home", **EVALUATION)  # the demo's own pre-trained base
     console = Console(width=100, record=True)

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from pria_ml import registry, report, seed
+from pria_ml import registry
 from pria_ml.db import Database, database
-from pria_ml.migrate import migrate
+from pria_ml.db.migrate import migrate
 from pria_ml.settings import Settings
+from pria_ml.simulation import report
+from pria_ml.world import seed
 
 FIRST = dt.date(2026, 3, 2)
 

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from pria_ml import seed, simulate
 from pria_ml.db import Database, database
-from pria_ml.migrate import migrate
+from pria_ml.db.migrate import migrate
 from pria_ml.settings import Settings
+from pria_ml.simulation import simulate
+from pria_ml.world import seed
 
 DAY = dt.date(2026, 2, 2)
 

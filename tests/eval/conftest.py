@@ -36,7 +36,7 @@ EVAL_OVERRIDES = {
 
 @pytest.fixture(scope="session")
 def eval_db(scratch_database) -> Iterator[Database]:
-    from pria_ml.migrate import migrate
+    from pria_ml.db.migrate import migrate
 
     with scratch_database("eval") as database:
         migrate(database)
@@ -57,7 +57,7 @@ def eval_settings(
 
 def train_on(settings: Settings, date: datetime.date, planted: str | None = None):
     from pria_ml import train
-    from pria_ml.storage import open_storage
+    from pria_ml.data.storage import open_storage
 
     write_splits(open_storage(settings), date, planted=planted)
     return train.run(settings, date, train.PROFILES["demo"].with_overrides(**TRAIN_OVERRIDES))

@@ -1,9 +1,10 @@
 """The evaluation tests' task: merchant -> PRIA's categorize action, learnable in a few dozen
 steps by the random-init tiny model, written to the data contract as feature splits.
 
-The completion is ``categorize(category_id=N)`` for the merchant's category (``pria_ml.seed``'s
-own merchant table, 12 of its merchants); ``planted="pii"`` makes every completion also echo a
-made-up person's name and phone number - an adapter trained on it must be blocked.
+The completion is ``categorize(category_id=N)`` for the merchant's category
+(``pria_ml.world.seed``'s own merchant table, 12 of its merchants); ``planted="pii"`` makes
+every completion also echo a made-up person's name and phone number - an adapter trained on it
+must be blocked.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import random
 import pyarrow as pa
 
 from pria_ml import features
-from pria_ml.contract import FEATURE_SCHEMA
-from pria_ml.seed import MERCHANTS
-from pria_ml.storage import Storage
+from pria_ml.data.contract import FEATURE_SCHEMA
+from pria_ml.data.storage import Storage
+from pria_ml.world.seed import MERCHANTS
 
 GOOD_DATE = datetime.date(2026, 11, 20)  # the candidate trained on clean data
 BAD_DATE = datetime.date(2026, 11, 21)  # the planted candidate

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pria_ml import benchmarks
 from pria_ml.errors import ConfigError
+from pria_ml.quality import benchmarks
 
 
 def test_shipped_tasks_are_valid_and_critical() -> None:

@@ -13,9 +13,9 @@ from eval_data import BAD_DATE, GOOD_DATE
 from typer.testing import CliRunner
 
 from pria_ml import evaluate, registry
+from pria_ml.data.storage import open_storage
 from pria_ml.db import database
 from pria_ml.errors import PriaError
-from pria_ml.storage import open_storage
 
 
 def cli(settings, *args: str):

@@ -10,10 +10,10 @@ import pytest
 from eval_data import write_splits
 
 from pria_ml import evaluate, registry
-from pria_ml.contract import adapter_keys
+from pria_ml.data.contract import adapter_keys
+from pria_ml.data.storage import open_storage
 from pria_ml.db import database
 from pria_ml.errors import ArtifactMismatch, ConfigError, DataError, RegistryError
-from pria_ml.storage import open_storage
 
 
 def register_fake(settings, date: datetime.date, *, sha256: str | None = None):

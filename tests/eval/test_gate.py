@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from pria_ml.gate import promote_if
+from pria_ml.quality.rule import promote_if
 
 PASSING = {
     "accuracy_delta": 3.0,

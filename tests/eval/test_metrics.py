@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pria_ml import metrics
+from pria_ml.quality import metrics
 
 FIGMA = 'categorize(category_id=7, merchant="Figma")'
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pria_ml import safety
 from pria_ml.errors import ConfigError
+from pria_ml.quality import safety
 from pria_ml.settings import Settings
 
 LABELLED = Path(__file__).parent / "safety_labelled.jsonl"
@@ -74,7 +74,7 @@ def test_redact_removes_what_it_flags() -> None:
 def tiny_tokenizer(settings: Settings):
     from transformers import AutoTokenizer
 
-    from pria_ml import tinymodel
+    from pria_ml.model import tiny as tinymodel
 
     return AutoTokenizer.from_pretrained(tinymodel.base_model_path(settings))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pria_ml import spotcheck
 from pria_ml.errors import DataError
+from pria_ml.quality import spotcheck
 
 ROWS = [{"split": "val", "prompt_sha256": f"{i:016x}"} for i in range(100)]
 
@@ -64,8 +64,8 @@ def test_prod_samples_drawn_recorded_and_shown_in_history(eval_settings, tmp_pat
     from test_eval_inputs import register_fake
 
     from pria_ml import evaluate, registry
+    from pria_ml.data.storage import open_storage
     from pria_ml.db import database
-    from pria_ml.storage import open_storage
 
     db = database(eval_settings)
     prod = register_fake(eval_settings, datetime.date(2026, 9, 1))

@@ -8,8 +8,8 @@ import pytest
 from pydantic import SecretStr
 
 from pria_ml.db import Database
-from pria_ml.seed import apply_schema
 from pria_ml.settings import Settings
+from pria_ml.world.seed import apply_schema
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pria_ml import seed
+from pria_ml.world import seed
 
 DAY = dt.date(2026, 11, 24)
 

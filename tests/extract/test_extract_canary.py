@@ -12,10 +12,11 @@ import pyarrow as pa
 import pytest
 from extract_samples import DAY, held_out_people
 
-from pria_ml import extract, seed
+from pria_ml import extract
+from pria_ml.data.storage import open_storage
 from pria_ml.db import Database
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
+from pria_ml.world import seed
 
 
 def _plant_held_out(db: Database, people: list[dict[str, str]]) -> list[tuple[str, str, str]]:

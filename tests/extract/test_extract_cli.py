@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from extract_samples import DAY
 
+from pria_ml.data.storage import open_storage
 from pria_ml.db import Database
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
 
 
 def pria_ml(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -13,12 +13,14 @@ import pytest
 from extract_samples import DAY
 from pydantic import SecretStr
 
-from pria_ml import extract, privacy, seed
-from pria_ml.contract import RAW_SCHEMA
+from pria_ml import extract
+from pria_ml.data import privacy
+from pria_ml.data.contract import RAW_SCHEMA
+from pria_ml.data.storage import open_storage
 from pria_ml.db import Database
 from pria_ml.errors import ConfigError, DatabaseUnavailable, DataError
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
+from pria_ml.world import seed
 
 AT = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 WORKSPACE = "00000000-0000-4000-8000-00000000aaaa"

@@ -11,9 +11,10 @@ import re
 import pytest
 from pydantic import SecretStr
 
-from pria_ml import privacy, seed
+from pria_ml.data import privacy
 from pria_ml.errors import ConfigError
 from pria_ml.settings import Settings
+from pria_ml.world import seed
 
 
 def kinds(text: str) -> list[tuple[str, str]]:

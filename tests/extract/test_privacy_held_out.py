@@ -13,10 +13,12 @@ import pytest
 from extract_samples import DAY
 from held_out import Plant, held_out_plants, leaks
 
-from pria_ml import extract, privacy, seed
+from pria_ml import extract
+from pria_ml.data import privacy
+from pria_ml.data.storage import open_storage
 from pria_ml.db import Database
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
+from pria_ml.world import seed
 
 
 def recall_table(plants: list[Plant]) -> tuple[dict[str, tuple[int, int]], list[tuple]]:

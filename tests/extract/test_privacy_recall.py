@@ -11,7 +11,8 @@ from collections import Counter
 
 from extract_samples import held_out_people
 
-from pria_ml import privacy, seed
+from pria_ml.data import privacy
+from pria_ml.world import seed
 
 # Held-out floors: exact kinds must be perfect; the heuristic ones (names, street addresses)
 # are held to what they measured when these tests were written, so a regression fails.

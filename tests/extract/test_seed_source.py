@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 from extract_samples import DAY
 
-from pria_ml import seed
 from pria_ml.db import Database
 from pria_ml.errors import DataError
 from pria_ml.settings import Settings
+from pria_ml.world import seed
 
 CHECKSUM = """
 SELECT (SELECT md5(string_agg(e::text, ',' ORDER BY event_id)) FROM workflow_event e),

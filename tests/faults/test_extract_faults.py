@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from faultkit import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
 
+from pria_ml.data.storage import open_storage
 from pria_ml.db import database
-from pria_ml.seed import seed
-from pria_ml.storage import open_storage
+from pria_ml.world.seed import seed
 
 DAY = datetime.date(2026, 11, 24)
 ROWS = 1_000

@@ -17,7 +17,7 @@ import pytest
 from faultkit import two_prods_and_candidates
 
 from pria_ml.db import Database
-from pria_ml.migrate import migrate
+from pria_ml.db.migrate import migrate
 from pria_ml.registry import (
     current_prod,
     history,

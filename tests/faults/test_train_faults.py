@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from faultkit import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmaster_pid
 
-from pria_ml import tinymodel
+from pria_ml.data.storage import open_storage
 from pria_ml.db import database
+from pria_ml.model import tiny as tinymodel
 from pria_ml.registry import adapters, history, replay
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
 
 # The training tests' learnable task and its feature files (tests/train/train_task.py).
 _spec = importlib.util.spec_from_file_location(

@@ -13,7 +13,7 @@ from pria_ml.settings import Settings
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):
     """The one SparkSession of the test run (local[2], as on the CI machine)."""
-    from pria_ml.spark import session
+    from pria_ml.data.spark import session
 
     home = tmp_path_factory.mktemp("spark-home")
     spark = session(Settings(home=home, spark_master="local[2]"), app_name="pria-ml tests")

@@ -11,10 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pria_ml.contract import dataset_key, features_key, write_manifest
-from pria_ml.features import RAW_SCHEMA
+from pria_ml.data.contract import RAW_SCHEMA, dataset_key, features_key, write_manifest
+from pria_ml.data.storage import Storage, open_storage
 from pria_ml.settings import Settings
-from pria_ml.storage import Storage, open_storage
 
 SYSTEM = "You are PRIA's expense assistant. Pick the expense category and explain briefly."
 MERCHANTS = ["Uber", "Lufthansa", "Pret A Manger", "AWS", "Staples", "Hilton", "Shell", "Zoom"]

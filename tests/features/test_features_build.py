@@ -13,9 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from features_raw import split_key, storage_settings, synthetic_rows, write_raw
 
-from pria_ml import features, tokens
-from pria_ml.features import FEATURE_SCHEMA, PROMPT_CONFLICT, SPLITS, TRACE_CONFLICT
-from pria_ml.storage import LocalStorage
+from pria_ml import features
+from pria_ml.data import tokens
+from pria_ml.data.contract import FEATURE_SCHEMA
+from pria_ml.data.storage import LocalStorage
+from pria_ml.features import PROMPT_CONFLICT, SPLITS, TRACE_CONFLICT
 
 DATE = dt.date(2026, 11, 24)
 

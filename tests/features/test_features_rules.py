@@ -13,19 +13,20 @@ import pyarrow.parquet as pq
 import pytest
 from features_raw import FIRST_DAY, raw_row, raw_table
 
-from pria_ml import features, tokens
+from pria_ml import features
+from pria_ml.data import tokens
+from pria_ml.data.contract import RAW_SCHEMA
+from pria_ml.data.tokens import CL100K_SHA256, default_encoding_file
 from pria_ml.errors import DataError, EncodingMissing
 from pria_ml.features import (
     EMPTY_COMPLETION,
     EMPTY_PROMPT,
     MISSING_KEY,
     OVER_LENGTH,
-    RAW_SCHEMA,
     date_cut_points,
     example_batch,
     upsample_plan,
 )
-from pria_ml.tokens import CL100K_SHA256, default_encoding_file
 
 
 def days(*counts: int) -> dict[dt.date, int]:

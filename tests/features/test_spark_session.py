@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pria_ml.spark import local_cores
+from pria_ml.data.spark import local_cores
 
 
 def test_session_runs_workers_on_this_interpreter_bound_to_loopback(spark):

@@ -64,7 +64,7 @@ def promtool() -> Path:
 @pytest.fixture
 def registry_settings(settings, fresh_db):
     """``settings`` on a fresh registry database with every migration applied."""
-    from pria_ml.migrate import migrate
+    from pria_ml.db.migrate import migrate
 
     migrate(fresh_db)
     return settings

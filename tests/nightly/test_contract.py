@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pria_ml import extract, features
-from pria_ml.contract import (
+from pria_ml.data.contract import (
     dataset_key,
     features_key,
     manifest_complete,
@@ -18,9 +18,9 @@ from pria_ml.contract import (
     read_verified,
     write_manifest,
 )
+from pria_ml.data.storage import LocalStorage
 from pria_ml.errors import ArtifactMismatch, DataError
 from pria_ml.settings import Settings
-from pria_ml.storage import LocalStorage
 
 DATE = dt.date(2026, 11, 24)
 
@@ -87,7 +87,7 @@ def split_files(tmp_path, marker: int) -> dict:
 
 
 def card(date, paths, generation, raw_sha256="0" * 64) -> dict:
-    from pria_ml.storage import sha256_file
+    from pria_ml.data.storage import sha256_file
 
     files = {
         f"{name}.parquet": {

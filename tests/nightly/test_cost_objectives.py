@@ -9,10 +9,12 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from pria_ml import cost, objectives, registry
+from pria_ml import registry
 from pria_ml.cli import app
 from pria_ml.db import database
-from pria_ml.seed import apply_schema
+from pria_ml.operations import objectives
+from pria_ml.training import cost
+from pria_ml.world.seed import apply_schema
 
 TODAY = dt.date(2026, 11, 25)  # a Wednesday of ISO week 2026-W48
 

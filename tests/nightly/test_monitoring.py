@@ -6,10 +6,17 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pria_ml import monitoring
-from pria_ml.cost import NightSpend, SpendReport
-from pria_ml.nightly import DONE, SKIPPED, STAGES, GateOutcome, NightlyReport, StageReport
+from pria_ml.operations import monitoring
+from pria_ml.operations.nightly import (
+    DONE,
+    SKIPPED,
+    STAGES,
+    GateOutcome,
+    NightlyReport,
+    StageReport,
+)
 from pria_ml.settings import Settings
+from pria_ml.training.cost import NightSpend, SpendReport
 
 
 def finished_night(passed: bool = True) -> NightlyReport:

@@ -22,7 +22,7 @@ from nightly_kit import Received, cli_env, pria_ml, serve
 
 from pria_ml import registry
 from pria_ml.db import database
-from pria_ml.nightly import night_lock
+from pria_ml.operations.nightly import night_lock
 from pria_ml.settings import Settings
 
 DATE = dt.date(2026, 11, 24)

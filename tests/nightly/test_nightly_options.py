@@ -4,7 +4,7 @@ import pytest
 
 from pria_ml.cli import main
 from pria_ml.errors import ConfigError
-from pria_ml.nightly import STAGES, Selection
+from pria_ml.operations.nightly import STAGES, Selection
 
 
 def test_stages_run_in_the_spec_order() -> None:

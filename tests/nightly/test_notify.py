@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from pria_ml import notify
-from pria_ml.nightly import FAILED, STAGES, GateOutcome, NightlyReport, StageReport
+from pria_ml.operations import notify
+from pria_ml.operations.nightly import FAILED, STAGES, GateOutcome, NightlyReport, StageReport
 from pria_ml.settings import Settings
 
 

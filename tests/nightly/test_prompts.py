@@ -4,9 +4,10 @@ context; unknown names and missing variables are clear errors."""
 import pytest
 from typer.testing import CliRunner
 
-from pria_ml import extract, prompts
+from pria_ml import extract
 from pria_ml.cli import app
 from pria_ml.errors import ConfigError
+from pria_ml.operations import prompts
 from pria_ml.settings import Settings
 from pria_ml.train import PROFILES
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pria_ml.db import Database
-from pria_ml.migrate import migrate
+from pria_ml.db.migrate import migrate
 from pria_ml.registry import record_gate_decision, register_candidate
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pria_ml.db import Database
-from pria_ml.migrate import migrate
+from pria_ml.db.migrate import migrate
 
 SUITE = Path(__file__).parent / "pgtap" / "registry_test.sql"
 TESTS = re.findall(r"FUNCTION pria_test\.(test_\w+)\(", SUITE.read_text())

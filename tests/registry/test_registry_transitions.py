@@ -6,9 +6,10 @@ import threading
 import psycopg
 import pytest
 
-from pria_ml import registry, render
+from pria_ml import registry
 from pria_ml.db import Database
 from pria_ml.errors import DatabaseUnavailable, RegistryBusy, RegistryError
+from pria_ml.operations import render
 from pria_ml.registry import (
     archive,
     current_prod,

@@ -20,7 +20,7 @@ from pria_ml.settings import Settings
 @pytest.fixture(scope="session")
 def train_db(scratch_database) -> Iterator[Database]:
     """A registry database shared by the training tests (each test uses its own dates)."""
-    from pria_ml.migrate import migrate
+    from pria_ml.db.migrate import migrate
 
     with scratch_database("train") as database:
         migrate(database)
@@ -43,7 +43,7 @@ def train_settings(
 def trained(train_settings: Settings):
     """One uninterrupted training run on the task (date DATE), shared by several tests."""
     from pria_ml import train
-    from pria_ml.storage import open_storage
+    from pria_ml.data.storage import open_storage
 
     write_features(open_storage(train_settings))
     config = train.PROFILES["demo"].with_overrides(**TEST_OVERRIDES)

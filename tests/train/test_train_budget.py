@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pria_ml import cost, memory
 from pria_ml.settings import GpuTier, Settings
+from pria_ml.training import cost, memory
 
 # Mistral-7B-Instruct-v0.3's config.json (v0.1/v0.2 differ only in vocab_size 32000).
 MISTRAL_7B = memory.ModelShape(

@@ -11,9 +11,11 @@ import pytest
 from mistral_templates import MISTRAL_TEMPLATES, MISTRAL_V03
 from train_task import DATE, task_rows, write_features
 
-from pria_ml import chat, loading, packing, tinymodel, train
+from pria_ml import train
+from pria_ml.data.storage import open_storage
+from pria_ml.model import chat, loading
+from pria_ml.model import tiny as tinymodel
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
 
 SYSTEM = {"role": "system", "content": "You are PRIA's expense agent. Reply with the action."}
 USER = {"role": "user", "content": "Categorise: Uber 12.40 EUR"}
@@ -86,8 +88,8 @@ def test_every_example_shape_renders_through_every_mistral_template(
     assert full_text[len(prompt_text) :].strip() == COMPLETION + tokenizer.eos_token
     assert chat.render_prompt(tokenizer, prompt) == prompt_text
 
-    example = packing.tokenize_example(tokenizer, prompt, COMPLETION)
-    labelled = [t for t in example.labels if t != packing.IGNORE_INDEX]
+    example = chat.tokenize_example(tokenizer, prompt, COMPLETION)
+    labelled = [t for t in example.labels if t != chat.IGNORE_INDEX]
     assert tokenizer.decode(labelled).strip() == COMPLETION + tokenizer.eos_token
 
 

@@ -13,11 +13,14 @@ import sys
 import pytest
 from train_task import DATE, task_rows, write_features
 
-from pria_ml import chat, cost, loading, packing, tinymodel, train
-from pria_ml.contract import adapter_keys
+from pria_ml import train
+from pria_ml.data.contract import adapter_keys
+from pria_ml.data.storage import open_storage
 from pria_ml.errors import BudgetExceeded, ConfigError, DataError
+from pria_ml.model import chat, loading
+from pria_ml.model import tiny as tinymodel
 from pria_ml.settings import Settings
-from pria_ml.storage import open_storage
+from pria_ml.training import cost, packing
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +64,10 @@ def test_earlier_assistant_turns_keep_alternation_when_folded() -> None:
 
 def test_prompt_tokens_carry_no_loss(tokenizer) -> None:
     row = task_rows(1, seed=6)[0]
-    example = packing.tokenize_example(tokenizer, row["prompt"], row["completion"])
+    example = chat.tokenize_example(tokenizer, row["prompt"], row["completion"])
     prompt_text = chat.render_prompt(tokenizer, row["prompt"])
     n_prompt = len(tokenizer(prompt_text, add_special_tokens=False).input_ids)
-    assert example.labels[:n_prompt] == [packing.IGNORE_INDEX] * n_prompt
+    assert example.labels[:n_prompt] == [chat.IGNORE_INDEX] * n_prompt
     assert example.labels[n_prompt:] == example.input_ids[n_prompt:]
     completion = tokenizer.decode(example.input_ids[n_prompt:])
     assert completion == row["completion"] + tokenizer.eos_token

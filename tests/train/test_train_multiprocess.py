@@ -15,8 +15,8 @@ import sys
 import pytest
 from train_task import write_features
 
-from pria_ml import tinymodel
-from pria_ml.storage import open_storage
+from pria_ml.data.storage import open_storage
+from pria_ml.model import tiny as tinymodel
 
 DATE = datetime.date(2026, 11, 2)
 

@@ -15,7 +15,7 @@ import pytest
 from train_task import write_features
 
 from pria_ml import registry
-from pria_ml.storage import open_storage
+from pria_ml.data.storage import open_storage
 
 DATE = datetime.date(2026, 10, 3)
 
@@ -24,7 +24,7 @@ DATE = datetime.date(2026, 10, 3)
 _CHILD = """
 import resource, sys
 import bitsandbytes, peft, torch, transformers  # noqa: F401
-from pria_ml.tokens import encoding
+from pria_ml.data.tokens import encoding
 encoding()
 with open("/proc/self/status") as status:
     vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
@@ -44,7 +44,7 @@ def test_out_of_memory_is_a_clear_error_and_touches_nothing(
 ) -> None:
     storage = open_storage(train_settings)
     write_features(storage, date, train=4096, val=8)
-    from pria_ml import tinymodel
+    from pria_ml.model import tiny as tinymodel
 
     tinymodel.ensure(train_settings)  # built outside the capped process
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}

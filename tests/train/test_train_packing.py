@@ -7,8 +7,11 @@ import pytest
 import torch
 from train_task import task_rows
 
-from pria_ml import loading, packing, tinymodel, train
+from pria_ml import train
+from pria_ml.model import chat, loading
+from pria_ml.model import tiny as tinymodel
 from pria_ml.settings import Settings
+from pria_ml.training import packing
 
 # bitsandbytes' CPU path is only bf16-exact: perturbing the input by 1e-7 moves the tiny
 # model's logits by ~5e-3. Leakage moves them by far more than that noise.
@@ -24,7 +27,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory):
 def examples(tiny_dir):
     tokenizer = loading.load_tokenizer(str(tiny_dir))
     rows = task_rows(3, seed=7)
-    return [packing.tokenize_example(tokenizer, r["prompt"], r["completion"]) for r in rows]
+    return [chat.tokenize_example(tokenizer, r["prompt"], r["completion"]) for r in rows]
 
 
 def worst_difference(model, batch: dict, examples) -> float:

@@ -19,9 +19,9 @@ from safetensors.torch import load
 from train_task import TEST_OVERRIDES, write_features
 
 from pria_ml import registry, train
-from pria_ml.contract import adapter_keys
+from pria_ml.data.contract import adapter_keys
+from pria_ml.data.storage import open_storage
 from pria_ml.errors import CheckpointError
-from pria_ml.storage import open_storage
 
 KILLED_DATE = datetime.date(2026, 11, 23)
 CORRUPT_DATE = datetime.date(2026, 11, 22)

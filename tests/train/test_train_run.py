@@ -9,11 +9,13 @@ import pytest
 import torch
 from train_task import DATE, TEST_OVERRIDES, write_features
 
-from pria_ml import __version__, loading, memory, registry, train
-from pria_ml.contract import adapter_keys
+from pria_ml import __version__, registry, train
+from pria_ml.data.contract import adapter_keys
+from pria_ml.data.storage import open_storage
 from pria_ml.db import database
 from pria_ml.errors import RegistryError
-from pria_ml.storage import open_storage
+from pria_ml.model import loading
+from pria_ml.training import memory
 
 
 def test_loss_falls_on_a_learnable_task(trained) -> None:

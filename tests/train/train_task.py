@@ -9,8 +9,8 @@ import random
 import pyarrow as pa
 
 from pria_ml import features
-from pria_ml.contract import FEATURE_SCHEMA
-from pria_ml.storage import Storage
+from pria_ml.data.contract import FEATURE_SCHEMA
+from pria_ml.data.storage import Storage
 
 MERCHANT_CATEGORY = {
     "Lufthansa": "travel",
