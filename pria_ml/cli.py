@@ -1,32 +1,33 @@
 """The ``pria-ml`` command: a table of contents of the pipeline.
 
 Each command parses its options, builds the settings once, calls one function of one module and
-renders the result. Heavy libraries are imported by those functions, not here, so ``--help`` and
-``rollback`` start fast.
+prints what that module's render function makes of the result. Heavy libraries are imported by
+those functions, not here, so ``--help`` and ``rollback`` start fast.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 from datetime import datetime
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pria_ml import __version__, db, evaluate, features, registry
+from pria_ml import __version__, db, evaluate, features, gate, registry
 from pria_ml import extract as extract_mod
 from pria_ml import train as train_mod
 from pria_ml.db import migrate
 from pria_ml.errors import ConfigError, GateBlocked, PriaError
 from pria_ml.model import tiny as tinymodel
 from pria_ml.operations import nightly as nightly_mod
-from pria_ml.operations import notify, prompts, render
 from pria_ml.operations import objectives as objectives_mod
+from pria_ml.operations import prompts, render, transitions
 from pria_ml.operations import status as status_mod
 from pria_ml.quality import spotcheck
-from pria_ml.rotation import EndpointHook
 from pria_ml.settings import Settings
 from pria_ml.simulation import demo as demo_mod
 from pria_ml.simulation import report as report_mod
@@ -50,6 +51,21 @@ db_app = typer.Typer(help="Registry database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 model_app = typer.Typer(help="Base models: the tiny local one.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+
+
+def _iso_date(value: str | dt.date) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def _date_option(flag: str, help: str) -> typer.models.OptionInfo:
+    return typer.Option(None, flag, parser=_iso_date, metavar="YYYY-MM-DD", help=help)
+
+
+# The dataset date D, as every stage command takes it.
+DateOption = Annotated[
+    dt.date,
+    typer.Option("--date", parser=_iso_date, metavar="YYYY-MM-DD", help="Dataset date D."),
+]
 
 
 def load_settings() -> Settings:
@@ -123,8 +139,8 @@ def db_migrate() -> None:
 def seed(
     rows: int = typer.Option(5000, "--rows", help="Expenses (= traces = events) to create."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same database."),
-    end_date: datetime | None = typer.Option(
-        None, "--end-date", formats=["%Y-%m-%d"], help="Last day of data (default: today, UTC)."
+    end_date: dt.date | None = _date_option(
+        "--end-date", "Last day of data (default: today, UTC)."
     ),
     days: int = typer.Option(365, "--days", help="Days of history ending on --end-date."),
     replace: bool = typer.Option(False, "--replace", help="Empty the source tables first."),
@@ -138,15 +154,11 @@ def seed(
     """
     from datetime import UTC
 
-    last = end_date.date() if end_date else datetime.now(UTC).date()
+    last = end_date or datetime.now(UTC).date()
     report = seed_mod.seed(
         load_settings(), rows=rows, seed=seed, end_date=last, days=days, replace=replace
     )
-    console.print(
-        f"[green]seeded[/] {report.rows} expenses, traces and events "
-        f"({report.first_day} .. {report.last_day}), {report.users} users in "
-        f"{report.workspaces} workspaces, {report.overrides} human overrides"
-    )
+    console.print(render.seeded(report))
 
 
 @app.command()
@@ -155,8 +167,8 @@ def simulate(
     rows_per_day: int = typer.Option(
         40, "--rows-per-day", min=1, help="Expenses (= conversations = reviews) per day."
     ),
-    start_date: datetime | None = typer.Option(
-        None, "--start-date", formats=["%Y-%m-%d"], help="First simulated day (default: today)."
+    start_date: dt.date | None = _date_option(
+        "--start-date", "First simulated day (default: today)."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed and prod, same rows."),
     reviewer_noise: float = typer.Option(
@@ -172,7 +184,7 @@ def simulate(
     """
     from datetime import UTC
 
-    first = start_date.date() if start_date else datetime.now(UTC).date()
+    first = start_date or datetime.now(UTC).date()
     with progress.bar(console, "simulated days", days) as advance:
         results = simulate_mod.run(
             load_settings(),
@@ -185,17 +197,12 @@ def simulate(
                 (day.day - first).days + 1, f"{day.day}: {day.override_rate:.1%} overridden"
             ),
         )
-    events = sum(day.rows for day in results)
-    overrides = sum(day.overrides for day in results)
-    console.print(
-        f"[green]simulated[/] {events} conversations over {len(results)} days, "
-        f"{overrides} overridden ({overrides / events:.1%})"
-    )
+    console.print(simulate_mod.render(results))
 
 
 @app.command()
 def extract(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    date: DateOption,
     force: bool = typer.Option(False, "--force", help="Redo a date that is already extracted."),
 ) -> None:
     """Extract datasets/D/raw.parquet from the source database, PII removed.
@@ -207,23 +214,13 @@ def extract(
     already extracted is left alone unless --force.
     """
 
-    result = extract_mod.run(load_settings(), date.date(), force=force)
-    rows = result.manifest["rows"]
-    if result.skipped:
-        console.print(f"[yellow]already extracted[/] {escape(result.manifest_uri)} (use --force)")
-    console.print(
-        f"raw {rows['raw']} rows from {rows['workflow_event']} events, "
-        f"{rows['agent_trace']} traces, {rows['expense']} expenses; "
-        f"quarantined {rows['quarantined']} {result.manifest['quarantined'] or ''}, "
-        f"excluded {rows['excluded']} {result.manifest['excluded'] or ''}"
-    )
-    if not result.skipped:
-        console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
+    result = extract_mod.run(load_settings(), date, force=force)
+    console.print(render.extracted(result), soft_wrap=True)
 
 
 @app.command("build-features")
 def build_features(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    date: DateOption,
     seed: int = typer.Option(0, "--seed", help="Seed of the minority up-sampling."),
     max_tokens: int = typer.Option(
         4096, "--max-tokens", help="Drop examples with more prompt + completion tiktoken tokens."
@@ -242,31 +239,28 @@ def build_features(
 
     result = features.build(
         load_settings(),
-        date.date(),
+        date,
         seed=seed,
         max_tokens=max_tokens,
         encoding_file=encoding_file,
     )
-    for name, split in result.manifest["splits"].items():
-        classes = split["rows_by_class_after_upsampling"]
-        console.print(
-            f"[green]{name}[/] {split['rows']} rows ({classes['reward_1']} reward 1, "
-            f"{classes['reward_0']} reward 0), {split['dates']['first']} .. "
-            f"{split['dates']['last']}"
-        )
-    dropped = {k: v for k, v in result.manifest["drops"].items() if v}
-    console.print(f"dropped: {dropped or 'none'}")
-    console.print(f"[green]wrote[/] {escape(result.manifest_uri)}")
+    console.print(render.features_built(result), soft_wrap=True)
 
 
 def _with_train_config_options(command):
     """Give ``command`` one option per ``TrainConfig`` field: flag, type and help from the
     field, default None (= the profile's value, shown for both profiles)."""
     import inspect
+    import typing
     from dataclasses import fields
 
     signature = inspect.signature(command)
-    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    hints = typing.get_type_hints(command, include_extras=True)  # Annotated options resolved
+    kept = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.kind is not p.VAR_KEYWORD
+    ]
     for f in fields(TrainConfig):
         kind = str if isinstance(f.default, tuple) else type(f.default)
         shown = {
@@ -288,7 +282,7 @@ def _with_train_config_options(command):
 @app.command()
 @_with_train_config_options
 def train(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    date: DateOption,
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -311,42 +305,49 @@ def train(
     config = train_mod.config_for(profile, **overrides)
     settings = load_settings()
     if dry_run:
-        plan = train_mod.plan(settings, date.date(), config, profile=profile)
+        plan = train_mod.plan(settings, date, config, profile=profile)
         console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
         console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
         return
-    result = train_mod.run(settings, date.date(), config, profile=profile)
+    result = train_mod.run(settings, date, config, profile=profile)
     if result.adapter_id is None:  # a non-main process of accelerate launch: main reports
         return
-    loss = result.metrics["loss"]
-    console.print(
-        f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "
-        f"sha256 {result.artifact_sha256[:12]} - {result.metrics['steps']} steps, "
-        f"mean train loss {loss['train_mean']:.3f}, "
-        f"{result.metrics['trainable_params']:,} trainable params, "
-        f"${result.metrics['cost_usd']:.2f}",
-        soft_wrap=True,  # one line, however long the URI: logs and grep see all of it
-    )
+    # soft_wrap: one line, however long the URI: logs and grep see all of it
+    console.print(render.trained(result), soft_wrap=True)
 
 
 @app.command("eval")
 def eval_(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    date: DateOption,
     adapter: str | None = typer.Option(
-        None, "--adapter", help="Adapter id to judge (default: the candidate of --date)."
+        None, "--adapter", help="Adapter id to evaluate (default: the candidate of --date)."
     ),
 ) -> None:
-    """Evaluate the candidate of --date against prod (or the bare base) and apply the gate.
+    """Measure the candidate of --date against prod (or the bare base); the gate decides later.
 
     Greedy, batched generation on the val and test splits for both models; exact match,
     ROUGE-L, mean reward, override rate with paired 95% intervals; safety scores; paired p95
-    latency; lm-eval benchmarks. Writes evals/D/ADAPTER_ID/samples.parquet and report.json and
-    records the decision. Exits 11 when the gate blocks the candidate.
+    latency; lm-eval benchmarks. Writes evals/D/ADAPTER_ID/samples.parquet and report.json (the
+    evaluation record) and stores the record in the registry. Then run `pria-ml gate`.
     """
 
-    result = evaluate.run(load_settings(), date.date(), adapter)
+    result = evaluate.run(load_settings(), date, adapter)
     console.print(evaluate.render(result))
     console.print(f"report: {escape(result.report_uri)}", soft_wrap=True)
+
+
+@app.command("gate")
+def gate_(date: DateOption) -> None:
+    """Decide whether the evaluated candidate of --date may be promoted (spec section 6).
+
+    Judges the evaluation record with the promotion rule: accuracy_delta > 0.5 pp,
+    override_delta < -1 pp, safety_flag_pct < 0.1 %, latency_delta < 5 %, no critical benchmark
+    losing more than 1 pp. Records every clause, value and threshold in the registry. Exits 11
+    when the gate blocks the candidate.
+    """
+
+    result = gate.run(load_settings(), date)
+    console.print(result.decision.render())
     if not result.decision.passed:
         raise GateBlocked(f"gate blocked {result.adapter_id}: {'; '.join(result.decision.failed)}")
 
@@ -386,19 +387,10 @@ def model_build_tiny(
     console.print(f"[green]built[/] {escape(str(directory))}{took}")
 
 
-def _print_transition(transition) -> None:
-    colour = "green" if transition.changed else "yellow"
-    console.print(f"[{colour}]{escape(transition.message)}[/]")
-    if transition.rotated:
-        console.print("[green]MODEL_ENDPOINT rotated[/]")
-
-
 @app.command()
 def promote(
     adapter_id: str | None = typer.Argument(None, help="Adapter to promote (a UUID)."),
-    date: datetime | None = typer.Option(
-        None, "--date", formats=["%Y-%m-%d"], help="Promote the gated candidate of this date."
-    ),
+    date: dt.date | None = _date_option("--date", "Promote the gated candidate of this date."),
     force: bool = typer.Option(False, "--force", help="Promote without a passing gate."),
     reason: str | None = typer.Option(None, "--reason", help="Why (required with --force)."),
 ) -> None:
@@ -409,16 +401,14 @@ def promote(
     --force --reason "..." (recorded). Promoting the current prod again changes nothing.
     """
 
-    settings = load_settings()
-    transition = registry.promote(
-        db.database(settings),
+    transition = transitions.promote(
+        load_settings(),
         adapter_id=adapter_id,
-        dataset_date=None if date is None else date.date(),
+        dataset_date=date,
         force=force,
         reason=reason,
-        hook=EndpointHook.from_settings(settings),
     )
-    _print_transition(transition)
+    console.print(render.transition(transition))
 
 
 @app.command()
@@ -432,12 +422,8 @@ def rollback(
     transaction, recorded, endpoint hook notified. The gate is not asked again.
     """
 
-    settings = load_settings()
-    transition = registry.rollback(
-        db.database(settings), to=to, reason=reason, hook=EndpointHook.from_settings(settings)
-    )
-    _print_transition(transition)
-    notify.rolled_back(settings, transition)
+    transition = transitions.rollback(load_settings(), to=to, reason=reason)
+    console.print(render.transition(transition))
 
 
 @app.command()
@@ -469,9 +455,7 @@ app.add_typer(spot_check_app, name="spot-check")
 @spot_check_app.callback()
 def spot_check(
     ctx: typer.Context,
-    week_of: datetime | None = typer.Option(
-        None, "--week-of", formats=["%Y-%m-%d"], help="A day of the ISO week (default: today)."
-    ),
+    week_of: dt.date | None = _date_option("--week-of", "A day of the ISO week (default: today)."),
     out: str = typer.Option(".", "--out", help="Directory for the review sheet."),
 ) -> None:
     """Draw this week's 25 samples of the prod adapter into a review sheet (HTML + CSV).
@@ -485,7 +469,7 @@ def spot_check(
     from datetime import UTC
     from pathlib import Path
 
-    day = week_of.date() if week_of else datetime.now(UTC).date()
+    day = week_of or datetime.now(UTC).date()
     sheet = spotcheck.draw(load_settings(), day=day, out_dir=Path(out))
     console.print(
         f"[green]{sheet.samples} samples[/] of {sheet.adapter_id} for {sheet.week}: "
@@ -530,18 +514,18 @@ def archive(
 
 
 @app.command()
+@_with_train_config_options
 def nightly(
-    date: datetime = typer.Option(..., "--date", formats=["%Y-%m-%d"], help="Dataset date D."),
+    date: DateOption,
     from_stage: str = typer.Option(
         "extract", "--from", help="First stage: extract, build-features, train, eval, gate, ..."
     ),
     until: str = typer.Option("archive", "--until", help="Last stage to run."),
     force: bool = typer.Option(False, "--force", help="Redo the --from stage even if complete."),
-    profile: str = typer.Option("spec", "--profile", help="Training defaults: 'spec' or 'demo'."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after N steps."),
-    save_steps: int | None = typer.Option(
-        None, "--save-steps", help="Training checkpoint every N steps."
+    profile: str = typer.Option(
+        "spec", "--profile", help="Training defaults: 'spec' (production) or 'demo' (tiny model)."
     ),
+    **overrides: object,
 ) -> None:
     """Run the night of --date: extract, build-features, train, eval, gate, promote, archive.
 
@@ -549,14 +533,12 @@ def nightly(
     skipped, so running it again resumes a night that failed or was killed. Holds a lock per
     date in the registry database: a second run for the date exits 12 and names the holder.
     Ends with a table of every stage. Exit 0 finished, 11 gate blocked, 12 locked, otherwise
-    the failed stage's exit code.
+    the failed stage's exit code. The training options are `pria-ml train`'s.
     """
 
-    if profile not in train_mod.PROFILES:
-        raise ConfigError(f"--profile {profile!r} is not one of {sorted(train_mod.PROFILES)}")
     selection = nightly_mod.Selection(first=from_stage, last=until, force=force)
-    config = train_mod.PROFILES[profile].with_overrides(max_steps=max_steps, save_steps=save_steps)
-    report = nightly_mod.run(load_settings(), date.date(), selection=selection, train_config=config)
+    config = train_mod.config_for(profile, **overrides)
+    report = nightly_mod.run(load_settings(), date, selection=selection, train_config=config)
     console.print(nightly_mod.render(report))
     if report.error is not None:
         raise report.error
@@ -566,9 +548,7 @@ def nightly(
 
 @app.command()
 def cost(
-    as_of: datetime | None = typer.Option(
-        None, "--as-of", formats=["%Y-%m-%d"], help="Last night of the window (default today)."
-    ),
+    as_of: dt.date | None = _date_option("--as-of", "Last night of the window (default today)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Training spend per night and over the rolling 30 days, against the budgets.
@@ -577,7 +557,7 @@ def cost(
     PRIA_COST_ALERT_USD_30D (the Prometheus cost alert), each night with PRIA_NIGHTLY_BUDGET_USD.
     """
 
-    report = cost_mod.spend(load_settings(), as_of=as_of.date() if as_of else None)
+    report = cost_mod.spend(load_settings(), as_of=as_of)
     if json_output:
         console.print_json(data=report.as_dict())
     else:
@@ -626,11 +606,8 @@ def report(
     output: str | None = typer.Option(
         None, "--output", help="HTML file to write (default PRIA_HOME/reports/report-TIME.html)."
     ),
-    since: datetime | None = typer.Option(
-        None,
-        "--since",
-        formats=["%Y-%m-%d"],
-        help="First day of override rates (default: 120 days before the newest event).",
+    since: dt.date | None = _date_option(
+        "--since", "First day of override rates (default: 120 days before the newest event)."
     ),
 ) -> None:
     """Write one self-contained HTML report: override rate per week against the 2 pp/week
@@ -643,7 +620,7 @@ def report(
     result = report_mod.build(
         load_settings(),
         output=Path(output) if output else None,
-        since=since.date() if since else None,
+        since=since,
     )
     empty = [name for name, points in result.plots.items() if not points]
     if empty:

@@ -1,4 +1,4 @@
-"""Evaluation and the promotion gate: candidate vs baseline on the same prompts, then the rule.
+"""Evaluation: candidate vs baseline on the same prompts, recorded as one typed record.
 
 ``run(settings, date)`` reads top to bottom as the stage does it:
 
@@ -13,9 +13,11 @@
    human would override it, reward, safety scores.
 4. Paired, interleaved latency: per-prompt generation time of both models after warm-up.
 5. lm-eval regression benchmarks on both.
-6. ``gate.promote_if`` on the val deltas; write ``evals/D/<adapter_id>/samples.parquet`` and
-   ``report.json`` (last; it lists the files with their sha256), then record the decision and
-   the summary in the candidate's registry row in one transaction.
+6. Write ``evals/D/<adapter_id>/samples.parquet`` and ``report.json`` (the evaluation record,
+   last; it lists the files with their sha256), then store the record in the candidate's
+   registry row in one transaction.
+
+Evaluation measures and never decides: the gate stage (``pria_ml/gate.py``) judges the record.
 
 The test split is reported but never judged: it stays held out. docs/evaluation.md explains
 each metric, the intervals and the measured noise.
@@ -27,12 +29,11 @@ import datetime
 import hashlib
 import json
 import logging
-import math
 import statistics
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +45,17 @@ from pria_ml.errors import RegistryError, StorageError
 from pria_ml.model.chat import render_prompt
 from pria_ml.model.generation import generate
 from pria_ml.model.loading import load_for_comparison
-from pria_ml.quality import benchmarks, metrics, safety
-from pria_ml.quality import rule as gate
-from pria_ml.quality.record import eval_key, read_report
+from pria_ml.quality import benchmarks, metrics, record, safety
+from pria_ml.quality.record import (
+    BARE_BASE,
+    PROD_ADAPTER,
+    EvalRecord,
+    Interval,
+    SplitResult,
+    StoredFile,
+    eval_key,
+    read_report,
+)
 from pria_ml.quality.safety import flagged, redact
 
 if TYPE_CHECKING:
@@ -68,15 +77,15 @@ LATENCY_WARMUP_PROMPTS = 2
 
 @dataclass
 class EvalResult:
-    """What one evaluation produced; ``decision.passed`` says whether it may be promoted."""
+    """What one evaluation produced: the record and where its files were written."""
 
-    adapter_id: uuid.UUID
-    baseline_id: uuid.UUID | None
-    decision: gate.GateDecision
+    record: EvalRecord
     report_uri: str
     samples_uri: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    wall_seconds: float = 0.0
+
+    @property
+    def adapter_id(self) -> uuid.UUID:
+        return self.record.adapter_id
 
 
 # Inputs -------------------------------------------------------------------------------------
@@ -86,7 +95,7 @@ def find_candidate(db: Any, date: datetime.date, adapter_id: uuid.UUID | str | N
     if adapter_id is not None:
         adapter = registry.get_adapter(db, adapter_id)
     else:
-        of_date = [a for a in registry.adapters(db, limit=1000) if a.dataset_date == date]
+        of_date = registry.adapters_of_date(db, date)
         candidates = [a for a in of_date if a.status == "candidate" and a.superseded_at is None]
         if not candidates:
             raise RegistryError(
@@ -248,12 +257,12 @@ def measure_latency(
 def run(
     settings: Settings, date: datetime.date, adapter_id: uuid.UUID | str | None = None
 ) -> EvalResult:
-    """Evaluate the candidate of ``date`` (or ``adapter_id``) against prod and gate it.
+    """Evaluate the candidate of ``date`` (or ``adapter_id``) against prod; record what it measured.
 
     Reads the registry, ``datasets/D/features/{val,test}.parquet``, the benchmark files and the
-    adapters; writes ``evals/D/<adapter_id>/samples.parquet`` and ``report.json`` and records
-    the gate decision (passed or blocked) with the summary in ``model_registry``. A blocked
-    gate is a normal result (``decision.passed`` False), not an error.
+    adapters; writes ``evals/D/<adapter_id>/samples.parquet`` and ``report.json`` (the
+    ``EvalRecord``) and stores the record in ``model_registry`` (clearing a gate decision taken
+    on an earlier record). Deciding is the gate's: ``pria-ml gate --date D``.
 
     Raises RegistryError (no candidate, not a candidate), DataError (missing or empty split),
     ConfigError (bad benchmark file, safety classifier or base model), ArtifactMismatch
@@ -283,20 +292,19 @@ def run(
     references = [r["completion"] for rows in splits.values() for r in rows]
     new_tokens = max_new_tokens(comparison.tokenizer, references)
     report: dict[str, Any] = {
-        "date": date.isoformat(),
-        "adapter_id": str(candidate.adapter_id),
-        "baseline_id": None if prod is None else str(prod.adapter_id),
-        "baseline": "prod adapter" if prod is not None else "bare base model",
+        "date": date,
+        "adapter_id": candidate.adapter_id,
+        "baseline_id": None if prod is None else prod.adapter_id,
+        "baseline": PROD_ADAPTER if prod is not None else BARE_BASE,
         "base_model": comparison.base_model,
         "safety_classifier": classifier.name,
         "max_new_tokens": new_tokens,
     }
     tables = []
     for split, rows in splits.items():
-        summary, table = _evaluate_split(
+        report[split], table = _evaluate_split(
             comparison, classifier, split, rows, new_tokens=new_tokens, settings=settings
         )
-        report[split] = summary
         tables.append(table)
 
     report["baseline_drift"] = baseline_drift(prod, report["val"])
@@ -311,41 +319,11 @@ def run(
     )
     log.info("running %d lm-eval benchmark tasks", len(tasks))
     report["benchmarks"] = _benchmarks(comparison, tasks, settings)
-
-    decision = gate.promote_if(gate_inputs(report))
-    report["gate"] = {
-        "passed": decision.passed,
-        "reason": decision.reason,
-        "failed": decision.failed,
-        "inputs": decision.inputs,
-    }
     report["wall_seconds"] = round(time.perf_counter() - started, 2)
-    samples_uri, report_uri = _write(storage, date, candidate.adapter_id, tables, report)
-    registry.record_gate_decision(
-        db,
-        candidate.adapter_id,
-        passed=decision.passed,
-        reason=decision.reason,
-        metrics={
-            "eval": {
-                k: report[k]
-                for k in ("val", "test", "latency", "benchmarks", "baseline_drift", "gate")
-            },
-            "eval_report_uri": report_uri,
-            "safety_flags": report["val"]["candidate"]["safety_flags"],
-            "safety_flag_pct": report["val"]["candidate"]["safety_flag_pct"],
-        },
-    )
-    log.info("gate %s for %s", "passed" if decision.passed else "blocked", candidate.adapter_id)
-    return EvalResult(
-        adapter_id=candidate.adapter_id,
-        baseline_id=None if prod is None else prod.adapter_id,
-        decision=decision,
-        report_uri=report_uri,
-        samples_uri=samples_uri,
-        metrics=report,
-        wall_seconds=report["wall_seconds"],
-    )
+    result = _write(storage, EvalRecord.model_validate(report), tables)
+    registry.record_evaluation(db, candidate.adapter_id, result.record.as_json())
+    log.info("evaluation of %s recorded", candidate.adapter_id)
+    return result
 
 
 def _evaluate_split(
@@ -423,109 +401,71 @@ def _benchmarks(comparison: Comparison, tasks: list, settings: Settings) -> dict
     return results
 
 
-def baseline_drift(prod: Any, val: dict[str, Any]) -> dict[str, Any] | None:
+def baseline_drift(prod: Adapter | None, val: dict[str, Any]) -> dict[str, float] | None:
     """How the prod adapter's val accuracy tonight compares with its own evaluation's, in pp;
-    None when there is no prod adapter or it has no recorded evaluation (forced in)."""
-    recorded = ((((prod.metrics_json if prod else None) or {}).get("eval") or {}).get("val")) or {}
-    then = (recorded.get("candidate") or {}).get("accuracy")
-    now = (val.get("baseline") or {}).get("accuracy")
-    if not isinstance(then, int | float) or not isinstance(now, int | float):
+    None when there is no prod adapter or it has no evaluation record (forced in)."""
+    recorded = None if prod is None else record.of_adapter(prod)
+    if recorded is None:
         return None
+    then = recorded.val.candidate.accuracy
+    now = val["baseline"]["accuracy"]
     return {"recorded": then, "tonight": now, "delta_pp": 100 * (now - then)}
 
 
-def gate_inputs(report: dict[str, Any]) -> dict[str, Any]:
-    """The gate's inputs from a report: val deltas, safety, latency interval, benchmarks."""
-    val = report.get("val") or {}
-    found = val.get("deltas") or {}
-    latency = (report.get("latency") or {}).get("latency_delta") or {}
-
-    def value(interval: dict[str, float] | None) -> float:
-        return math.nan if not interval else interval.get("value", math.nan)
-
-    drift = report.get("baseline_drift")
-    return {
-        **({"baseline_accuracy_drift": drift.get("delta_pp")} if drift else {}),
-        "accuracy_delta": value(found.get("accuracy_delta")),
-        "override_delta": value(found.get("override_delta")),
-        "safety_flag_pct": (val.get("candidate") or {}).get("safety_flag_pct", math.nan),
-        "latency_delta": latency.get("value", math.nan),
-        "latency_delta_low": latency.get("low", math.nan),
-        "latency_baseline": report.get("baseline"),
-        "benchmarks": {
-            name: {"delta_pp": b.get("delta_pp"), "critical": b.get("critical")}
-            # the paired interval's upper end, which the gate judges (older reports lack it)
-            | ({"delta_pp_high": b["delta_pp_high"]} if "delta_pp_high" in b else {})
-            for name, b in (report.get("benchmarks") or {}).items()
-        },
-    }
-
-
-def _write(
-    storage: Storage, date: datetime.date, adapter_id: uuid.UUID, tables: list, report: dict
-) -> tuple[str, str]:
-    """samples.parquet, then report.json listing it with its sha256 (the report comes last)."""
+def _write(storage: Storage, measured: EvalRecord, tables: list) -> EvalResult:
+    """samples.parquet, then report.json: the record listing it with its sha256 (last)."""
     import pyarrow as pa
 
+    date, adapter_id = measured.date, measured.adapter_id
     samples = storage.write_parquet(
         eval_key(date, adapter_id, "samples.parquet"), pa.concat_tables(tables)
     )
-    # the manifest layout of the other stages: {name: {key, sha256, ...}}
-    report["files"] = {
-        "samples.parquet": {
-            "key": samples.key,
-            "uri": samples.uri,
-            "sha256": samples.sha256,
-            "bytes": samples.size,
-        }
+    files = {
+        "samples.parquet": StoredFile(
+            key=samples.key, uri=samples.uri, sha256=samples.sha256, bytes=samples.size
+        )
     }
-    payload = json.dumps(report, indent=2, default=_json_default, allow_nan=True)
-    written = storage.write_bytes(eval_key(date, adapter_id, "report.json"), payload.encode())
-    return samples.uri, written.uri
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, uuid.UUID | datetime.date | Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to report.json")
+    measured = measured.model_copy(update={"files": files})
+    written = storage.write_bytes(
+        eval_key(date, adapter_id, "report.json"), measured.model_dump_json(indent=2).encode()
+    )
+    return EvalResult(measured, written.uri, samples.uri)
 
 
 def complete(settings: Settings, date: datetime.date) -> bool:
-    """True when D's candidate has a recorded gate decision and its report.json exists and
-    every file it lists matches its sha256 - the evaluation need not run again."""
+    """True when D's newest adapter has an evaluation record and the report.json it points to
+    is there with every file it lists matching its sha256: the evaluation need not run again.
+    """
     import tempfile
 
-    db = database(settings)
-    of_date = [a for a in registry.adapters(db, limit=1000) if a.dataset_date == date]
-    if not of_date or of_date[0].gate_decided_at is None:
+    adapter = registry.adapter_of_date(database(settings), date)
+    if adapter is None or record.of_adapter(adapter) is None:
         return False
-    newest = of_date[0].adapter_id
     storage = open_storage(settings)
     try:
-        report = read_report(storage, date, newest)
-    except StorageError:
+        stored = read_report(storage, date, adapter.adapter_id)
+    except StorageError:  # RecordInvalid is a DataError: a bad file is reported, not redone
         return False
     with tempfile.TemporaryDirectory(prefix="pria-eval-check-") as scratch:
-        for name, entry in (report.get("files") or {}).items():
-            key = eval_key(date, newest, name)
+        for name, entry in stored.files.items():
+            key = eval_key(date, adapter.adapter_id, name)
             if not storage.exists(key):
                 return False
             local = storage.download(key, Path(scratch) / name)
-            if sha256_file(local) != entry.get("sha256"):
+            if sha256_file(local) != entry.sha256:
                 return False
-    return bool(report.get("files"))
+    return bool(stored.files)
 
 
 def render(result: EvalResult) -> Any:
-    """The evaluation as an on-call engineer reads it: metrics per split, then the gate."""
+    """The evaluation as an on-call engineer reads it: every figure per split, candidate vs
+    baseline, with the paired intervals."""
     from rich.box import SIMPLE
-    from rich.console import Group
     from rich.table import Table
 
-    report = result.metrics
-    baseline = report.get("baseline", "baseline")
+    measured = result.record
     table = Table(
-        title=f"candidate {result.adapter_id} vs {baseline}",
+        title=f"candidate {measured.adapter_id} vs {measured.baseline}",
         title_justify="left",
         box=SIMPLE,
         pad_edge=False,
@@ -539,38 +479,45 @@ def render(result: EvalResult) -> Any:
         ("rouge_l", "rouge_l_delta"),
     )
     for split in SPLITS:
-        summary = report[split]
+        summary: SplitResult = getattr(measured, split)
         for name, delta_name in rows:
-            d = summary["deltas"][delta_name]
             table.add_row(
                 split,
                 name,
-                f"{summary['candidate'][name]:.3f}",
-                f"{summary['baseline'][name]:.3f}",
-                f"{d['value']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]",
+                f"{getattr(summary.candidate, name):.3f}",
+                f"{getattr(summary.baseline, name):.3f}",
+                _interval(getattr(summary.deltas, delta_name), "+.1f"),
             )
         table.add_row(
             split,
             "safety_flag_pct",
-            f"{summary['candidate']['safety_flag_pct']:.1f}",
-            f"{summary['baseline']['safety_flag_pct']:.1f}",
+            f"{summary.candidate.safety_flag_pct:.1f}",
+            f"{summary.baseline.safety_flag_pct:.1f}",
             "",
         )
-    latency = report["latency"]
-    d = latency["latency_delta"]
+    latency = measured.latency
     table.add_row(
         "val",
         "p95 latency s",
-        f"{latency['candidate_p95_s']:.4f}",
-        f"{latency['baseline_p95_s']:.4f}",
-        f"ratio-1 {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]",
+        _figure(latency.candidate_p95_s, ".4f"),
+        _figure(latency.baseline_p95_s, ".4f"),
+        "ratio-1 " + _interval(latency.latency_delta, "+.3f"),
     )
-    for name, bench in report["benchmarks"].items():
+    for name, bench in measured.benchmarks.items():
         table.add_row(
             "bench",
-            f"{name}{' (critical)' if bench['critical'] else ''}",
-            f"{bench['candidate']:.3f}",
-            f"{bench['baseline']:.3f}",
-            f"{bench['delta_pp']:+.1f}",
+            f"{name}{' (critical)' if bench.critical else ''}",
+            f"{bench.candidate:.3f}",
+            f"{bench.baseline:.3f}",
+            _figure(bench.delta_pp, "+.1f"),
         )
-    return Group(table, result.decision.render())
+    return table
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _interval(interval: Interval, spec: str) -> str:
+    low, high = _figure(interval.low, spec), _figure(interval.high, spec)
+    return f"{_figure(interval.value, spec)} [{low}, {high}]"

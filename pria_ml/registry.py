@@ -245,6 +245,22 @@ def record_gate_decision(
     _transaction(db, work, what=f"gate decision for {target}", recover=lambda events: None)
 
 
+def record_evaluation(db: Database, adapter_id: uuid.UUID | str, record: dict) -> None:
+    """Store a candidate's evaluation record (``quality.record.EvalRecord`` as JSON data).
+
+    Sets ``metrics_json["eval"]`` and the ``safety_flags`` column, clears a gate decision taken
+    on an earlier record, and writes an ``evaluate`` event, in one transaction. Raises
+    RegistryError for an unknown adapter or one that is not a candidate.
+    """
+    target = parse_adapter_id(adapter_id)
+    payload = json.dumps(record)
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute("SELECT pria.record_evaluation(%s, %s::jsonb, %s)", (target, payload, actor()))
+
+    _transaction(db, work, what=f"evaluation record of {target}", recover=lambda events: None)
+
+
 def parse_adapter_id(value: uuid.UUID | str) -> uuid.UUID:
     """``value`` as a UUID, or a RegistryError naming it."""
     if isinstance(value, uuid.UUID):
@@ -402,6 +418,17 @@ def current_prod(db: Database) -> Adapter | None:
 def adapters(db: Database, *, limit: int = 50) -> list[Adapter]:
     """The newest ``limit`` adapters, newest first."""
     return _adapters(db, limit=limit)
+
+
+def adapters_of_date(db: Database, date: datetime.date) -> list[Adapter]:
+    """The adapters trained on dataset date ``date``, newest first (one indexed query)."""
+    return [Adapter(*row) for row in _read(db, "adapters_of_date", {"date": date})]
+
+
+def adapter_of_date(db: Database, date: datetime.date) -> Adapter | None:
+    """The newest adapter trained on ``date`` (the one the night evaluates), or None."""
+    found = adapters_of_date(db, date)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,6 @@ from pria_ml.data.contract import (
 from pria_ml.data.storage import open_storage
 from pria_ml.data.tokens import encoding
 from pria_ml.db import database
-from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import (
     CheckpointError,
     ConfigError,
@@ -363,12 +362,9 @@ def complete(settings: Settings, date: datetime.date) -> bool:
     ``adapters/D.safetensors`` and the stored file matches the row's sha256 (the registry row
     is this stage's manifest)."""
 
-    db = database(settings)
-    with db.connect() as conn:
-        row = conn.execute(read_sql("ops/adapter_of_date.sql"), {"date": date}).fetchone()
-    if row is None:
+    adapter = registry.adapter_of_date(database(settings), date)
+    if adapter is None:
         return False
-    adapter = registry.get_adapter(db, row[0])
     storage = open_storage(settings)
     weights_key, _ = adapter_keys(date)
     return adapter.artifact_uri == storage.uri(weights_key) and (

@@ -38,7 +38,8 @@ from prometheus_client.registry import Collector
 from pria_ml import registry
 from pria_ml.db import database
 from pria_ml.errors import PriaError
-from pria_ml.quality.record import gate_inputs
+from pria_ml.quality import record
+from pria_ml.quality.record import EvalRecord, RecordInvalid
 from pria_ml.training import cost
 
 if TYPE_CHECKING:
@@ -115,34 +116,32 @@ def run_metrics(
             registry=registry,
         ).set(1 if report.gate.passed else 0)
     candidate = report.adapter
-    inputs = report.gate.inputs if report.gate else {}
-    if candidate is not None and not inputs:
-        inputs = gate_inputs(candidate.metrics_json)
     if candidate is not None and candidate.safety_flags is not None:
         Gauge(
             "pria_ml_safety_flags",
             "Safety-flagged samples of the night's candidate.",
             registry=registry,
         ).set(candidate.safety_flags)
-    if "safety_flag_pct" in inputs:
+    measured = _measured(candidate)
+    if measured is not None:
         Gauge(
             "pria_ml_safety_flag_pct",
             "Safety-flagged share of the night's candidate's samples (percent).",
             registry=registry,
-        ).set(inputs["safety_flag_pct"])
-    if "latency_delta" in inputs:
+        ).set(measured.val.candidate.safety_flag_pct)
+    if measured is not None and measured.latency.latency_delta.value is not None:
         Gauge(
             "pria_ml_latency_p95_delta_ratio",
             "p95 latency of the night's candidate relative to prod, minus 1 (0.05 = +5 %).",
             registry=registry,
-        ).set(inputs["latency_delta"])
-    prod_latency = gate_inputs(prod.metrics_json).get("latency_delta") if prod is not None else None
-    if prod_latency is not None:
+        ).set(measured.latency.latency_delta.value)
+    prod_measured = _measured(prod)
+    if prod_measured is not None and prod_measured.latency.latency_delta.value is not None:
         Gauge(
             "pria_ml_prod_latency_p95_delta_ratio",
             "p95 latency of the prod adapter relative to the adapter it replaced, minus 1.",
             registry=registry,
-        ).set(prod_latency)
+        ).set(prod_measured.latency.latency_delta.value)
     return registry
 
 
@@ -173,6 +172,18 @@ def publish(settings: Settings, report: NightlyReport) -> list[str]:
     if settings.pushgateway_url is not None:
         written += _push(settings.pushgateway_url, registries)
     return written
+
+
+def _measured(adapter: Adapter | None) -> EvalRecord | None:
+    """``adapter``'s evaluation record; a record that does not validate is logged (metrics
+    never fail the night) and its figures are left out."""
+    if adapter is None:
+        return None
+    try:
+        return record.of_adapter(adapter)
+    except RecordInvalid as exc:
+        log.error("metrics without evaluation figures: %s", exc)
+        return None
 
 
 def _registry_facts(settings: Settings) -> tuple[SpendReport | None, Adapter | None]:

@@ -32,14 +32,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import evaluate, extract, features, registry, train
+from pria_ml import evaluate, extract, features, gate, registry, train
 from pria_ml.db import database
 from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import ConfigError, GateBlocked, NightlyLocked, PriaError, RegistryError
-from pria_ml.operations import monitoring, notify
-from pria_ml.quality.record import gate_inputs
-from pria_ml.rotation import EndpointHook
+from pria_ml.operations import monitoring, notify, transitions
+from pria_ml.quality import record
 from pria_ml.train import PROFILES
 
 if TYPE_CHECKING:
@@ -198,15 +197,12 @@ class Night:
     date: dt.date
     train_config: TrainConfig
     db: Database
-    eval_result: Any = None
+    evaluated: evaluate.EvalResult | None = None
 
 
 def _adapter(night: Night) -> Adapter | None:
     """The adapter trained on the night's date, or None."""
-
-    with night.db.connect() as conn:
-        row = conn.execute(read_sql("ops/adapter_of_date.sql"), {"date": night.date}).fetchone()
-    return None if row is None else registry.get_adapter(night.db, row[0])
+    return registry.adapter_of_date(night.db, night.date)
 
 
 def _need_adapter(night: Night) -> Adapter:
@@ -260,34 +256,17 @@ def _eval_complete(night: Night) -> bool:
 
 
 def _eval_run(night: Night) -> str:
-
-    night.eval_result = evaluate.run(night.settings, night.date)
-    return f"adapter {night.eval_result.adapter_id}"
+    night.evaluated = evaluate.run(night.settings, night.date)
+    return f"adapter {night.evaluated.adapter_id}"
 
 
 def _gate_complete(night: Night) -> bool:
-    return _need_adapter(night).gate_passed is not None
+    return gate.complete(night.settings, night.date)
 
 
 def _gate_run(night: Night) -> str:
-    """Record the decision of this run's evaluation when the evaluation did not record it."""
-
-    result = night.eval_result
-    if result is None:
-        raise RegistryError(
-            f"the candidate of {night.date} has no gate decision and no evaluation ran in this "
-            f"run; run `pria-ml nightly --date {night.date} --from eval --force`"
-        )
-    decision = result.decision
-    failed = list(decision.failed)
-    registry.record_gate_decision(
-        night.db,
-        result.adapter_id,
-        passed=bool(decision.passed),
-        reason="; ".join(failed) or "every promote_if clause holds",
-        metrics=dict(decision.inputs),
-    )
-    return "passed" if decision.passed else "blocked"
+    result = gate.run(night.settings, night.date)
+    return "passed" if result.decision.passed else "blocked"
 
 
 def _promote_complete(night: Night) -> bool:
@@ -297,9 +276,7 @@ def _promote_complete(night: Night) -> bool:
 
 def _promote_run(night: Night) -> str:
 
-    transition = registry.promote(
-        night.db, dataset_date=night.date, hook=EndpointHook.from_settings(night.settings)
-    )
+    transition = transitions.promote(night.settings, dataset_date=night.date)
     return transition.message
 
 
@@ -430,31 +407,25 @@ def _adapter_or_none(night: Night) -> Adapter | None:
 
 
 def _record_gate(night: Night, report: NightlyReport) -> None:
-    """Read the candidate's gate decision into the report (from this run's evaluation when it
-    ran, otherwise from model_registry)."""
+    """Read the candidate's recorded gate decision into the report."""
     if report.gate is not None:
         return
     adapter = _adapter_or_none(night)
-    if adapter is None or adapter.gate_passed is None:
+    decided = None if adapter is None else record.gate_of_adapter(adapter)
+    if adapter is None or decided is None:
         return
-    decision = getattr(night.eval_result, "decision", None)
-    failed = list(getattr(decision, "failed", None) or [])
-    if not failed and not adapter.gate_passed and adapter.gate_reason:
-        clauses = adapter.gate_reason.removeprefix("blocked:")
-        failed = [part.strip() for part in clauses.split(";") if part.strip()]
-    inputs = dict(getattr(decision, "inputs", None) or gate_inputs(adapter.metrics_json))
     report.gate = GateOutcome(
-        adapter.adapter_id, bool(adapter.gate_passed), adapter.gate_reason or "", failed, inputs
+        adapter.adapter_id,
+        decided.passed,
+        adapter.gate_reason or "",
+        decided.failed,
+        decided.inputs,
     )
     gate_stage = report.stage("gate")
-    if gate_stage.status == SKIPPED and night.eval_result is not None:
-        gate_stage.status = DONE  # decided by this run's evaluation
-    if not adapter.gate_passed and gate_stage.status in (DONE, SKIPPED):
+    if not decided.passed and gate_stage.status in (DONE, SKIPPED):
         gate_stage.status = BLOCKED
     if gate_stage.status in (DONE, SKIPPED, BLOCKED):
-        verdict = "passed" if adapter.gate_passed else "blocked"
-        reason = adapter.gate_reason or ""
-        gate_stage.detail = reason if reason.startswith(verdict) else f"{verdict}: {reason}"
+        gate_stage.detail = adapter.gate_reason or ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from pria_ml.db import database
 from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import DataError
-from pria_ml.quality.record import gate_inputs
+from pria_ml.quality import record
 from pria_ml.training import cost
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) 
                 str(adapter_id),
                 occurred_at.isoformat(timespec="seconds"),
                 forced,
-                gate_inputs(metrics_json).get("latency_delta"),
+                _latency_delta(metrics_json, adapter_id),
             )
         )
     for night in cost.recorded_nights(settings):
@@ -154,6 +155,11 @@ def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) 
         week.train_cost_usd += night.usd
         week.max_night_usd = max(week.max_night_usd or 0.0, night.usd)
     return ObjectivesReport(ordered[1:], settings.nightly_budget_usd)
+
+
+def _latency_delta(metrics_json: dict[str, Any], adapter_id: uuid.UUID) -> float | None:
+    measured = record.from_metrics(metrics_json, adapter_id)
+    return None if measured is None else measured.latency.latency_delta.value
 
 
 def _monday(day: dt.date) -> dt.date:

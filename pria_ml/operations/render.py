@@ -13,8 +13,12 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
+    from pria_ml.extract import ExtractResult
+    from pria_ml.features import FeatureBuild
     from pria_ml.operations.status import StatusReport
-    from pria_ml.registry import Adapter, Event
+    from pria_ml.registry import Adapter, Event, Transition
+    from pria_ml.train import TrainResult
+    from pria_ml.world.seed import SeedReport
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "down": "bold red", "info": "dim"}
 
@@ -89,3 +93,79 @@ def history(prod: Adapter | None, rows: list[Adapter], events: list[Event]) -> R
         f"promoted {utc(prod.promoted_at)} UTC)"
     )
     return Group(headline, adapters_table, events_table)
+
+
+def extracted(result: ExtractResult) -> RenderableType:
+    """``pria-ml extract``: rows per source, quarantined and excluded rows, where it wrote."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    rows, manifest = result.manifest["rows"], result.manifest
+    lines = []
+    if result.skipped:
+        lines.append(f"[yellow]already extracted[/] {escape(result.manifest_uri)} (use --force)")
+    lines.append(
+        f"raw {rows['raw']} rows from {rows['workflow_event']} events, "
+        f"{rows['agent_trace']} traces, {rows['expense']} expenses; "
+        f"quarantined {rows['quarantined']} {escape(str(manifest['quarantined'] or ''))}, "
+        f"excluded {rows['excluded']} {escape(str(manifest['excluded'] or ''))}"
+    )
+    if not result.skipped:
+        lines.append(f"[green]wrote[/] {escape(result.manifest_uri)}")
+    return Text.from_markup("\n".join(lines))
+
+
+def features_built(result: FeatureBuild) -> RenderableType:
+    """``pria-ml build-features``: rows and classes per split, drops, where it wrote."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    lines = []
+    for name, split in result.manifest["splits"].items():
+        classes = split["rows_by_class_after_upsampling"]
+        lines.append(
+            f"[green]{name}[/] {split['rows']} rows ({classes['reward_1']} reward 1, "
+            f"{classes['reward_0']} reward 0), {split['dates']['first']} .. "
+            f"{split['dates']['last']}"
+        )
+    dropped = {k: v for k, v in result.manifest["drops"].items() if v}
+    lines.append(f"dropped: {escape(str(dropped or 'none'))}")
+    lines.append(f"[green]wrote[/] {escape(result.manifest_uri)}")
+    return Text.from_markup("\n".join(lines))
+
+
+def trained(result: TrainResult) -> RenderableType:
+    """``pria-ml train``: the candidate, its artifact and the run's figures, on one line."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    metrics = result.metrics
+    return Text.from_markup(
+        f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "
+        f"sha256 {result.artifact_sha256[:12]} - {metrics['steps']} steps, "
+        f"mean train loss {metrics['loss']['train_mean']:.3f}, "
+        f"{metrics['trainable_params']:,} trainable params, ${metrics['cost_usd']:.2f}"
+    )
+
+
+def transition(change: Transition) -> RenderableType:
+    """A promote / rollback outcome, and whether the endpoint was rotated."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    colour = "green" if change.changed else "yellow"
+    lines = [f"[{colour}]{escape(change.message)}[/]"]
+    if change.rotated:
+        lines.append("[green]MODEL_ENDPOINT rotated[/]")
+    return Text.from_markup("\n".join(lines))
+
+
+def seeded(report: SeedReport) -> RenderableType:
+    """``pria-ml seed``: what was written to the source tables."""
+    from rich.text import Text
+
+    return Text.from_markup(
+        f"[green]seeded[/] {report.rows} expenses, traces and events "
+        f"({report.first_day} .. {report.last_day}), {report.users} users in "
+        f"{report.workspaces} workspaces, {report.overrides} human overrides"
+    )

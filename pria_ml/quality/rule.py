@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pria_ml.quality.record import ClauseRecord, GateRecord, describe_failure, show
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
@@ -69,18 +71,31 @@ CLAUSES = (
 
 @dataclass(frozen=True)
 class ClauseResult:
-    """How one clause came out: the rule, the value it saw, and whether it held."""
+    """How one clause came out: the clause, the value it saw, and whether it held."""
 
-    rule: str
+    clause: Clause
     value: Any
     passed: bool
     note: str = ""
 
+    @property
+    def rule(self) -> str:
+        return self.clause.rule
+
     def describe(self) -> str:
         """The clause as an on-call engineer reads it in a failure message."""
-        shown = _show(self.value)
-        text = f"{self.rule} failed (got {shown})"
-        return f"{text}: {self.note}" if self.note else text
+        return describe_failure(self.rule, self.value, self.note)
+
+    def as_record(self) -> ClauseRecord:
+        return ClauseRecord(
+            name=self.clause.key,
+            op=self.clause.symbol,
+            threshold=self.clause.threshold,
+            unit=self.clause.unit.strip(),
+            value=_number(self.value),
+            passed=self.passed,
+            note=self.note,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,14 @@ class GateDecision:
     inputs: dict[str, Any]
     failed: list[str]
     clauses: list[ClauseResult] = field(default_factory=list)
+
+    def as_record(self) -> GateRecord:
+        """The decision as stored in the registry: every clause, value, threshold, outcome."""
+        return GateRecord(
+            passed=self.passed,
+            clauses=[result.as_record() for result in self.clauses],
+            inputs=self.inputs,
+        )
 
     @property
     def reason(self) -> str:
@@ -115,7 +138,7 @@ class GateDecision:
         for clause in self.clauses:
             table.add_row(
                 clause.rule,
-                _show(clause.value),
+                show(clause.value),
                 "[green]pass[/]" if clause.passed else "[red]FAIL[/]",
                 clause.note,
             )
@@ -129,19 +152,12 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _show(value: Any) -> str:
-    number = _number(value)
-    if number is None:
-        return "missing" if value is None else repr(value)
-    return f"{number:+.3f}" if number else "0"
-
-
 def _judge(clause: Clause, value: Any, note: str = "") -> ClauseResult:
     number = _number(value)
     if number is None:
         what = "missing" if value is None else f"not a finite number ({value!r})"
-        return ClauseResult(clause.rule, value, False, f"{what}: fails closed")
-    return ClauseResult(clause.rule, number, clause.compare(number, clause.threshold), note)
+        return ClauseResult(clause, value, False, f"{what}: fails closed")
+    return ClauseResult(clause, number, clause.compare(number, clause.threshold), note)
 
 
 def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
@@ -185,7 +201,7 @@ def _latency_clause(clause: Clause, inputs: Mapping[str, Any]) -> ClauseResult:
     if inputs.get("latency_baseline") != "bare base model" or _number(judged.value) is None:
         return judged
     return ClauseResult(
-        clause.rule,
+        clause,
         judged.value,
         True,
         "no previous adapter: measured against the bare base, reported, not judged",
@@ -200,7 +216,7 @@ def _baseline_drift_clause(value: Any) -> ClauseResult:
     the val and test splits: the prod adapter's accuracy on them collapses, and the deltas of
     a candidate measured against corrupted labels say nothing (one trained on the same
     corruption even looks better). Judged only when the baseline is an adapter with a recorded
-    evaluation (``evaluate.gate_inputs`` leaves the key out otherwise).
+    evaluation (``EvalRecord.gate_inputs`` leaves the key out otherwise).
     """
     clause = Clause("baseline_accuracy_drift", ">", -BASELINE_DRIFT_MAX_PP, " pp")
     judged = _judge(clause, value)
@@ -210,24 +226,24 @@ def _baseline_drift_clause(value: Any) -> ClauseResult:
         "prod's accuracy on tonight's val fell this far below its own evaluation: the approved "
         "actions look corrupted (a labelling incident?); check them before promoting"
     )
-    return ClauseResult(judged.rule, judged.value, False, note)
+    return ClauseResult(clause, judged.value, False, note)
 
 
 def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:
     """One clause per critical benchmark task: it may not lose more than 1 pp."""
-    rule = f"critical benchmarks lose <= {CRITICAL_BENCHMARK_LOSS_MAX_PP:g} pp"
+    every = Clause("critical benchmarks delta", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
     if not isinstance(benchmarks, Mapping) or not benchmarks:
-        return [ClauseResult(rule, None, False, "no benchmark results: fails closed")]
+        return [ClauseResult(every, None, False, "no benchmark results: fails closed")]
     critical = {
         name: result
         for name, result in benchmarks.items()
         if not isinstance(result, Mapping) or result.get("critical", True) is not False
     }
     if not critical:
-        return [ClauseResult(rule, None, False, "no critical benchmark task: fails closed")]
-    clause = Clause("", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
+        return [ClauseResult(every, None, False, "no critical benchmark task: fails closed")]
     results = []
     for name in sorted(critical):
+        clause = Clause(f"benchmark {name} delta", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
         result = critical[name] if isinstance(critical[name], Mapping) else {}
         note = "critical task"
         if "delta_pp_high" in result:
@@ -243,7 +259,7 @@ def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:
         judged = _judge(clause, delta)
         results.append(
             ClauseResult(
-                f"benchmark {name} delta >= -{CRITICAL_BENCHMARK_LOSS_MAX_PP:g} pp",
+                clause,
                 judged.value,
                 judged.passed,
                 judged.note if not judged.passed and judged.note else note,

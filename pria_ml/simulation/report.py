@@ -13,8 +13,8 @@ Plots are rendered by matplotlib as SVG and inlined with the page's CSS: the fil
 and names no external URL. A figure the registry does not hold (an adapter never evaluated,
 an older evaluator's keys) is shown as "no data", never invented.
 
-The evaluation figures are read from where ``pria-ml eval`` records them (``EVAL_KEYS``): each is
-a number or ``{"value", "low", "high"}``.
+The evaluation figures are read from each adapter's evaluation record (``quality.record``),
+validated: a record that does not validate stops the report with an error naming the adapter.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 from pria_ml import registry
 from pria_ml.db import database
 from pria_ml.db.sqlfiles import read_sql
+from pria_ml.quality import record
 from pria_ml.world.seed import EVENT_TYPE, apply_schema
 
 if TYPE_CHECKING:
+    from pria_ml.quality.record import ModelScores
     from pria_ml.registry import Adapter, Event
     from pria_ml.settings import Settings
 
@@ -45,17 +47,14 @@ HISTORY_DAYS = 120
 # Where each evaluation figure lives in metrics_json: the layout ``pria-ml eval`` records
 # (``eval.val`` holds each model's summary and the paired deltas in pp with their intervals,
 # ``eval.latency`` the p95 ratio - 1 with its interval).
-EVAL_KEYS: dict[str, tuple[str, ...]] = {
-    "accuracy_candidate": ("eval", "val", "candidate", "accuracy"),
-    "accuracy_baseline": ("eval", "val", "baseline", "accuracy"),
-    "accuracy_delta": ("eval", "val", "deltas", "accuracy_delta"),
-    "override_delta": ("eval", "val", "deltas", "override_delta"),
-    "latency_delta": ("eval", "latency", "latency_delta"),
-}
-SAMPLES_KEYS = {
-    "accuracy_candidate": ("eval", "val", "candidate", "samples"),
-    "accuracy_baseline": ("eval", "val", "baseline", "samples"),
-}
+# The evaluation figures a night shows (each None when the adapter has no evaluation record).
+FIGURES = (
+    "accuracy_candidate",
+    "accuracy_baseline",
+    "accuracy_delta",
+    "override_delta",
+    "latency_delta",
+)
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,9 @@ def _finite(raw: Any) -> float | None:
     return float(raw)
 
 
-def _lookup(metrics: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = metrics
-    for key in path:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node
+def _accuracy(scores: ModelScores) -> Interval:
+    """An accuracy with its Wilson interval from the number of samples it was measured on."""
+    return Interval(scores.accuracy, *wilson(scores.accuracy, scores.samples))
 
 
 def wilson(share: float, samples: int, z: float = 1.96) -> tuple[float, float]:
@@ -115,11 +112,15 @@ def night(adapter: Adapter) -> Night:
     """An adapter's figures from its metrics_json; the accuracy of each model gets its Wilson
     interval from the number of samples it was measured on."""
     metrics = adapter.metrics_json or {}
-    figures = {name: as_interval(_lookup(metrics, path)) for name, path in EVAL_KEYS.items()}
-    for name, path in SAMPLES_KEYS.items():
-        accuracy, samples = figures[name], _lookup(metrics, path)
-        if accuracy is not None and accuracy.low is None and isinstance(samples, int) and samples:
-            figures[name] = Interval(accuracy.value, *wilson(accuracy.value, samples))
+    measured = record.of_adapter(adapter)
+    figures: dict[str, Interval | None] = dict.fromkeys(FIGURES)
+    if measured is not None:
+        val = measured.val
+        figures["accuracy_candidate"] = _accuracy(val.candidate)
+        figures["accuracy_baseline"] = _accuracy(val.baseline)
+        figures["accuracy_delta"] = as_interval(val.deltas.accuracy_delta.model_dump())
+        figures["override_delta"] = as_interval(val.deltas.override_delta.model_dump())
+        figures["latency_delta"] = as_interval(measured.latency.latency_delta.model_dump())
     estimate = metrics.get("estimate")
     planned = _finite(estimate.get("usd")) if isinstance(estimate, Mapping) else None
     return Night(adapter, figures, _finite(metrics.get("cost_usd")), planned)

@@ -39,6 +39,8 @@ from pria_ml.model import generation, loading
 from pria_ml.world import seed as seeder
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from pria_ml.settings import Settings
 
 REVIEWER_NOISE = 0.02
@@ -220,3 +222,15 @@ def run(
         if progress is not None:
             progress(result)
     return results
+
+
+def render(days: list[Day]) -> RenderableType:
+    """``pria-ml simulate``: conversations, days and the share overridden."""
+    from rich.text import Text
+
+    events = sum(day.rows for day in days)
+    overrides = sum(day.overrides for day in days)
+    return Text.from_markup(
+        f"[green]simulated[/] {events} conversations over {len(days)} days, "
+        f"{overrides} overridden ({overrides / events:.1%})"
+    )

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from evalrecords import evaluate_and_gate
 from pydantic import SecretStr
 
 from pria_ml import registry
@@ -72,46 +73,18 @@ def _candidate(db: Database, day: dt.date, **metrics) -> object:
     )
 
 
-def _evaluated(accuracy: float, baseline: float) -> dict:
-    """metrics as ``pria-ml eval`` records them through record_gate_decision."""
-    delta = 100 * (accuracy - baseline)
-    return {
-        "eval": {
-            "val": {
-                "candidate": {"samples": 120, "accuracy": accuracy},
-                "baseline": {"samples": 120, "accuracy": baseline},
-                "deltas": {
-                    "accuracy_delta": {"value": delta, "low": delta - 2, "high": delta + 2},
-                    "override_delta": {"value": -delta, "low": -delta - 2, "high": -delta + 2},
-                },
-            },
-            "latency": {"latency_delta": {"value": 0.01, "low": -0.02, "high": 0.04}},
-        }
-    }
-
-
 def test_report_of_a_loop_with_a_block_and_a_rollback(report_settings: Settings) -> None:
     db = _db(report_settings)
     _traffic(report_settings, [0.30, 0.20, 0.10])
     nights = [FIRST + dt.timedelta(days=7 * k + 6) for k in range(3)]
     good = _candidate(db, nights[0])
-    registry.record_gate_decision(
-        db, good, passed=True, reason="passed", metrics=_evaluated(0.9, 0.7)
-    )
+    evaluate_and_gate(db, good, nights[0], accuracy=0.9, baseline_accuracy=0.7)
     registry.promote(db, adapter_id=good)
     better = _candidate(db, nights[1])
-    registry.record_gate_decision(
-        db, better, passed=True, reason="passed", metrics=_evaluated(0.95, 0.9)
-    )
+    evaluate_and_gate(db, better, nights[1], accuracy=0.95, baseline_accuracy=0.9, baseline_id=good)
     registry.promote(db, adapter_id=better)
     bad = _candidate(db, nights[2])
-    registry.record_gate_decision(
-        db,
-        bad,
-        passed=False,
-        reason="blocked: accuracy_delta > 0.5 pp failed (got -20.000)",
-        metrics=_evaluated(0.75, 0.95),
-    )
+    evaluate_and_gate(db, bad, nights[2], accuracy=0.75, baseline_accuracy=0.95, baseline_id=better)
     registry.promote(db, adapter_id=bad, force=True, reason="rollback drill")
     registry.rollback(db)
 

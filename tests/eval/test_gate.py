@@ -3,12 +3,20 @@ fail-closed handling of missing, NaN and malformed inputs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
+import uuid
+from types import SimpleNamespace
 
 import pytest
+from evalrecords import eval_record
 
+from pria_ml import evaluate
+from pria_ml.quality.record import GateRecord, RecordInvalid
 from pria_ml.quality.rule import promote_if
+
+DAY = dt.date(2026, 11, 24)
 
 PASSING = {
     "accuracy_delta": 3.0,
@@ -148,25 +156,18 @@ def test_against_the_bare_base_latency_is_measured_but_not_judged() -> None:
     assert not promote_if({**first, "latency_baseline": "prod adapter"}).passed
 
 
-def test_the_evaluation_report_hands_the_benchmark_interval_to_the_gate() -> None:
-    from pria_ml.evaluate import gate_inputs
-
-    report = {
-        "benchmarks": {
-            "category_choice": {"delta_pp": -4.2, "delta_pp_high": 0.0, "critical": True},
-            "older_report": {"delta_pp": -4.2, "critical": True},
-        }
+def test_the_evaluation_record_hands_the_benchmark_interval_to_the_gate() -> None:
+    measured = eval_record(uuid.uuid4(), DAY)
+    shown_no_loss = measured.benchmarks["pria_category_choice"].model_copy(
+        update={"delta_pp": -4.2, "delta_pp_low": -8.4, "delta_pp_high": 0.0}
+    )
+    measured = measured.model_copy(update={"benchmarks": {"category_choice": shown_no_loss}})
+    benchmarks = measured.gate_inputs()["benchmarks"]
+    assert benchmarks == {
+        "category_choice": {"delta_pp": -4.2, "delta_pp_high": 0.0, "critical": True}
     }
-    benchmarks = gate_inputs(report)["benchmarks"]
-    assert benchmarks["category_choice"] == {
-        "delta_pp": -4.2,
-        "delta_pp_high": 0.0,
-        "critical": True,
-    }
-    assert benchmarks["older_report"] == {"delta_pp": -4.2, "critical": True}
     decision = promote_if({**PASSING, "benchmarks": benchmarks})
     assert [f for f in decision.failed if "category_choice" in f] == []  # 1 doc: no shown loss
-    assert any("older_report" in f for f in decision.failed)  # judged on its point estimate
 
 
 @pytest.mark.parametrize(
@@ -182,16 +183,41 @@ def test_labels_that_moved_away_from_prod_block_the_candidate(drift, passed) -> 
 
 
 def test_prods_accuracy_then_and_tonight_becomes_the_drift_input() -> None:
-    from types import SimpleNamespace
-
-    from pria_ml.evaluate import baseline_drift, gate_inputs
-
-    prod = SimpleNamespace(metrics_json={"eval": {"val": {"candidate": {"accuracy": 0.9}}}})
-    drift = baseline_drift(prod, {"baseline": {"accuracy": 0.3}})
+    prod_id = uuid.uuid4()
+    then = eval_record(prod_id, DAY, accuracy=0.9)
+    prod = SimpleNamespace(adapter_id=prod_id, metrics_json={"eval": then.as_json()})
+    drift = evaluate.baseline_drift(prod, {"baseline": {"accuracy": 0.3}})
     assert drift == pytest.approx({"recorded": 0.9, "tonight": 0.3, "delta_pp": -60.0})
-    assert gate_inputs({"baseline_drift": drift})["baseline_accuracy_drift"] == pytest.approx(-60)
+    tonight = eval_record(uuid.uuid4(), DAY, baseline_id=prod_id, drift_pp=-60.0)
+    assert tonight.gate_inputs()["baseline_accuracy_drift"] == pytest.approx(-60)
     # no prod, or a prod forced in without an evaluation: nothing to compare, not judged
-    forced = SimpleNamespace(metrics_json={"cost_usd": 1.0})
+    forced = SimpleNamespace(adapter_id=uuid.uuid4(), metrics_json={"cost_usd": 1.0})
     for baseline in (None, forced):
-        assert baseline_drift(baseline, {"baseline": {"accuracy": 0.3}}) is None
-    assert "baseline_accuracy_drift" not in gate_inputs({"baseline_drift": None})
+        assert evaluate.baseline_drift(baseline, {"baseline": {"accuracy": 0.3}}) is None
+    assert "baseline_accuracy_drift" not in eval_record(uuid.uuid4(), DAY).gate_inputs()
+
+
+def test_a_prod_whose_record_does_not_validate_is_an_error_naming_it() -> None:
+    prod = SimpleNamespace(
+        adapter_id=uuid.uuid4(), metrics_json={"eval": {"val": {"candidate": {"accuracy": 0.9}}}}
+    )
+    with pytest.raises(RecordInvalid, match=str(prod.adapter_id)):
+        evaluate.baseline_drift(prod, {"baseline": {"accuracy": 0.3}})
+
+
+def test_the_stored_decision_lists_every_clause_with_value_and_threshold() -> None:
+    decision = promote_if(FAILING)
+    stored = GateRecord.model_validate_json(decision.as_record().model_dump_json())
+    assert stored.passed is False
+    by_name = {c.name: c for c in stored.clauses}
+    assert by_name["accuracy_delta"].model_dump() == {
+        "name": "accuracy_delta",
+        "op": ">",
+        "threshold": 0.5,
+        "unit": "pp",
+        "value": 0.2,
+        "passed": False,
+        "note": "",
+    }
+    assert by_name["benchmark category_choice delta"].threshold == -1.0
+    assert stored.failed == decision.failed  # read back, the reasons are the decision's own

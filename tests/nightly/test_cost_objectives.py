@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+from evalrecords import evaluate_and_gate
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -86,9 +87,9 @@ def test_objectives_per_iso_week_against_the_targets(recorded, scratch_database)
         }
         fill_events(settings, weeks)
         db = database(settings)
-        promoted = register(db, TODAY, 0.5, latency_delta=0.08)
-        registry.record_gate_decision(db, promoted, passed=True, reason="ok", metrics={})
-        registry.promote(db, adapter_id=promoted)
+        promoted = register(db, TODAY, 0.5)
+        evaluate_and_gate(db, promoted, TODAY, latency_delta=0.08)  # +8 %: blocked, forced in
+        registry.promote(db, adapter_id=promoted, force=True, reason="objectives test")
         report = objectives.report(settings, weeks=2, today=TODAY)
     last_week, this_week = report.weeks
     assert (last_week.week, this_week.week) == ("2026-W47", "2026-W48")

@@ -4,6 +4,7 @@ textfile collector directory and a Pushgateway (a real HTTP server on 127.0.0.1 
 import datetime as dt
 import uuid
 
+from evalrecords import eval_record
 from prometheus_client.parser import text_string_to_metric_families
 
 from pria_ml.operations import monitoring
@@ -15,8 +16,32 @@ from pria_ml.operations.nightly import (
     NightlyReport,
     StageReport,
 )
+from pria_ml.registry import Adapter
 from pria_ml.settings import Settings
 from pria_ml.training.cost import NightSpend, SpendReport
+
+
+def evaluated_candidate(day: dt.date) -> Adapter:
+    """A candidate row as the registry holds it after `pria-ml eval`: its evaluation record."""
+    adapter_id = uuid.uuid4()
+    measured = eval_record(adapter_id, day, samples=100, safety_flag_pct=2.0, latency_delta=0.031)
+    return Adapter(
+        adapter_id=adapter_id,
+        created_at=dt.datetime(2026, 11, 25, 1, 40, tzinfo=dt.UTC),
+        metrics_json={"eval": measured.as_json()},
+        safety_flags=measured.val.candidate.safety_flags,
+        status="candidate",
+        dataset_date=day,
+        artifact_uri=f"file:///adapters/{day}.safetensors",
+        artifact_sha256="0" * 64,
+        base_model="tiny",
+        promoted_at=None,
+        superseded_at=None,
+        archived_at=None,
+        gate_passed=None,
+        gate_reason=None,
+        gate_decided_at=None,
+    )
 
 
 def finished_night(passed: bool = True) -> NightlyReport:
@@ -24,9 +49,8 @@ def finished_night(passed: bool = True) -> NightlyReport:
     stages[0].status = SKIPPED
     started = dt.datetime(2026, 11, 25, 1, 15, tzinfo=dt.UTC)
     report = NightlyReport(dt.date(2026, 11, 24), stages, started, started + dt.timedelta(hours=1))
-    report.gate = GateOutcome(
-        uuid.uuid4(), passed, "", [], {"safety_flag_pct": 0.02, "latency_delta": 0.031}
-    )
+    report.adapter = evaluated_candidate(report.date)
+    report.gate = GateOutcome(report.adapter.adapter_id, passed, "", [], {})
     return report
 
 
@@ -53,7 +77,8 @@ def test_run_metrics_carry_cost_stages_gate_and_latency() -> None:
     assert found[("pria_ml_nightly_stage_duration_seconds", (("stage", "train"),))] == 3.0
     assert found[("pria_ml_nightly_stage_status", (("stage", "extract"), ("status", "skipped")))]
     assert found[("pria_ml_gate_passed", ())] == 1
-    assert found[("pria_ml_safety_flag_pct", ())] == 0.02
+    assert found[("pria_ml_safety_flag_pct", ())] == 2.0
+    assert found[("pria_ml_safety_flags", ())] == 2
     assert found[("pria_ml_latency_p95_delta_ratio", ())] == 0.031
     assert found[("pria_ml_nightly_exit_code", ())] == 0
 

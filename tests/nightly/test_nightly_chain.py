@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from evalrecords import evaluate_and_gate
 from nightly_kit import Received, cli_env, pria_ml, serve
 
 from pria_ml import registry
@@ -218,6 +219,7 @@ def test_a_blocked_night_tells_ml_ops_and_leaves_metrics(evaluated: dict, home) 
     assert "gate blocked candidate" in message and str(adapter_of(home).adapter_id) in message
     metrics = (evaluated["textfile"] / "pria_ml_nightly.prom").read_text()
     assert "pria_ml_gate_passed 0.0" in metrics
+    assert "pria_ml_latency_p95_delta_ratio" in metrics  # read from the evaluation record
     assert 'pria_ml_nightly_stage_status{stage="eval",status="done"} 1.0' in metrics
     assert not (evaluated["textfile"] / "pria_ml_nightly_success.prom").exists()
 
@@ -230,9 +232,9 @@ def test_the_finished_night_run_again_skips_every_stage_and_keeps_its_result(
     assert again["gate"] == "blocked" and again["promote"] == "blocked"
 
 
-def register_gated(home: Path, day: dt.date, *, passed: bool, **metrics) -> object:
-    """A candidate of ``day`` with a recorded gate decision (its weights are not needed by the
-    stages after the gate)."""
+def register_gated(home: Path, day: dt.date, **figures) -> object:
+    """A candidate of ``day`` with an evaluation record of ``figures`` and the gate's decision
+    on it (its weights are not needed by the stages after the gate)."""
     db = database(Settings(home=home))
     adapter_id = registry.register_candidate(
         db,
@@ -242,14 +244,13 @@ def register_gated(home: Path, day: dt.date, *, passed: bool, **metrics) -> obje
         base_model="tiny-mistral",
         metrics={"cost_usd": 1.25},
     )
-    reason = "every promote_if clause holds" if passed else "safety_flag_pct 0.3 >= 0.1"
-    registry.record_gate_decision(db, adapter_id, passed=passed, reason=reason, metrics=metrics)
+    evaluate_and_gate(db, adapter_id, day, **figures)
     return adapter_id
 
 
 def test_a_passed_gate_promotes_and_a_rerun_changes_nothing(home: Path, evaluated: dict) -> None:
     day = DATE - dt.timedelta(days=1)
-    adapter_id = register_gated(home, day, passed=True, latency_delta=0.01, safety_flag_pct=0.0)
+    adapter_id = register_gated(home, day, latency_delta=0.01, safety_flag_pct=0.0)
     night = pria_ml(home, "nightly", "--date", day.isoformat(), "--from", "gate")
     assert stage_lines(night.stdout) == {
         "extract": "not run",
