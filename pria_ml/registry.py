@@ -469,6 +469,74 @@ def replay(events: list[Event]) -> dict[uuid.UUID, str]:
     return state
 
 
+def record_spot_check(
+    db: Database, adapter_id: uuid.UUID, iso_week: str, verdicts: list[dict], *, reviewer: str
+) -> None:
+    """Store one filled spot-check sheet (``[{prompt_sha256, verdict, note}]``) with a
+    ``spot_check`` event, in one transaction; a sheet stored again for the same adapter and
+    week replaces its samples' verdicts. Raises RegistryError (unknown adapter, ...) and lets
+    psycopg's CheckViolation through for a value the table refuses."""
+    payload = json.dumps(verdicts)
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute(
+            "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s)",
+            (adapter_id, iso_week, payload, reviewer, actor()),
+        )
+
+    _transaction(db, work, what=f"spot-check {iso_week} of {adapter_id}", idempotent=True)
+
+
+def archive_due(db: Database, *, older_than: datetime.timedelta) -> int:
+    """How many former prods ``archive`` would archive now (superseded before ``older_than``)."""
+    ((due,),) = _read(db, "archive_due", {"older_than": older_than})
+    return due
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One promotion to prod: when, which adapter, whether forced, and its metrics_json."""
+
+    occurred_at: datetime.datetime
+    adapter_id: uuid.UUID
+    forced: bool
+    metrics_json: dict[str, Any]
+
+
+def promotions_since(db: Database, since: datetime.datetime | datetime.date) -> list[Promotion]:
+    """Every promotion to prod since ``since``, oldest first."""
+    return [Promotion(*row) for row in _read(db, "promotions_since", {"since": since})]
+
+
+@dataclass(frozen=True)
+class NightSpend:
+    """Training spend recorded for one dataset date (its runs summed)."""
+
+    date: datetime.date
+    runs: int
+    usd: float
+    gpu_hours: float
+    hardware: str
+
+    def over(self, budget_usd: float) -> bool:
+        return self.usd > budget_usd
+
+
+def spend_by_night(db: Database) -> list[NightSpend]:
+    """Every dataset date with a training run recorded in model_registry, oldest first."""
+    rows = _read(db, "spend_by_night", {})
+    return [NightSpend(row[0], row[1], float(row[2]), float(row[3]), row[4] or "") for row in rows]
+
+
+def measured_throughput(
+    db: Database, gpu_type: str
+) -> tuple[float, uuid.UUID, datetime.date] | None:
+    """``(tokens/s per GPU, adapter_id, dataset date)`` of the newest run measured on
+    ``gpu_type``; None when no run on it recorded its throughput."""
+    rows = _read(db, "measured_throughput", {"gpu_type": gpu_type})
+    return None if not rows else (float(rows[0][0]), rows[0][1], rows[0][2])
+
+
 def _unrotated_prod_event(db: Database) -> int | None:
     """The event that made the current prod prod, when no rotation call confirmed it."""
     rows = _read(db, "unrotated_prod_event", {})

@@ -8,6 +8,7 @@ inside a function, so a forbidden edge cannot hide in a function body.
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,30 @@ def test_cli_starts_without_heavy_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+REGISTRY_TABLES = re.compile(r"\bpria\.(model_registry|registry_event|spot_check_verdict)\b")
+# SQL written in a Python string that touches the registry schema
+REGISTRY_SQL = re.compile(r"\b(SELECT|FROM|JOIN|INTO|UPDATE)\s+(\*\s+FROM\s+)?pria\.\w+")
+
+
+def test_only_the_registry_reads_the_registry_tables() -> None:
+    """Operations read records through the module that owns them: every query of the registry
+    tables is a file under sql/registry/ (or a migration), and only pria_ml/registry.py reads
+    those files."""
+    sql = ROOT / "sql"
+    stray = [
+        str(path.relative_to(ROOT))
+        for path in sorted(sql.rglob("*.sql"))
+        if path.parent.name not in ("registry", "migrations")
+        and REGISTRY_TABLES.search(path.read_text())
+    ]
+    assert stray == [], "move these queries to sql/registry/ behind a registry function"
+    readers = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "registry.py"
+        for line in path.read_text().splitlines()
+        if re.search(r"""read_sql\(f?["']registry/""", line) or REGISTRY_SQL.search(line)
+    ]
+    assert readers == [], "read the registry through pria_ml.registry"

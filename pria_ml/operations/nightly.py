@@ -281,10 +281,7 @@ def _promote_run(night: Night) -> str:
 
 
 def _archive_complete(night: Night) -> bool:
-    with night.db.connect() as conn:
-        row = conn.execute(read_sql("ops/archive_due.sql"), {"older_than": ARCHIVE_AFTER})
-        due = row.fetchone()
-    return not (due and due[0])
+    return registry.archive_due(night.db, older_than=ARCHIVE_AFTER) == 0
 
 
 def _archive_run(night: Night) -> str:

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pria_ml import registry
 from pria_ml.db import database
-from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import DataError
 from pria_ml.quality import record
@@ -131,20 +131,16 @@ def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) 
         if before.override_rate_pct is not None and week.override_rate_pct is not None:
             week.change_pp = week.override_rate_pct - before.override_rate_pct
 
-    registry_db = database(settings)
-    ensure_current(registry_db)
-    with registry_db.connect() as conn:
-        promoted = conn.execute(read_sql("ops/promotions_since.sql"), {"since": since}).fetchall()
-    for occurred_at, adapter_id, forced, metrics_json in promoted:
-        week = by_start.get(_monday(occurred_at.astimezone(dt.UTC).date()))
+    for promoted in registry.promotions_since(database(settings), since):
+        week = by_start.get(_monday(promoted.occurred_at.astimezone(dt.UTC).date()))
         if week is None:
             continue
         week.promotions.append(
             Promotion(
-                str(adapter_id),
-                occurred_at.isoformat(timespec="seconds"),
-                forced,
-                _latency_delta(metrics_json, adapter_id),
+                str(promoted.adapter_id),
+                promoted.occurred_at.isoformat(timespec="seconds"),
+                promoted.forced,
+                _latency_delta(promoted.metrics_json, promoted.adapter_id),
             )
         )
     for night in cost.recorded_nights(settings):

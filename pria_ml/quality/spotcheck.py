@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from pria_ml import registry
 from pria_ml.data.storage import open_storage
 from pria_ml.db import database
-from pria_ml.db.migrate import ensure_current
 from pria_ml.errors import DataError, RegistryError
 from pria_ml.quality.record import load_evaluated_samples
 from pria_ml.registry import actor
@@ -213,19 +212,12 @@ def record(settings: Settings, path: Path, *, reviewer: str | None = None) -> Re
     import psycopg
 
     adapter_id, week, verdicts = read_sheet(path)
-    db = database(settings)
-    ensure_current(db)
-    who = reviewer or actor()
     try:
-        with db.connect() as conn:
-            conn.execute(
-                "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s)",
-                (adapter_id, week, json.dumps(verdicts), who, actor()),
-            )
+        registry.record_spot_check(
+            database(settings), adapter_id, week, verdicts, reviewer=reviewer or actor()
+        )
     except psycopg.errors.CheckViolation as exc:
         raise DataError(f"{path} holds a value the registry refuses: {exc}") from None
-    except psycopg.Error as exc:
-        if exc.sqlstate and exc.sqlstate.startswith("PR"):
-            raise RegistryError(f"{path}: {exc.diag.message_primary}") from None
-        raise
+    except RegistryError as exc:
+        raise RegistryError(f"{path}: {exc}") from None
     return Recorded(adapter_id, week, dict(Counter(v["verdict"] for v in verdicts)))

@@ -19,10 +19,10 @@ import datetime
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from pria_ml import registry
 from pria_ml.db import database
-from pria_ml.db.migrate import ensure_current
-from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import BudgetExceeded
+from pria_ml.registry import NightSpend
 from pria_ml.settings import GpuTier
 
 if TYPE_CHECKING:
@@ -80,15 +80,11 @@ def throughput(tier: GpuTier, flops: float, measured: tuple[float, str] | None) 
 
 def measured_tokens_per_second(db: Database, gpu_type: str) -> tuple[float, str] | None:
     """``(tokens/s per GPU, which run)`` of the newest registered run on ``gpu_type``."""
-
-    ensure_current(db)
-    with db.connect() as conn:
-        row = conn.execute(
-            read_sql("train/measured_throughput.sql"), {"gpu_type": gpu_type}
-        ).fetchone()
-    if row is None:
+    measured = registry.measured_throughput(db, gpu_type)
+    if measured is None:
         return None
-    return float(row[0]), f"adapter {row[1]}, dataset {row[2]}"
+    tokens_per_second, adapter_id, date = measured
+    return tokens_per_second, f"adapter {adapter_id}, dataset {date}"
 
 
 @dataclass(frozen=True)
@@ -150,20 +146,6 @@ SPEND_WINDOW_DAYS = 30  # spec section 8: the budget alert is a 30-day roll-up
 
 
 @dataclass(frozen=True)
-class NightSpend:
-    """The training runs of one dataset date."""
-
-    date: datetime.date
-    runs: int
-    usd: float
-    gpu_hours: float
-    hardware: str
-
-    def over(self, budget_usd: float) -> bool:
-        return self.usd > budget_usd
-
-
-@dataclass(frozen=True)
 class SpendReport:
     """Per-night spend of the last SPEND_WINDOW_DAYS, the rolling total and the limits."""
 
@@ -197,12 +179,7 @@ class SpendReport:
 
 def recorded_nights(settings: Settings) -> list[NightSpend]:
     """Every night with a training run recorded in model_registry, oldest first."""
-
-    db = database(settings)
-    ensure_current(db)
-    with db.connect() as conn:
-        rows = conn.execute(read_sql("ops/spend_by_night.sql")).fetchall()
-    return [NightSpend(row[0], row[1], float(row[2]), float(row[3]), row[4] or "") for row in rows]
+    return registry.spend_by_night(database(settings))
 
 
 def spend(settings: Settings, *, as_of: datetime.date | None = None) -> SpendReport:
