@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from pria_ml.db import Database
+    from pria_ml.quality.record import GateRecord
     from pria_ml.registry import Adapter
     from pria_ml.settings import Settings
     from pria_ml.train import TrainConfig
@@ -71,15 +72,26 @@ class StageReport:
     error: BaseException | None = field(default=None, repr=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateOutcome:
-    """The promotion gate's recorded decision on the night's candidate."""
+    """The gate's recorded decision on the night's candidate: its stored record, as the
+    registry holds it, with the one-line reason."""
 
     adapter_id: uuid.UUID
-    passed: bool
     reason: str
-    failed: list[str] = field(default_factory=list)
-    inputs: dict[str, Any] = field(default_factory=dict)
+    record: GateRecord
+
+    @property
+    def passed(self) -> bool:
+        return self.record.passed
+
+    @property
+    def failed(self) -> list[str]:
+        return self.record.failed
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return self.record.inputs
 
 
 @dataclass
@@ -197,7 +209,6 @@ class Night:
     date: dt.date
     train_config: TrainConfig
     db: Database
-    evaluated: evaluate.EvalResult | None = None
 
 
 def _adapter(night: Night) -> Adapter | None:
@@ -256,8 +267,7 @@ def _eval_complete(night: Night) -> bool:
 
 
 def _eval_run(night: Night) -> str:
-    night.evaluated = evaluate.run(night.settings, night.date)
-    return f"adapter {night.evaluated.adapter_id}"
+    return f"adapter {evaluate.run(night.settings, night.date).adapter_id}"
 
 
 def _gate_complete(night: Night) -> bool:
@@ -411,13 +421,7 @@ def _record_gate(night: Night, report: NightlyReport) -> None:
     decided = None if adapter is None else record.gate_of_adapter(adapter)
     if adapter is None or decided is None:
         return
-    report.gate = GateOutcome(
-        adapter.adapter_id,
-        decided.passed,
-        adapter.gate_reason or "",
-        decided.failed,
-        decided.inputs,
-    )
+    report.gate = GateOutcome(adapter.adapter_id, adapter.gate_reason or "", decided)
     gate_stage = report.stage("gate")
     if not decided.passed and gate_stage.status in (DONE, SKIPPED):
         gate_stage.status = BLOCKED

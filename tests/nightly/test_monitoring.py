@@ -16,15 +16,19 @@ from pria_ml.operations.nightly import (
     NightlyReport,
     StageReport,
 )
+from pria_ml.quality import record
+from pria_ml.quality.rule import promote_if
 from pria_ml.registry import Adapter
 from pria_ml.settings import Settings
 from pria_ml.training.cost import NightSpend, SpendReport
 
 
-def evaluated_candidate(day: dt.date) -> Adapter:
+def evaluated_candidate(day: dt.date, *, accuracy: float) -> Adapter:
     """A candidate row as the registry holds it after `pria-ml eval`: its evaluation record."""
     adapter_id = uuid.uuid4()
-    measured = eval_record(adapter_id, day, samples=100, safety_flag_pct=2.0, latency_delta=0.031)
+    measured = eval_record(
+        adapter_id, day, accuracy=accuracy, samples=5000, safety_flag_pct=0.02, latency_delta=0.031
+    )
     return Adapter(
         adapter_id=adapter_id,
         created_at=dt.datetime(2026, 11, 25, 1, 40, tzinfo=dt.UTC),
@@ -49,8 +53,9 @@ def finished_night(passed: bool = True) -> NightlyReport:
     stages[0].status = SKIPPED
     started = dt.datetime(2026, 11, 25, 1, 15, tzinfo=dt.UTC)
     report = NightlyReport(dt.date(2026, 11, 24), stages, started, started + dt.timedelta(hours=1))
-    report.adapter = evaluated_candidate(report.date)
-    report.gate = GateOutcome(report.adapter.adapter_id, passed, "", [], {})
+    report.adapter = evaluated_candidate(report.date, accuracy=0.9 if passed else 0.6)
+    decision = promote_if(record.of_adapter(report.adapter).gate_inputs())
+    report.gate = GateOutcome(report.adapter.adapter_id, decision.reason, decision.as_record())
     return report
 
 
@@ -77,8 +82,8 @@ def test_run_metrics_carry_cost_stages_gate_and_latency() -> None:
     assert found[("pria_ml_nightly_stage_duration_seconds", (("stage", "train"),))] == 3.0
     assert found[("pria_ml_nightly_stage_status", (("stage", "extract"), ("status", "skipped")))]
     assert found[("pria_ml_gate_passed", ())] == 1
-    assert found[("pria_ml_safety_flag_pct", ())] == 2.0
-    assert found[("pria_ml_safety_flags", ())] == 2
+    assert found[("pria_ml_safety_flag_pct", ())] == 0.02
+    assert found[("pria_ml_safety_flags", ())] == 1
     assert found[("pria_ml_latency_p95_delta_ratio", ())] == 0.031
     assert found[("pria_ml_nightly_exit_code", ())] == 0
 

@@ -10,12 +10,20 @@ import pytest
 
 from pria_ml.operations import notify
 from pria_ml.operations.nightly import FAILED, STAGES, GateOutcome, NightlyReport, StageReport
+from pria_ml.quality.rule import promote_if
 from pria_ml.settings import Settings
 
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(notify, "BACKOFF_S", 0.01)
+
+
+PASSING = {
+    "accuracy_delta": 3.0,
+    "override_delta": -3.0,
+    "benchmarks": {"category_choice": {"delta_pp": 0.0}},
+}
 
 
 def webhook(tmp_path, url: str) -> Settings:
@@ -46,12 +54,13 @@ def test_gate_block_message_lists_the_failed_clauses(tmp_path, http_server) -> N
         dt.date(2026, 11, 24), [StageReport(s) for s in STAGES], dt.datetime.now(dt.UTC)
     )
     adapter = uuid.uuid4()
-    report.gate = GateOutcome(
-        adapter, False, "blocked", ["safety_flag_pct 0.3 >= 0.1", "latency_delta 0.08 >= 0.05"]
-    )
+    blocked = {"safety_flag_pct": 0.3, "latency_delta_low": 0.08}
+    decision = promote_if({**PASSING, **blocked})
+    report.gate = GateOutcome(adapter, decision.reason, decision.as_record())
     assert notify.gate_blocked(webhook(tmp_path, url), report)
     text = json.loads(received.requests[0][2])["text"]
-    assert str(adapter) in text and "safety_flag_pct 0.3 >= 0.1; latency_delta" in text
+    assert str(adapter) in text
+    assert "safety_flag_pct < 0.1 % failed (got +0.300); latency_delta_low < 0.05" in text
 
 
 def test_slack_trouble_is_retried_until_it_answers(tmp_path, http_server) -> None:
