@@ -34,11 +34,11 @@ import pyarrow.parquet as pq
 
 from pria_ml import features
 from pria_ml.data import tokens
+from pria_ml.data.contract import RAW_SCHEMA
 from pria_ml.data.storage import sha256_file
 from pria_ml.features import (
     CONFLICT_REASONS,
     PROMPT_CONFLICT,
-    RAW_SCHEMA,
     SPLITS,
     TRACE_CONFLICT,
     SplitWriter,
