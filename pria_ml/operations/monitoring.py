@@ -43,7 +43,7 @@ from pria_ml.quality.record import EvalRecord, RecordInvalid
 from pria_ml.training import cost
 
 if TYPE_CHECKING:
-    from pria_ml.operations.nightly import NightlyReport
+    from pria_ml.operations.night import NightlyReport
     from pria_ml.registry import Adapter
     from pria_ml.settings import Settings
     from pria_ml.training.cost import SpendReport

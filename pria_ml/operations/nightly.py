@@ -27,17 +27,27 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pria_ml import evaluate, extract, features, gate, registry, train
 from pria_ml.db import database
 from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
-from pria_ml.errors import ConfigError, GateBlocked, NightlyLocked, PriaError, RegistryError
+from pria_ml.errors import ConfigError, NightlyLocked, PriaError, RegistryError
 from pria_ml.operations import monitoring, notify, transitions
+from pria_ml.operations.night import (
+    BLOCKED,
+    DONE,
+    FAILED,
+    NOT_RUN,
+    SKIPPED,
+    STAGES,
+    GateOutcome,
+    NightlyReport,
+    StageReport,
+)
 from pria_ml.quality import record
 from pria_ml.train import PROFILES
 
@@ -45,90 +55,14 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from pria_ml.db import Database
-    from pria_ml.quality.record import GateRecord
     from pria_ml.registry import Adapter
     from pria_ml.settings import Settings
     from pria_ml.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ("extract", "build-features", "train", "eval", "gate", "promote", "archive")
 LOCK_CLASS = 0x50524941 & 0x7FFFFFFF  # "PRIA": the advisory-lock namespace of nightly runs
 ARCHIVE_AFTER = dt.timedelta(days=7)  # spec section 7: old prod archived after 7 days
-
-# Stage statuses, as the end table shows them.
-DONE, SKIPPED, FAILED, BLOCKED, NOT_RUN = "done", "skipped", "failed", "blocked", "not run"
-
-
-@dataclass
-class StageReport:
-    """What one stage did this run."""
-
-    stage: str
-    status: str = NOT_RUN
-    seconds: float = 0.0
-    cost_usd: float | None = None
-    detail: str = ""
-    error: BaseException | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class GateOutcome:
-    """The gate's recorded decision on the night's candidate: its stored record, as the
-    registry holds it, with the one-line reason."""
-
-    adapter_id: uuid.UUID
-    reason: str
-    record: GateRecord
-
-    @property
-    def passed(self) -> bool:
-        return self.record.passed
-
-    @property
-    def failed(self) -> list[str]:
-        return self.record.failed
-
-    @property
-    def inputs(self) -> dict[str, Any]:
-        return self.record.inputs
-
-
-@dataclass
-class NightlyReport:
-    """One run of the night: every stage's report, the gate decision and the error, if any."""
-
-    date: dt.date
-    stages: list[StageReport]
-    started_at: dt.datetime
-    finished_at: dt.datetime | None = None
-    gate: GateOutcome | None = None
-    adapter: Adapter | None = None
-    error: BaseException | None = None
-
-    @property
-    def failed_stage(self) -> str | None:
-        return next((s.stage for s in self.stages if s.status == FAILED), None)
-
-    @property
-    def blocked(self) -> bool:
-        return self.gate is not None and not self.gate.passed
-
-    @property
-    def succeeded(self) -> bool:
-        """Every selected stage finished (done or already complete) and the gate did not block."""
-        return self.error is None and not self.blocked
-
-    @property
-    def exit_code(self) -> int:
-        if isinstance(self.error, PriaError):
-            return self.error.exit_code
-        if self.error is not None:
-            return 1
-        return GateBlocked.exit_code if self.blocked else 0
-
-    def stage(self, name: str) -> StageReport:
-        return next(s for s in self.stages if s.stage == name)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pria_ml.operations.nightly import NightlyReport
+    from pria_ml.operations.night import NightlyReport
     from pria_ml.registry import Transition
     from pria_ml.settings import Settings
 

@@ -8,7 +8,7 @@ from evalrecords import eval_record
 from prometheus_client.parser import text_string_to_metric_families
 
 from pria_ml.operations import monitoring
-from pria_ml.operations.nightly import (
+from pria_ml.operations.night import (
     DONE,
     SKIPPED,
     STAGES,

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from pria_ml.operations import notify
-from pria_ml.operations.nightly import FAILED, STAGES, GateOutcome, NightlyReport, StageReport
+from pria_ml.operations.night import FAILED, STAGES, GateOutcome, NightlyReport, StageReport
 from pria_ml.quality.rule import promote_if
 from pria_ml.settings import Settings
 
