@@ -649,7 +649,7 @@ def demo(
     result = demo_mod.run(
         load_settings(), weeks=weeks, rows_per_day=rows_per_day, seed=seed, console=console
     )
-    demo_mod.print_summary(console, result)
+    console.print(demo_mod.render(result))
     console.print(f"[green]demo finished[/] in {result.seconds / 60:.1f} min")
     console.print(f"report: {escape(str(result.report_path))}")
 

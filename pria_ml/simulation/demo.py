@@ -52,7 +52,7 @@ from pria_ml.training import progress
 from pria_ml.world import seed as seeder
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from pria_ml.settings import Settings
     from pria_ml.simulation.simulate import Day
@@ -234,7 +234,8 @@ def run(
         week = Week(index, days, incident is not None)
         week.night = _night(local, days[-1].day, console, train)
         results.append(week)
-        _print_week(console, week)
+        if week.night is not None:
+            console.print(render_week(week))
 
     drill_result = None
     if drill:
@@ -376,14 +377,13 @@ def _drill(
     )
 
 
-def _print_week(console: Console, week: Week) -> None:
+def render_week(week: Week) -> RenderableType:
     """One week and its night as a two-column table: fits an 80-column CI log."""
     from rich.box import SIMPLE
     from rich.table import Table
 
     night = week.night
-    if night is None:
-        return
+    assert night is not None, "a week is rendered once its night ran"
     title = f"week {week.index}" + (" - labelling incident" if week.incident else "")
     table = Table(title=title, title_justify="left", box=SIMPLE, show_header=False)
     table.add_column(style="bold", no_wrap=True)
@@ -414,10 +414,10 @@ def _print_week(console: Console, week: Week) -> None:
     if night.planned_usd is not None:
         cost += f", {_dollars(night.planned_usd)} planned on the GPU tier"
     table.add_row("training cost", cost)
-    console.print(table)
+    return table
 
 
-def print_summary(console: Console, result: DemoResult) -> None:
+def render(result: DemoResult) -> RenderableType:
     """Every week on one line: its override rate, the change, what its night decided."""
     from rich.box import SIMPLE
     from rich.table import Table
@@ -437,7 +437,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
         label = f"{week.index}" + (" (incident)" if week.incident else "")
         table.add_row(label, f"{week.override_rate:.1%}", change, verdict)
         previous = week.override_rate
-    console.print(table)
+    return table
 
 
 def _dollars(amount: float) -> str:
