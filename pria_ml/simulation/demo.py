@@ -234,8 +234,7 @@ def run(
         week = Week(index, days, incident is not None)
         week.night = _night(local, days[-1].day, console, train)
         results.append(week)
-        if week.night is not None:
-            console.print(render_week(week))
+        console.print(render_week(week))
 
     drill_result = None
     if drill:
