@@ -23,6 +23,7 @@ from pria_ml import train as train_mod
 from pria_ml.db import migrate
 from pria_ml.errors import ConfigError, GateBlocked, PriaError
 from pria_ml.model import tiny as tinymodel
+from pria_ml.noise import drop_known_log_records
 from pria_ml.operations import nightly as nightly_mod
 from pria_ml.operations import objectives as objectives_mod
 from pria_ml.operations import prompts, render, transitions
@@ -103,6 +104,8 @@ def _root(
         handlers=[RichHandler(console=err_console, show_path=False, markup=False)],
         force=True,
     )
+    # Every command, before any library loads: some log their harmless lines while importing.
+    drop_known_log_records()
 
 
 @app.command()

@@ -20,6 +20,9 @@ _HARMLESS_LOGS = {
     ),
     # rouge-score announces its default tokenizer through absl at INFO, once per scorer.
     "absl": ("Using default tokenizer.", logging.INFO),
+    # matplotlib builds its font cache on first import wherever MPLCONFIGDIR is cold (a fresh
+    # machine, a container) and says so at INFO; the report's figures are the same either way.
+    "matplotlib.font_manager": ("generated new fontManager", logging.INFO),
     # py4j logs on the root logger, at INFO with a traceback, each time it finds a pooled
     # connection to the JVM closed and retries on a new one; a retry that fails is logged at
     # ERROR and raised, and still reaches the user.
@@ -38,7 +41,9 @@ class _DropMessage(logging.Filter):
 
 
 def drop_known_log_records() -> None:
-    """Filter the known harmless log records at their loggers; idempotent and cheap."""
+    """Filter the known harmless log records at their loggers; idempotent and cheap (no
+    library is imported). Call it before the library is imported: bitsandbytes and matplotlib
+    log theirs while their modules load."""
     for name, (prefix, level) in _HARMLESS_LOGS.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessage) and f.prefix == prefix for f in logger.filters):

@@ -37,8 +37,10 @@ from pria_ml.errors import ConfigError
 if TYPE_CHECKING:
     from pria_ml.settings import Settings
 
-# Highest priority first: when findings overlap, the earlier kind wins (an IBAN contains
-# digit runs a phone detector would also like).
+# Every kind a finding can have, and the only list of them: each consumer (the safety scorer's
+# confidences, redaction, pseudonyms, the docs) covers exactly these, which
+# tests/eval/test_pii_kinds.py checks kind by kind. Highest priority first: when findings
+# overlap, the earlier kind wins (an IBAN contains digit runs a phone detector would also like).
 KINDS = ("EMAIL", "IBAN", "CARD", "IP", "ID", "ACCOUNT", "PHONE", "ADDRESS", "NAME")
 
 # Keys whose values identify a user; compared after lower-casing and mapping "-"/" " to "_".
@@ -56,6 +58,8 @@ IDENTIFIER_SUFFIXES = ("_email", "_phone", "_ip", "_user_id", "_address", "_iban
 
 @dataclass(frozen=True)
 class Finding:
+    """PII in a text: ``text[start:end]`` is ``value``, ``kind`` one of KINDS."""
+
     start: int
     end: int
     kind: str
@@ -891,7 +895,8 @@ def find_pii(text: str, protected: frozenset[str] = frozenset()) -> tuple[Findin
         if kind == "EMAIL" and "@" not in text:
             continue
         found = _DETECTORS[kind](masked if kind in _HEURISTIC else visible)
-        findings = [Finding(f.start, f.end, f.kind, text[f.start : f.end]) for f in found]
+        # The kind comes from KINDS, not from the detector: no finding names a kind outside it.
+        findings = [Finding(f.start, f.end, kind, text[f.start : f.end]) for f in found]
         for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
             if all(finding.end <= t.start or finding.start >= t.end for t in taken):
                 taken.append(finding)

@@ -124,6 +124,7 @@ def download_adapter(storage: Storage, date: datetime.date, directory: Path) -> 
 
 def load_adapter(base_model: str, adapter_dir: Path) -> Any:
     """The 4-bit base model with the adapter in ``adapter_dir`` applied, in eval mode."""
+    quiet_known_library_noise()  # before peft, which imports bitsandbytes
     from peft import PeftModel
 
     model = PeftModel.from_pretrained(load_base_model(base_model), str(adapter_dir))
@@ -237,6 +238,7 @@ def load_for_comparison(
     Raises what ``fetch_registered`` raises, and ConfigError when an adapter was trained on
     another base model than the configured one.
     """
+    quiet_known_library_noise()  # before peft, which imports bitsandbytes
     from peft import PeftModel
 
     with tempfile.TemporaryDirectory(prefix="pria-compare-") as scratch:

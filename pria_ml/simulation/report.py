@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pria_ml import registry
 from pria_ml.db import database
 from pria_ml.db.sqlfiles import read_sql
+from pria_ml.noise import drop_known_log_records
 from pria_ml.quality import record
 from pria_ml.world.seed import EVENT_TYPE, apply_schema
 
@@ -584,6 +585,7 @@ def _events_table(data: ReportData) -> str:
 
 def render(data: ReportData) -> tuple[str, dict[str, int]]:
     """The page, and how many data points each plot drew."""
+    drop_known_log_records()  # before matplotlib, which announces a cold font cache
     sections, counts = [], {}
     for name, (heading, plot) in PLOTS.items():
         svg, points = plot(data)
