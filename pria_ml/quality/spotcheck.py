@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import registry
+from pria_ml import clock, registry
 from pria_ml.data.storage import open_storage
 from pria_ml.db import database
 from pria_ml.db.migrate import ensure_current
@@ -206,8 +206,15 @@ def read_sheet(path: Path) -> tuple[uuid.UUID, str, list[dict[str, str]]]:
     return adapter_id, weeks.pop(), verdicts
 
 
-def record(settings: Settings, path: Path, *, reviewer: str | None = None) -> Recorded:
-    """Store the verdicts of a filled review sheet in one transaction (and a history event)."""
+def record(
+    settings: Settings,
+    path: Path,
+    *,
+    reviewer: str | None = None,
+    now: datetime.datetime | None = None,
+) -> Recorded:
+    """Store the verdicts of a filled review sheet in one transaction (and a history event),
+    stamped ``now`` (default: the real clock)."""
     from collections import Counter
 
     import psycopg
@@ -216,11 +223,12 @@ def record(settings: Settings, path: Path, *, reviewer: str | None = None) -> Re
     db = database(settings)
     ensure_current(db)
     who = reviewer or actor()
+    at = clock.now(now)
     try:
         with db.connect() as conn:
             conn.execute(
-                "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s)",
-                (adapter_id, week, json.dumps(verdicts), who, actor()),
+                "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s, %s)",
+                (adapter_id, week, json.dumps(verdicts), who, actor(), at),
             )
     except psycopg.errors.CheckViolation as exc:
         raise DataError(f"{path} holds a value the registry refuses: {exc}") from None
