@@ -697,13 +697,16 @@ def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: d
 
     Files of the new build never replace files a manifest vouches for, and the manifest is
     replaced in one atomic write, so a reader sees the previous build or this one, never a mix.
-    Afterwards the generations older than the previous one are deleted (the previous one stays
-    for a reader that read the old manifest a moment ago).
+    Afterwards every generation but this one and the previous one is deleted (the previous one
+    stays for a reader that read the old manifest a moment ago). Which ones those are is read
+    from the two manifests, not from the names: a clock that went back cannot delete this build.
     """
+    manifest_key = features_key(date, "manifest.json")
+    previous = read_manifest(storage, manifest_key) or {}
     for name in SPLITS:
         storage.upload(split_paths[name], manifest["files"][f"{name}.parquet"]["key"])
-    uri = write_manifest(storage, features_key(date, "manifest.json"), manifest)
-    _prune_generations(storage, date, keep=2)
+    uri = write_manifest(storage, manifest_key, manifest)
+    _prune_generations(storage, date, keep=[manifest, previous])
     return uri
 
 
@@ -733,15 +736,23 @@ def publish_tables(storage, date: dt.date, tables: Mapping[str, pa.Table]) -> st
         return publish(storage, date, paths, manifest)
 
 
-def _prune_generations(storage, date: dt.date, *, keep: int) -> None:
+def _prune_generations(storage, date: dt.date, *, keep: list[dict]) -> None:
+    """Delete the files of every generation of ``date`` that no manifest in ``keep`` names."""
     prefix = features_key(date, "")
-    generations: dict[str, list[str]] = {}
+
+    def generation(key: str) -> str | None:
+        relative = key[len(prefix) :] if key.startswith(prefix) else ""
+        return relative.split("/", 1)[0] if "/" in relative else None
+
+    kept = {
+        generation(entry.get("key", ""))
+        for manifest in keep
+        for entry in (manifest.get("files") or {}).values()
+        if isinstance(entry, dict)
+    }
     for key in storage.list(prefix):
-        relative = key[len(prefix) :]
-        if "/" in relative:
-            generations.setdefault(relative.split("/", 1)[0], []).append(key)
-    for generation in sorted(generations)[:-keep]:
-        for key in generations[generation]:
+        name = generation(key)
+        if name is not None and name not in kept:
             storage.delete(key)
 
 
