@@ -86,9 +86,12 @@ def test_objectives_per_iso_week_against_the_targets(recorded, scratch_database)
         }
         fill_events(settings, weeks)
         db = database(settings)
+        # The registry is given the time it stamps: the promotion falls in TODAY's ISO week
+        # whatever the date the suite runs on.
+        at = dt.datetime.combine(TODAY, dt.time(1, 30), tzinfo=dt.UTC)
         promoted = register(db, TODAY, 0.5, latency_delta=0.08)
-        registry.record_gate_decision(db, promoted, passed=True, reason="ok", metrics={})
-        registry.promote(db, adapter_id=promoted)
+        registry.record_gate_decision(db, promoted, passed=True, reason="ok", metrics={}, now=at)
+        registry.promote(db, adapter_id=promoted, now=at)
         report = objectives.report(settings, weeks=2, today=TODAY)
     last_week, this_week = report.weeks
     assert (last_week.week, this_week.week) == ("2026-W47", "2026-W48")
@@ -96,6 +99,7 @@ def test_objectives_per_iso_week_against_the_targets(recorded, scratch_database)
     assert last_week.change_pp == pytest.approx(-2.0) and last_week.override_ok
     assert this_week.change_pp == pytest.approx(2.0) and this_week.override_ok is False
     (promotion,) = this_week.promotions
+    assert promotion.promoted_at == "2026-11-25T01:30:00+00:00"
     assert promotion.latency_delta == 0.08 and this_week.latency_ok is False
     assert this_week.max_night_usd == pytest.approx(160.0) and report.cost_ok(this_week) is False
     data = report.as_dict()
