@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pria_ml import __version__, db, evaluate, features, registry
+from pria_ml import __version__, clock, db, evaluate, features, registry
 from pria_ml import extract as extract_mod
 from pria_ml import train as train_mod
 from pria_ml.db import migrate
@@ -136,9 +136,7 @@ def seed(
     overrides and planted PII. Deterministic by --seed. Refuses non-empty tables unless
     --replace.
     """
-    from datetime import UTC
-
-    last = end_date.date() if end_date else datetime.now(UTC).date()
+    last = clock.today(end_date.date() if end_date else None)
     report = seed_mod.seed(
         load_settings(), rows=rows, seed=seed, end_date=last, days=days, replace=replace
     )
@@ -170,9 +168,7 @@ def simulate(
     actions, and the rows written to the source tables as the product writes them - so the
     override rate in workflow_event reflects the adapter in prod.
     """
-    from datetime import UTC
-
-    first = start_date.date() if start_date else datetime.now(UTC).date()
+    first = clock.today(start_date.date() if start_date else None)
     with progress.bar(console, "simulated days", days) as advance:
         results = simulate_mod.run(
             load_settings(),
@@ -482,10 +478,9 @@ def spot_check(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from datetime import UTC
     from pathlib import Path
 
-    day = week_of.date() if week_of else datetime.now(UTC).date()
+    day = clock.today(week_of.date() if week_of else None)
     sheet = spotcheck.draw(load_settings(), day=day, out_dir=Path(out))
     console.print(
         f"[green]{sheet.samples} samples[/] of {sheet.adapter_id} for {sheet.week}: "
@@ -587,6 +582,9 @@ def cost(
 @app.command()
 def objectives(
     weeks: int = typer.Option(8, "--weeks", min=1, help="ISO weeks to show, newest last."),
+    as_of: datetime | None = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"], help="A day of the newest week (default today)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The spec's success metrics per ISO week, against their targets.
@@ -596,7 +594,9 @@ def objectives(
     +5 %), and nightly training cost (target: under $150 a night).
     """
 
-    report = objectives_mod.report(load_settings(), weeks=weeks)
+    report = objectives_mod.report(
+        load_settings(), weeks=weeks, today=as_of.date() if as_of else None
+    )
     if json_output:
         console.print_json(data=report.as_dict())
     else:

@@ -246,9 +246,14 @@ def measure_latency(
 
 # The stage ----------------------------------------------------------------------------------
 def run(
-    settings: Settings, date: datetime.date, adapter_id: uuid.UUID | str | None = None
+    settings: Settings,
+    date: datetime.date,
+    adapter_id: uuid.UUID | str | None = None,
+    *,
+    now: datetime.datetime | None = None,
 ) -> EvalResult:
-    """Evaluate the candidate of ``date`` (or ``adapter_id``) against prod and gate it.
+    """Evaluate the candidate of ``date`` (or ``adapter_id``) against prod and gate it; the
+    decision is stamped ``now`` (default: the real clock when it is recorded).
 
     Reads the registry, ``datasets/D/features/{val,test}.parquet``, the benchmark files and the
     adapters; writes ``evals/D/<adapter_id>/samples.parquet`` and ``report.json`` and records
@@ -335,6 +340,7 @@ def run(
             "safety_flags": report["val"]["candidate"]["safety_flags"],
             "safety_flag_pct": report["val"]["candidate"]["safety_flag_pct"],
         },
+        now=now,
     )
     log.info("gate %s for %s", "passed" if decision.passed else "blocked", candidate.adapter_id)
     return EvalResult(

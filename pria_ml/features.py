@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pria_ml import clock
 from pria_ml.data import contract, provenance, tokens
 from pria_ml.data.contract import (
     dataset_key,
@@ -139,6 +140,7 @@ def build(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     encoding_file: str | None = None,
     spark: SparkSession | None = None,
+    now: dt.datetime | None = None,
 ) -> FeatureBuild:
     """Build the train / val / test examples of ``date`` and publish them with their card.
 
@@ -152,6 +154,7 @@ def build(
             pria-ml.
         spark: a running session to use (tests share one); default starts one from settings
             and stops it at the end.
+        now: the card's ``built_at`` (default: the real clock).
 
     Returns:
         The manifest that was published and the time spent in each phase.
@@ -222,6 +225,7 @@ def build(
             max_tokens=max_tokens,
             engine=engine,
             generation=new_generation(),
+            built_at=clock.now(now),
         )
         timings["card"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -575,6 +579,7 @@ def dataset_card(
     max_tokens: int,
     engine: dict[str, str],
     generation: str,
+    built_at: dt.datetime,
 ) -> dict[str, Any]:
     """The manifest: what is in each split, read back from the split files themselves.
 
@@ -623,7 +628,7 @@ def dataset_card(
         }
     return {
         "date": date.isoformat(),
-        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "built_at": built_at.isoformat(timespec="seconds"),
         "code_version": code_version(),
         "generation": generation,
         "files": {
@@ -687,8 +692,9 @@ def code_version() -> str:
 
 
 def new_generation() -> str:
-    """A fresh, sortable name for one build's files: ``<UTC time>-<random>``."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """A fresh name for one build's files: ``<UTC time>-<random>``, on the real clock (easy to
+    tell apart when listing storage; pruning does not rely on their order)."""
+    return f"{clock.system():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: dict) -> str:
