@@ -93,6 +93,16 @@ def test_objectives_per_iso_week_against_the_targets(recorded, scratch_database)
         registry.record_gate_decision(db, promoted, passed=True, reason="ok", metrics={}, now=at)
         registry.promote(db, adapter_id=promoted, now=at)
         report = objectives.report(settings, weeks=2, today=TODAY)
+        env = {
+            "PRIA_HOME": str(settings.home),
+            "PRIA_DATABASE_URL": settings.database_url.get_secret_value(),
+            "PRIA_SOURCE_DATABASE_URL": source.url,
+        }
+        shown = CliRunner().invoke(
+            app, ["objectives", "--weeks", "2", "--as-of", TODAY.isoformat(), "--json"], env=env
+        )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["weeks"] == report.as_dict()["weeks"]
     last_week, this_week = report.weeks
     assert (last_week.week, this_week.week) == ("2026-W47", "2026-W48")
     assert last_week.override_rate_pct == pytest.approx(18.0)
