@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pria_ml import __version__, db, evaluate, features, gate, registry
+from pria_ml import __version__, clock, db, evaluate, features, gate, registry
 from pria_ml import extract as extract_mod
 from pria_ml import train as train_mod
 from pria_ml.db import migrate
@@ -155,9 +155,7 @@ def seed(
     overrides and planted PII. Deterministic by --seed. Refuses non-empty tables unless
     --replace.
     """
-    from datetime import UTC
-
-    last = end_date or datetime.now(UTC).date()
+    last = clock.today(end_date)
     report = seed_mod.seed(
         load_settings(), rows=rows, seed=seed, end_date=last, days=days, replace=replace
     )
@@ -185,9 +183,7 @@ def simulate(
     actions, and the rows written to the source tables as the product writes them - so the
     override rate in workflow_event reflects the adapter in prod.
     """
-    from datetime import UTC
-
-    first = start_date or datetime.now(UTC).date()
+    first = clock.today(start_date)
     with progress.bar(console, "simulated days", days) as advance:
         results = simulate_mod.run(
             load_settings(),
@@ -469,10 +465,9 @@ def spot_check(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from datetime import UTC
     from pathlib import Path
 
-    day = week_of or datetime.now(UTC).date()
+    day = clock.today(week_of)
     sheet = spotcheck.draw(load_settings(), day=day, out_dir=Path(out))
     console.print(
         f"[green]{sheet.samples} samples[/] of {sheet.adapter_id} for {sheet.week}: "
@@ -570,6 +565,9 @@ def cost(
 @app.command()
 def objectives(
     weeks: int = typer.Option(8, "--weeks", min=1, help="ISO weeks to show, newest last."),
+    as_of: datetime | None = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"], help="A day of the newest week (default today)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The spec's success metrics per ISO week, against their targets.
@@ -579,7 +577,9 @@ def objectives(
     +5 %), and nightly training cost (target: under $150 a night).
     """
 
-    report = objectives_mod.report(load_settings(), weeks=weeks)
+    report = objectives_mod.report(
+        load_settings(), weeks=weeks, today=as_of.date() if as_of else None
+    )
     if json_output:
         console.print_json(data=report.as_dict())
     else:

@@ -255,7 +255,11 @@ def measure_latency(
 
 # The stage ----------------------------------------------------------------------------------
 def run(
-    settings: Settings, date: datetime.date, adapter_id: uuid.UUID | str | None = None
+    settings: Settings,
+    date: datetime.date,
+    adapter_id: uuid.UUID | str | None = None,
+    *,
+    now: datetime.datetime | None = None,
 ) -> EvalResult:
     """Evaluate the candidate of ``date`` (or ``adapter_id``) against prod; record what it measured.
 
@@ -321,7 +325,7 @@ def run(
     report["benchmarks"] = _benchmarks(comparison, tasks, settings)
     report["wall_seconds"] = round(time.perf_counter() - started, 2)
     result = _write(storage, EvalRecord.model_validate(report), tables)
-    registry.record_evaluation(db, candidate.adapter_id, result.record.as_json())
+    registry.record_evaluation(db, candidate.adapter_id, result.record.as_json(), now=now)
     log.info("evaluation of %s recorded", candidate.adapter_id)
     return result
 

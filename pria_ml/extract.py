@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pria_ml import clock
 from pria_ml.data import contract, provenance
 from pria_ml.data.contract import dataset_key, manifest_complete
 from pria_ml.data.privacy import Pseudonymiser, pseudonymiser
@@ -178,7 +179,12 @@ def code_version() -> str:
 
 
 def run(
-    settings: Settings, date: dt.date, *, force: bool = False, workers: int | None = None
+    settings: Settings,
+    date: dt.date,
+    *,
+    force: bool = False,
+    workers: int | None = None,
+    now: dt.datetime | None = None,
 ) -> ExtractResult:
     """Extract day ``date`` from the source database into ``datasets/<date>/`` in storage.
 
@@ -190,7 +196,8 @@ def run(
     no manifest is written, so no partial dataset becomes visible.
 
     PII detection runs on ``workers`` processes (default ``settings.extract_workers``, unset =
-    every core); the files are byte-identical whatever the count.
+    every core); the files are byte-identical whatever the count. The manifest's
+    ``created_at`` is ``now`` (default: the real clock).
     """
 
     pseudo = pseudonymiser(settings)  # fail on a missing key before touching anything
@@ -225,7 +232,7 @@ def run(
     manifest = {
         "date": date.isoformat(),
         "code_version": code_version(),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created_at": clock.now(now).isoformat(timespec="seconds"),
         "source": source.display_url if not source.embedded else "embedded PostgreSQL",
         "retention": retention.describe(),
         "rows": counts["rows"],

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pria_ml import clock
 from pria_ml.data import contract, provenance, tokens
 from pria_ml.data.contract import (
     dataset_key,
@@ -139,6 +140,7 @@ def build(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     encoding_file: str | None = None,
     spark: SparkSession | None = None,
+    now: dt.datetime | None = None,
 ) -> FeatureBuild:
     """Build the train / val / test examples of ``date`` and publish them with their card.
 
@@ -152,6 +154,7 @@ def build(
             pria-ml.
         spark: a running session to use (tests share one); default starts one from settings
             and stops it at the end.
+        now: the card's ``built_at`` (default: the real clock).
 
     Returns:
         The manifest that was published and the time spent in each phase.
@@ -222,6 +225,7 @@ def build(
             max_tokens=max_tokens,
             engine=engine,
             generation=new_generation(),
+            built_at=clock.now(now),
         )
         timings["card"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -575,6 +579,7 @@ def dataset_card(
     max_tokens: int,
     engine: dict[str, str],
     generation: str,
+    built_at: dt.datetime,
 ) -> dict[str, Any]:
     """The manifest: what is in each split, read back from the split files themselves.
 
@@ -623,7 +628,7 @@ def dataset_card(
         }
     return {
         "date": date.isoformat(),
-        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "built_at": built_at.isoformat(timespec="seconds"),
         "code_version": code_version(),
         "generation": generation,
         "files": {
@@ -687,8 +692,9 @@ def code_version() -> str:
 
 
 def new_generation() -> str:
-    """A fresh, sortable name for one build's files: ``<UTC time>-<random>``."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """A fresh name for one build's files: ``<UTC time>-<random>``, on the real clock (easy to
+    tell apart when listing storage; pruning does not rely on their order)."""
+    return f"{clock.system():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: dict) -> str:
@@ -697,13 +703,16 @@ def publish(storage, date: dt.date, split_paths: Mapping[str, Path], manifest: d
 
     Files of the new build never replace files a manifest vouches for, and the manifest is
     replaced in one atomic write, so a reader sees the previous build or this one, never a mix.
-    Afterwards the generations older than the previous one are deleted (the previous one stays
-    for a reader that read the old manifest a moment ago).
+    Afterwards every generation but this one and the previous one is deleted (the previous one
+    stays for a reader that read the old manifest a moment ago). Which ones those are is read
+    from the two manifests, not from the names: a clock that went back cannot delete this build.
     """
+    manifest_key = features_key(date, "manifest.json")
+    previous = read_manifest(storage, manifest_key) or {}
     for name in SPLITS:
         storage.upload(split_paths[name], manifest["files"][f"{name}.parquet"]["key"])
-    uri = write_manifest(storage, features_key(date, "manifest.json"), manifest)
-    _prune_generations(storage, date, keep=2)
+    uri = write_manifest(storage, manifest_key, manifest)
+    _prune_generations(storage, date, keep=[manifest, previous])
     return uri
 
 
@@ -733,15 +742,23 @@ def publish_tables(storage, date: dt.date, tables: Mapping[str, pa.Table]) -> st
         return publish(storage, date, paths, manifest)
 
 
-def _prune_generations(storage, date: dt.date, *, keep: int) -> None:
+def _prune_generations(storage, date: dt.date, *, keep: list[dict]) -> None:
+    """Delete the files of every generation of ``date`` that no manifest in ``keep`` names."""
     prefix = features_key(date, "")
-    generations: dict[str, list[str]] = {}
+
+    def generation(key: str) -> str | None:
+        relative = key[len(prefix) :] if key.startswith(prefix) else ""
+        return relative.split("/", 1)[0] if "/" in relative else None
+
+    kept = {
+        generation(entry.get("key", ""))
+        for manifest in keep
+        for entry in (manifest.get("files") or {}).values()
+        if isinstance(entry, dict)
+    }
     for key in storage.list(prefix):
-        relative = key[len(prefix) :]
-        if "/" in relative:
-            generations.setdefault(relative.split("/", 1)[0], []).append(key)
-    for generation in sorted(generations)[:-keep]:
-        for key in generations[generation]:
+        name = generation(key)
+        if name is not None and name not in kept:
             storage.delete(key)
 
 

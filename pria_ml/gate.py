@@ -34,7 +34,7 @@ class GateResult:
     decision: GateDecision
 
 
-def run(settings: Settings, date: dt.date) -> GateResult:
+def run(settings: Settings, date: dt.date, *, now: dt.datetime | None = None) -> GateResult:
     """Decide on the newest candidate of ``date`` from its evaluation record; record it.
 
     Raises RegistryError when no adapter was trained on ``date`` or it has no evaluation
@@ -47,11 +47,12 @@ def run(settings: Settings, date: dt.date) -> GateResult:
         raise RegistryError(
             f"no adapter trained on {date} in model_registry: run `pria-ml train --date {date}`"
         )
-    return GateResult(adapter.adapter_id, decide(db, adapter))
+    return GateResult(adapter.adapter_id, decide(db, adapter, now=now))
 
 
-def decide(db: Database, adapter: Adapter) -> GateDecision:
-    """Judge ``adapter``'s evaluation record and record the decision (see ``run``)."""
+def decide(db: Database, adapter: Adapter, *, now: dt.datetime | None = None) -> GateDecision:
+    """Judge ``adapter``'s evaluation record and record the decision stamped ``now`` (default
+    the real clock; see ``run``)."""
     measured = record.of_adapter(adapter)
     if measured is None:
         raise RegistryError(
@@ -65,6 +66,7 @@ def decide(db: Database, adapter: Adapter) -> GateDecision:
         passed=decision.passed,
         reason=decision.reason,
         metrics={"gate": decision.as_record().model_dump(mode="json")},
+        now=now,
     )
     return decision
 

@@ -11,6 +11,10 @@ Each call tags its transaction with a request id (``pria.request_id``), which ev
 writes records. When the answer to a COMMIT is lost, the retry first reads the events of that
 request id under the registry lock: found, the call returns what was committed; not found, it
 runs again. So a rollback, which is not idempotent, never runs twice.
+
+Every call that changes the registry takes ``now``, the time it stamps on the rows and events it
+writes (``pria_ml/clock.py``; default: the real clock when the call is made), so a simulated
+night records its simulated time.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pria_ml import clock
 from pria_ml.db import NOT_COMMITTED, Database
 from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
@@ -202,20 +207,22 @@ def register_candidate(
     artifact_sha256: str,
     base_model: str,
     metrics: dict,
+    now: datetime.datetime | None = None,
 ) -> uuid.UUID:
     """Register a trained adapter as a ``candidate``; return its ``adapter_id``.
 
-    Writes one ``model_registry`` row and a ``register`` event. Registering the same artifact
-    (URI, sha256, date, base model) again returns the existing id. Raises RegistryError when the
-    URI is registered with a different checksum or the input is malformed,
-    DatabaseUnavailable when the registry cannot be reached.
+    Writes one ``model_registry`` row and a ``register`` event, stamped ``now`` (default: the
+    real clock). Registering the same artifact (URI, sha256, date, base model) again returns the
+    existing id. Raises RegistryError when the URI is registered with a different checksum or
+    the input is malformed, DatabaseUnavailable when the registry cannot be reached.
     """
     payload = json.dumps(metrics, default=str)
+    at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> uuid.UUID:
         row = conn.execute(
-            "SELECT pria.register_candidate(%s, %s, %s, %s, %s::jsonb, %s)",
-            (dataset_date, artifact_uri, artifact_sha256, base_model, payload, actor()),
+            "SELECT pria.register_candidate(%s, %s, %s, %s, %s::jsonb, %s, %s)",
+            (dataset_date, artifact_uri, artifact_sha256, base_model, payload, actor(), at),
         ).fetchone()
         assert row is not None
         return row[0]
@@ -225,38 +232,56 @@ def register_candidate(
 
 
 def record_gate_decision(
-    db: Database, adapter_id: uuid.UUID | str, *, passed: bool, reason: str, metrics: dict
+    db: Database,
+    adapter_id: uuid.UUID | str,
+    *,
+    passed: bool,
+    reason: str,
+    metrics: dict,
+    now: datetime.datetime | None = None,
 ) -> None:
     """Record the promotion gate's decision for a candidate, with its inputs.
 
     Merges ``metrics`` into ``metrics_json`` (top-level keys replaced; ``safety_flags`` also
-    sets the column), sets ``gate_passed`` / ``gate_reason`` and writes a ``gate`` event, in one
-    transaction. Raises RegistryError for an unknown adapter or one that is not a candidate.
+    sets the column), sets ``gate_passed`` / ``gate_reason`` / ``gate_decided_at`` (``now``,
+    default the real clock) and writes a ``gate`` event, in one transaction. Raises
+    RegistryError for an unknown adapter or one that is not a candidate.
     """
     target = parse_adapter_id(adapter_id)
     payload = json.dumps(metrics, default=str)
+    at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> None:
         conn.execute(
-            "SELECT pria.record_gate_decision(%s, %s, %s, %s::jsonb, %s)",
-            (target, passed, reason, payload, actor()),
+            "SELECT pria.record_gate_decision(%s, %s, %s, %s::jsonb, %s, %s)",
+            (target, passed, reason, payload, actor(), at),
         )
 
     _transaction(db, work, what=f"gate decision for {target}", recover=lambda events: None)
 
 
-def record_evaluation(db: Database, adapter_id: uuid.UUID | str, record: dict) -> None:
+def record_evaluation(
+    db: Database,
+    adapter_id: uuid.UUID | str,
+    record: dict,
+    *,
+    now: datetime.datetime | None = None,
+) -> None:
     """Store a candidate's evaluation record (``quality.record.EvalRecord`` as JSON data).
 
     Sets ``metrics_json["eval"]`` and the ``safety_flags`` column, clears a gate decision taken
-    on an earlier record, and writes an ``evaluate`` event, in one transaction. Raises
-    RegistryError for an unknown adapter or one that is not a candidate.
+    on an earlier record, and writes an ``evaluate`` event stamped ``now`` (default the real
+    clock), in one transaction. Raises RegistryError for an unknown adapter or one that is not
+    a candidate.
     """
     target = parse_adapter_id(adapter_id)
     payload = json.dumps(record)
+    at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> None:
-        conn.execute("SELECT pria.record_evaluation(%s, %s::jsonb, %s)", (target, payload, actor()))
+        conn.execute(
+            "SELECT pria.record_evaluation(%s, %s::jsonb, %s, %s)", (target, payload, actor(), at)
+        )
 
     _transaction(db, work, what=f"evaluation record of {target}", recover=lambda events: None)
 
@@ -303,7 +328,13 @@ class Transition:
 
 
 def _transition(
-    db: Database, sql: str, params: tuple, *, what: str, hook: EndpointHook | None
+    db: Database,
+    sql: str,
+    params: tuple,
+    *,
+    what: str,
+    hook: EndpointHook | None,
+    now: datetime.datetime | None,
 ) -> Transition:
     def work(conn: psycopg.Connection) -> Transition:
         row = conn.execute(sql, params).fetchone()
@@ -325,7 +356,7 @@ def _transition(
     event_id = transition.event_id if transition.changed else _unrotated_prod_event(db)
     if event_id is None:
         return transition
-    _rotate(db, hook, event_id)
+    _rotate(db, hook, event_id, now=now)
     return dataclasses.replace(transition, rotated=True)
 
 
@@ -337,11 +368,13 @@ def promote(
     force: bool = False,
     reason: str | None = None,
     hook: EndpointHook | None = None,
+    now: datetime.datetime | None = None,
 ) -> Transition:
     """Make an adapter prod: ``adapter_id``, or the gated candidate of ``dataset_date``.
 
     One transaction under the registry lock: the current prod is superseded (back to
-    candidate, ``superseded_at`` set), the target becomes prod, a ``promote`` event is written
+    candidate, ``superseded_at`` set), the target becomes prod (``promoted_at``; both stamped
+    ``now``, default the real clock), a ``promote`` event is written
     and ``pria_model_endpoint`` is notified. A candidate without a passing gate decision is
     refused unless ``force`` with a ``reason`` (recorded in the event). Promoting the current
     prod is a no-op (``changed`` False). After the commit the endpoint ``hook`` is called.
@@ -354,10 +387,11 @@ def promote(
     target = None if adapter_id is None else parse_adapter_id(adapter_id)
     return _transition(
         db,
-        "SELECT * FROM pria.promote(%s, %s, %s, %s, %s)",
-        (target, dataset_date, force, reason, actor()),
+        "SELECT * FROM pria.promote(%s, %s, %s, %s, %s, %s)",
+        (target, dataset_date, force, reason, actor(), clock.now(now)),
         what=f"promote {target or dataset_date}",
         hook=hook,
+        now=now,
     )
 
 
@@ -367,11 +401,12 @@ def rollback(
     to: uuid.UUID | str | None = None,
     reason: str | None = None,
     hook: EndpointHook | None = None,
+    now: datetime.datetime | None = None,
 ) -> Transition:
     """Bring back the adapter that was prod before the current one (from the event log), or
     ``to``, an adapter that was prod before.
 
-    Same transaction, lock, event and notification as ``promote``; the gate is not asked
+    Same transaction, lock, event, stamps and notification as ``promote``; the gate is not asked
     again. Rolling back to the current prod is a no-op. Raises RegistryError (no prod, no
     previous prod, unknown / archived / never-prod target), RegistryBusy, DatabaseUnavailable,
     EndpointRotationFailed.
@@ -379,26 +414,34 @@ def rollback(
     target = None if to is None else parse_adapter_id(to)
     return _transition(
         db,
-        "SELECT * FROM pria.rollback(%s, %s, %s)",
-        (target, reason, actor()),
+        "SELECT * FROM pria.rollback(%s, %s, %s, %s)",
+        (target, reason, actor(), clock.now(now)),
         what=f"rollback to {target or 'previous prod'}",
         hook=hook,
+        now=now,
     )
 
 
 def archive(
-    db: Database, *, older_than: datetime.timedelta = datetime.timedelta(days=7)
+    db: Database,
+    *,
+    older_than: datetime.timedelta = datetime.timedelta(days=7),
+    now: datetime.datetime | None = None,
 ) -> list[uuid.UUID]:
-    """Archive every former prod superseded more than ``older_than`` ago (spec: 7 days).
+    """Archive every former prod superseded more than ``older_than`` before ``now`` (default:
+    the real clock; spec: 7 days).
 
-    One transaction; one ``archive`` event per adapter. Returns the archived adapter ids.
+    One transaction; one ``archive`` event per adapter, stamped ``now``. Returns the archived
+    adapter ids.
     """
     if older_than < datetime.timedelta(0):
         raise RegistryError(f"archive age must not be negative, got {older_than}")
 
+    at = clock.now(now)
+
     def work(conn: psycopg.Connection) -> list[uuid.UUID]:
         rows = conn.execute(
-            "SELECT pria.archive_superseded(%s, %s)", (older_than, actor())
+            "SELECT pria.archive_superseded(%s, %s, %s)", (older_than, actor(), at)
         ).fetchall()
         return [row[0] for row in rows]
 
@@ -470,26 +513,37 @@ def replay(events: list[Event]) -> dict[uuid.UUID, str]:
 
 
 def record_spot_check(
-    db: Database, adapter_id: uuid.UUID, iso_week: str, verdicts: list[dict], *, reviewer: str
+    db: Database,
+    adapter_id: uuid.UUID,
+    iso_week: str,
+    verdicts: list[dict],
+    *,
+    reviewer: str,
+    now: datetime.datetime | None = None,
 ) -> None:
     """Store one filled spot-check sheet (``[{prompt_sha256, verdict, note}]``) with a
     ``spot_check`` event, in one transaction; a sheet stored again for the same adapter and
     week replaces its samples' verdicts. Raises RegistryError (unknown adapter, ...) and lets
     psycopg's CheckViolation through for a value the table refuses."""
     payload = json.dumps(verdicts)
+    at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> None:
         conn.execute(
-            "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s)",
-            (adapter_id, iso_week, payload, reviewer, actor()),
+            "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s, %s)",
+            (adapter_id, iso_week, payload, reviewer, actor(), at),
         )
 
     _transaction(db, work, what=f"spot-check {iso_week} of {adapter_id}", idempotent=True)
 
 
-def archive_due(db: Database, *, older_than: datetime.timedelta) -> int:
-    """How many former prods ``archive`` would archive now (superseded before ``older_than``)."""
-    ((due,),) = _read(db, "archive_due", {"older_than": older_than})
+def archive_due(
+    db: Database, *, older_than: datetime.timedelta, now: datetime.datetime | None = None
+) -> int:
+    """How many former prods ``archive`` would archive at ``now`` (default the real clock):
+    those superseded longer than ``older_than`` before it."""
+    params = {"older_than": older_than, "now": clock.now(now)}
+    ((due,),) = _read(db, "archive_due", params)
     return due
 
 
@@ -543,7 +597,9 @@ def _unrotated_prod_event(db: Database) -> int | None:
     return rows[0][0] if rows else None
 
 
-def _rotate(db: Database, hook: EndpointHook, event_id: int) -> None:
+def _rotate(
+    db: Database, hook: EndpointHook, event_id: int, *, now: datetime.datetime | None
+) -> None:
     """Call the rotation hook for prod-change ``event_id`` and record the outcome as an event."""
     (row,) = _read(db, "rotation_payload", {"event_id": event_id})
     keys = ("event_id", "action", "adapter_id", "previous_prod", "dataset_date")
@@ -555,7 +611,9 @@ def _rotate(db: Database, hook: EndpointHook, event_id: int) -> None:
     try:
         result = hook.rotate(payload)
     except EndpointRotationFailed as exc:
-        _record_rotation(db, event_id, ok=False, detail={"url": hook.url, "error": str(exc)})
+        _record_rotation(
+            db, event_id, ok=False, detail={"url": hook.url, "error": str(exc)}, now=now
+        )
         raise EndpointRotationFailed(
             f"prod is {payload['adapter_id']} in the registry (committed, event {event_id}), "
             f"but MODEL_ENDPOINT was NOT rotated: {exc}. Fix the hook, then run "
@@ -566,17 +624,21 @@ def _rotate(db: Database, hook: EndpointHook, event_id: int) -> None:
         event_id,
         ok=True,
         detail={"url": hook.url, "status": result.status, "attempts": result.attempts},
+        now=now,
     )
     log.info("endpoint rotated to %s (%d attempts)", payload["adapter_id"], result.attempts)
 
 
-def _record_rotation(db: Database, event_id: int, *, ok: bool, detail: dict) -> None:
+def _record_rotation(
+    db: Database, event_id: int, *, ok: bool, detail: dict, now: datetime.datetime | None
+) -> None:
     """Best effort: a registry that went away after the change must not hide the outcome."""
+    at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> None:
         conn.execute(
-            "SELECT pria.record_rotation(%s, %s, %s::jsonb, %s)",
-            (event_id, ok, json.dumps(detail), actor()),
+            "SELECT pria.record_rotation(%s, %s, %s::jsonb, %s, %s)",
+            (event_id, ok, json.dumps(detail), actor(), at),
         )
 
     try:

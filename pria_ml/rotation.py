@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pria_ml import clock
 from pria_ml.errors import ConfigError, EndpointRotationFailed
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ class EndpointHook:
         body = json.dumps(payload, sort_keys=True, default=str).encode()
         last = "no attempt made"
         for attempt in range(1, self.attempts + 1):
-            timestamp = str(int(time.time()))
+            # The receiver checks it against its own clock: always the real one.
+            timestamp = str(int(clock.system().timestamp()))
             request = urllib.request.Request(
                 self.url,
                 data=body,

@@ -582,9 +582,15 @@ class TrainResult:
 
 
 def run(
-    settings: Settings, date: datetime.date, config: TrainConfig, *, profile: str = "spec"
+    settings: Settings,
+    date: datetime.date,
+    config: TrainConfig,
+    *,
+    profile: str = "spec",
+    now: datetime.datetime | None = None,
 ) -> TrainResult:
-    """Train an adapter on ``date``'s train split, upload it and register a ``candidate``.
+    """Train an adapter on ``date``'s train split, upload it and register a ``candidate``
+    (stamped ``now``; default: the real clock when training ends).
 
     Reads the train and val splits through ``datasets/D/features/manifest.json``; writes
     checkpoints under ``<home>/runs/train-D`` (resumed when the run is restarted), then
@@ -639,6 +645,7 @@ def run(
             artifact_sha256=weights_info.sha256,
             base_model=train_plan.base_model,
             metrics=metrics,
+            now=now,
         )
     except BaseException:
         for key in (weights_key, config_key):

@@ -1,9 +1,23 @@
 """Shared fixtures: an embedded PostgreSQL for the session, a fresh database per test, a temp
-storage root, and a real S3-compatible server (moto) on loopback. Nothing is downloaded."""
+storage root, and a real S3-compatible server (moto) on loopback. Nothing is downloaded.
+
+No test may depend on the day it runs: a test that needs a date or a time passes its own
+(``now=`` / ``today=`` / ``--as-of``, see ``pria_ml/clock.py``). To check that, run the suite
+with the clock moved (opt-in; the default suite runs on the real clock):
+
+    PRIA_TEST_SHIFT_DAYS=7 python -m pytest      # a week ahead
+    PRIA_TEST_SHIFT_DAYS=365 python -m pytest    # a year ahead (negative numbers go back)
+
+The shift is applied with time-machine (``travel(..., tick=True)``) when the session starts, so
+it moves ``datetime.now``, ``date.today`` and ``time.time`` in this Python process only:
+subprocesses (``pria-ml`` run as a command, Spark's JVM) and the PostgreSQL server keep the real
+clock. A test that passes with the shift therefore takes no date from any clock.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +36,33 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # per-test clean-up below.
 TINY_PRETRAIN_STEPS = {"PRIA_TINY_PRETRAIN_STEPS": "0"}
 os.environ.update(TINY_PRETRAIN_STEPS)
+
+SHIFT_DAYS = "PRIA_TEST_SHIFT_DAYS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Move this process's clock ``PRIA_TEST_SHIFT_DAYS`` days (see the module docstring)."""
+    days = os.environ.get(SHIFT_DAYS, "").strip()
+    if not days:
+        return
+    import time_machine
+
+    try:
+        shift = dt.timedelta(days=float(days))
+    except ValueError:
+        raise pytest.UsageError(f"{SHIFT_DAYS}={days!r} is not a number of days") from None
+    traveller = time_machine.travel(dt.datetime.now(dt.UTC) + shift, tick=True)
+    traveller.start()
+    config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    days = os.environ.get(SHIFT_DAYS, "").strip()
+    if not days:
+        return None
+    return (
+        f"clock moved {days} days ({SHIFT_DAYS}): now {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    )
 
 
 @pytest.fixture(autouse=True)

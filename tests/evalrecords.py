@@ -108,9 +108,15 @@ def eval_record(
 
 
 def evaluate_and_gate(
-    db: Database, adapter_id: uuid.UUID, date: dt.date, **figures: Any
+    db: Database,
+    adapter_id: uuid.UUID,
+    date: dt.date,
+    *,
+    now: dt.datetime | None = None,
+    **figures: Any,
 ) -> GateDecision:
     """Record ``eval_record(...)`` for the adapter as ``pria-ml eval`` does, then let the gate
-    stage decide on it and record the decision."""
-    registry.record_evaluation(db, adapter_id, eval_record(adapter_id, date, **figures).as_json())
-    return gate.decide(db, registry.get_adapter(db, adapter_id))
+    stage decide on it and record the decision, both stamped ``now``."""
+    measured = eval_record(adapter_id, date, **figures)
+    registry.record_evaluation(db, adapter_id, measured.as_json(), now=now)
+    return gate.decide(db, registry.get_adapter(db, adapter_id), now=now)

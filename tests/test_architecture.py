@@ -89,3 +89,61 @@ def test_only_the_registry_reads_the_registry_tables() -> None:
         if re.search(r"""read_sql\(f?["']registry/""", line) or REGISTRY_SQL.search(line)
     ]
     assert readers == [], "read the registry through pria_ml.registry"
+
+
+# Reading the wall clock: only pria_ml/clock.py does; everything else is given the time.
+WALL_CLOCK = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+    ("time", "time_ns"),
+}
+SQL_CLOCK = re.compile(
+    r"\b(now|clock_timestamp|statement_timestamp|transaction_timestamp)\s*\(\)"
+    r"|\b(current_date|current_timestamp|localtimestamp)\b",
+    re.IGNORECASE,
+)
+
+
+def _wall_clock_reads(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", None)
+        if (name, node.func.attr) in WALL_CLOCK:
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}.{node.func.attr}()")
+    return found
+
+
+def test_only_the_clock_module_reads_the_wall_clock() -> None:
+    """A date taken from the wall clock deep inside the product made a test fail once the
+    calendar moved on; the time is a parameter instead (pria_ml/clock.py)."""
+    reads = [
+        line
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PACKAGE / "clock.py"
+        for line in _wall_clock_reads(path)
+    ]
+    assert reads == [], "take `now` / `today` as a parameter (pria_ml/clock.py):\n" + "\n".join(
+        reads
+    )
+
+
+def test_queries_take_the_time_as_a_parameter() -> None:
+    """The SQL that pria-ml runs compares with the time it is given (%(now)s), never the
+    database server's clock. Migrations are exempt: their functions stamp p_at, falling back
+    on now() only for a caller that passes none."""
+    sql = ROOT / "sql"
+    reads = []
+    for path in sorted(sql.rglob("*.sql")):
+        if path.parent.name == "migrations":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("--", 1)[0]
+            if SQL_CLOCK.search(code):
+                reads.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert reads == [], "pass the time as a query parameter:\n" + "\n".join(reads)

@@ -27,6 +27,7 @@ Publishing never fails the night: a refused write or an unreachable gateway is l
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,7 +163,7 @@ def publish(settings: Settings, report: NightlyReport) -> list[str]:
     settings name; return where they went. Never raises: failures are logged."""
     if settings.metrics_textfile_dir is None and settings.pushgateway_url is None:
         return []
-    spend, prod = _registry_facts(settings)
+    spend, prod = _registry_facts(settings, report)
     registries = [(RUN_FILE, run_metrics(report, spend, prod))]
     if report.succeeded:
         registries.append((SUCCESS_FILE, success_metrics(report)))
@@ -186,10 +187,13 @@ def _measured(adapter: Adapter | None) -> EvalRecord | None:
         return None
 
 
-def _registry_facts(settings: Settings) -> tuple[SpendReport | None, Adapter | None]:
-
+def _registry_facts(
+    settings: Settings, report: NightlyReport
+) -> tuple[SpendReport | None, Adapter | None]:
+    """The 30-day spend up to the day the night ended (its own clock), and the prod adapter."""
+    as_of = (report.finished_at or report.started_at).astimezone(dt.UTC).date()
     try:
-        return cost.spend(settings), registry.current_prod(database(settings))
+        return cost.spend(settings, as_of=as_of), registry.current_prod(database(settings))
     except PriaError as exc:
         log.warning("metrics without registry figures (spend, prod): %s", exc)
         return None, None

@@ -68,6 +68,7 @@ class NightlyReport:
     gate: GateOutcome | None = None
     adapter: Adapter | None = None
     error: BaseException | None = None
+    seconds: float = 0.0  # how long the run took (a simulated night's stamps stand still)
 
     @property
     def failed_stage(self) -> str | None:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pria_ml import evaluate, extract, features, gate, registry, train
+from pria_ml import clock, evaluate, extract, features, gate, registry, train
 from pria_ml.db import database
 from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
@@ -143,6 +143,7 @@ class Night:
     date: dt.date
     train_config: TrainConfig
     db: Database
+    now: dt.datetime | None = None  # what every stage stamps; None: the real clock at the time
 
 
 def _adapter(night: Night) -> Adapter | None:
@@ -168,7 +169,7 @@ def _extract_complete(night: Night) -> bool:
 def _extract_run(night: Night) -> str:
 
     # A stale or damaged manifest may exist (that is why the stage is running): replace it.
-    result = extract.run(night.settings, night.date, force=True)
+    result = extract.run(night.settings, night.date, force=True, now=night.now)
     rows = result.manifest["rows"]
     return f"{rows['raw']} rows, {rows['quarantined']} quarantined"
 
@@ -180,7 +181,7 @@ def _features_complete(night: Night) -> bool:
 
 def _features_run(night: Night) -> str:
 
-    result = features.build(night.settings, night.date)
+    result = features.build(night.settings, night.date, now=night.now)
     return ", ".join(f"{n} {s['rows']}" for n, s in result.manifest["splits"].items())
 
 
@@ -191,7 +192,7 @@ def _train_complete(night: Night) -> bool:
 
 def _train_run(night: Night) -> str:
 
-    result = train.run(night.settings, night.date, night.train_config)
+    result = train.run(night.settings, night.date, night.train_config, now=night.now)
     return f"candidate {result.adapter_id}, {result.metrics['steps']} steps"
 
 
@@ -201,7 +202,7 @@ def _eval_complete(night: Night) -> bool:
 
 
 def _eval_run(night: Night) -> str:
-    return f"adapter {evaluate.run(night.settings, night.date).adapter_id}"
+    return f"adapter {evaluate.run(night.settings, night.date, now=night.now).adapter_id}"
 
 
 def _gate_complete(night: Night) -> bool:
@@ -209,7 +210,7 @@ def _gate_complete(night: Night) -> bool:
 
 
 def _gate_run(night: Night) -> str:
-    result = gate.run(night.settings, night.date)
+    result = gate.run(night.settings, night.date, now=night.now)
     return "passed" if result.decision.passed else "blocked"
 
 
@@ -220,17 +221,17 @@ def _promote_complete(night: Night) -> bool:
 
 def _promote_run(night: Night) -> str:
 
-    transition = transitions.promote(night.settings, dataset_date=night.date)
+    transition = transitions.promote(night.settings, dataset_date=night.date, now=night.now)
     return transition.message
 
 
 def _archive_complete(night: Night) -> bool:
-    return registry.archive_due(night.db, older_than=ARCHIVE_AFTER) == 0
+    return registry.archive_due(night.db, older_than=ARCHIVE_AFTER, now=night.now) == 0
 
 
 def _archive_run(night: Night) -> str:
 
-    archived = registry.archive(night.db, older_than=ARCHIVE_AFTER)
+    archived = registry.archive(night.db, older_than=ARCHIVE_AFTER, now=night.now)
     return f"{len(archived)} archived"
 
 
@@ -255,6 +256,7 @@ def run(
     *,
     selection: Selection | None = None,
     train_config: TrainConfig | None = None,
+    now: dt.datetime | None = None,
 ) -> NightlyReport:
     """Run the night of ``date``: every selected stage whose output is not complete, in order.
 
@@ -265,6 +267,9 @@ def run(
             complete stages). ``force`` redoes the ``--from`` stage even when it is complete;
             each later stage still runs only when its output is incomplete or stale.
         train_config: training options (default: the ``spec`` profile).
+        now: the time the night stamps on what it records (manifests, registry rows and
+            events, the report); default the real clock at each stamp. A simulated night
+            passes its simulated time (``pria_ml/clock.py``).
 
     Returns:
         The report of every stage; ``report.error`` holds the failure that stopped the night
@@ -278,8 +283,9 @@ def run(
     """
 
     selection = selection or Selection()
-    night = Night(settings, date, train_config or PROFILES["spec"], database(settings))
-    report = NightlyReport(date, [StageReport(s) for s in STAGES], dt.datetime.now(dt.UTC))
+    night = Night(settings, date, train_config or PROFILES["spec"], database(settings), now)
+    report = NightlyReport(date, [StageReport(s) for s in STAGES], clock.now(now))
+    started = time.monotonic()
     # The gate's decision belongs to this run's report only when the run reaches the gate.
     gated = selection.selected("gate") or selection.selected("promote")
     with night_lock(night.db, date):
@@ -299,7 +305,8 @@ def run(
                 break
         if gated:
             _record_gate(night, report)
-        report.finished_at = dt.datetime.now(dt.UTC)
+        report.finished_at = clock.now(now)
+        report.seconds = time.monotonic() - started
         report.adapter = _adapter_or_none(night)
     # Reporting never fails the night: each of these logs its own trouble and returns.
     monitoring.publish(settings, report)
@@ -399,7 +406,6 @@ def render(report: NightlyReport) -> RenderableType:
             shown = ", ".join(f"{k}={v:g}" for k, v in numbers.items())
             lines.append(Text(f"  inputs: {shown}"))
     total = sum(s.cost_usd or 0.0 for s in report.stages)
-    elapsed = (report.finished_at or report.started_at) - report.started_at
     outcome = (
         f"[red]failed in {report.failed_stage}[/]"
         if report.error is not None
@@ -409,8 +415,7 @@ def render(report: NightlyReport) -> RenderableType:
     )
     lines.append(
         Text.from_markup(
-            f"{outcome} in {elapsed.total_seconds():.1f} s, cost ${total:.2f}, "
-            f"exit {report.exit_code}"
+            f"{outcome} in {report.seconds:.1f} s, cost ${total:.2f}, exit {report.exit_code}"
         )
     )
     return Group(*lines)

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import registry
+from pria_ml import clock, registry
 from pria_ml.db import database
 from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import DataError
@@ -97,15 +97,17 @@ class ObjectivesReport:
 
 
 def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) -> ObjectivesReport:
-    """The last ``weeks`` ISO weeks up to ``today`` (default today, UTC).
+    """The last ``weeks`` ISO weeks up to ``today`` (default: today on the real clock, UTC).
 
+    Each figure is counted in the week of its own recorded time: an event's ``created_at``, a
+    promotion's ``occurred_at`` (the time the registry was given), a night's dataset date.
     Reads workflow_event from the source database and model_registry / registry_event from the
     registry. Raises DatabaseUnavailable when either cannot be reached, DataError when the
     source has no workflow_event table.
     """
     import psycopg
 
-    today = today or dt.datetime.now(dt.UTC).date()
+    today = clock.today(today)
     first = today - dt.timedelta(days=today.weekday()) - dt.timedelta(weeks=weeks - 1)
     # One week more than shown, so the first week shown has a week-over-week change.
     since = dt.datetime.combine(first - dt.timedelta(weeks=1), dt.time(), tzinfo=dt.UTC)
@@ -132,13 +134,14 @@ def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) 
             week.change_pp = week.override_rate_pct - before.override_rate_pct
 
     for promoted in registry.promotions_since(database(settings), since):
-        week = by_start.get(_monday(promoted.occurred_at.astimezone(dt.UTC).date()))
+        at = promoted.occurred_at.astimezone(dt.UTC)  # the time the promotion was stamped with
+        week = by_start.get(_monday(at.date()))
         if week is None:
             continue
         week.promotions.append(
             Promotion(
                 str(promoted.adapter_id),
-                promoted.occurred_at.isoformat(timespec="seconds"),
+                at.isoformat(timespec="seconds"),
                 promoted.forced,
                 _latency_delta(promoted.metrics_json, promoted.adapter_id),
             )

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pria_ml import clock
 from pria_ml.db.sqlfiles import read_sql, sql_dir
 from pria_ml.errors import ConfigError
 from pria_ml.extract import KNOWN_ROLES, Retention, source_queries
@@ -81,7 +82,7 @@ def render(settings: Settings, name: str, variables: dict[str, str] | None = Non
 def _date(variables: dict[str, str]) -> dt.date:
     text = variables.get("date")
     if text is None:
-        return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        return clock.today() - dt.timedelta(days=1)  # last night's dataset date
     try:
         return dt.date.fromisoformat(text)
     except ValueError:

@@ -30,8 +30,10 @@ def promote(
     dataset_date: dt.date | None = None,
     force: bool = False,
     reason: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Transition:
-    """``registry.promote`` with the configured endpoint hook (see there for what it raises)."""
+    """``registry.promote`` with the configured endpoint hook, stamped ``now`` (default the
+    real clock); see ``registry.promote`` for what it raises."""
     return registry.promote(
         database(settings),
         adapter_id=adapter_id,
@@ -39,16 +41,26 @@ def promote(
         force=force,
         reason=reason,
         hook=EndpointHook.from_settings(settings),
+        now=now,
     )
 
 
 def rollback(
-    settings: Settings, *, to: uuid.UUID | str | None = None, reason: str | None = None
+    settings: Settings,
+    *,
+    to: uuid.UUID | str | None = None,
+    reason: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Transition:
-    """``registry.rollback`` with the configured endpoint hook, then a Slack message saying what
-    prod is now and what it was (see ``registry.rollback`` for what it raises)."""
+    """``registry.rollback`` with the configured endpoint hook, stamped ``now``, then a Slack
+    message saying what prod is now and what it was (see ``registry.rollback`` for what it
+    raises)."""
     transition = registry.rollback(
-        database(settings), to=to, reason=reason, hook=EndpointHook.from_settings(settings)
+        database(settings),
+        to=to,
+        reason=reason,
+        hook=EndpointHook.from_settings(settings),
+        now=now,
     )
     notify.rolled_back(settings, transition)
     return transition

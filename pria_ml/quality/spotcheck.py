@@ -205,8 +205,15 @@ def read_sheet(path: Path) -> tuple[uuid.UUID, str, list[dict[str, str]]]:
     return adapter_id, weeks.pop(), verdicts
 
 
-def record(settings: Settings, path: Path, *, reviewer: str | None = None) -> Recorded:
-    """Store the verdicts of a filled review sheet in one transaction (and a history event)."""
+def record(
+    settings: Settings,
+    path: Path,
+    *,
+    reviewer: str | None = None,
+    now: datetime.datetime | None = None,
+) -> Recorded:
+    """Store the verdicts of a filled review sheet in one transaction (and a history event),
+    stamped ``now`` (default: the real clock)."""
     from collections import Counter
 
     import psycopg
@@ -214,7 +221,7 @@ def record(settings: Settings, path: Path, *, reviewer: str | None = None) -> Re
     adapter_id, week, verdicts = read_sheet(path)
     try:
         registry.record_spot_check(
-            database(settings), adapter_id, week, verdicts, reviewer=reviewer or actor()
+            database(settings), adapter_id, week, verdicts, reviewer=reviewer or actor(), now=now
         )
     except psycopg.errors.CheckViolation as exc:
         raise DataError(f"{path} holds a value the registry refuses: {exc}") from None

@@ -22,6 +22,10 @@ but every step is the production code path on embedded defaults:
    previous adapter and the rate of the day after comes back.
 6. The HTML report (``report``) of the whole run.
 
+Simulated time is the time recorded: each night stamps its manifests and registry rows and
+events at 01:00 UTC after its day (``night_time``), so the registry's history and the report
+follow the simulated calendar, whenever the demo is run.
+
 Everything lives in ``<home>/demo`` (emptied at the start), so a demo never mixes with a real
 registry, except the report: ``<home>/reports/demo-<UTC time>.html``, kept from run to run. The
 same ``--seed``, ``--weeks`` and ``--rows-per-day`` give the same outcomes.
@@ -38,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from pria_ml import registry
+from pria_ml import clock, registry
 from pria_ml.db import database
 from pria_ml.errors import ConfigError
 from pria_ml.model import tiny as tinymodel
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
     from pria_ml.simulation.simulate import Day
 
 FIRST_DAY = dt.date(2026, 1, 5)  # a Monday: simulated week k starts FIRST_DAY + 7 (k - 1)
+NIGHT_STARTS = dt.time(1)  # the night of dataset date D runs at 01:00 UTC on D + 1
 HISTORY_DAYS = 14
 INCIDENT_RATE = 0.7
 # The drill's misconfigured night: a learning rate this many times the demo's.
@@ -163,6 +168,11 @@ def demo_settings(settings: Settings, base_model: str) -> Settings:
     )
 
 
+def night_time(day: dt.date) -> dt.datetime:
+    """When the simulated night of dataset date ``day`` runs, and stamps what it records."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), NIGHT_STARTS, tzinfo=dt.UTC)
+
+
 def bad_week_of(weeks: int) -> int:
     """The week of the labelling incident: the last but one of four or more, so that the next
     night trains on its corrupted corrections; the last of two or three."""
@@ -178,8 +188,10 @@ def run(
     console: Console,
     drill: bool = True,
     train_steps: int = TRAIN_OVERRIDES["max_steps"],
+    now: dt.datetime | None = None,
 ) -> DemoResult:
-    """Run the demo (see the module docstring); print progress and a table per night."""
+    """Run the demo (see the module docstring); print progress and a table per night. ``now``
+    (default: the real clock) names and dates the report; the nights run on simulated time."""
 
     if weeks < 2:
         raise ConfigError(f"--weeks {weeks}: the demo needs at least 2 weeks (4 show it best)")
@@ -263,13 +275,14 @@ def run(
         )
     # From the first simulated week: the seeded history is the agent before pria-ml. Written
     # to <home>/reports, outside the demo's own home, so the next demo does not empty it.
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    generated = clock.now(now)
     built = report_mod.build(
         local,
-        output=settings.home / "reports" / f"demo-{stamp}.html",
+        output=settings.home / "reports" / f"demo-{generated:%Y%m%dT%H%M%SZ}.html",
         since=FIRST_DAY,
         title="PRIA learning loop - demo",
         notes=notes,
+        now=generated,
     )
     result.report_path = built.path
     result.seconds = time.monotonic() - started
@@ -282,7 +295,7 @@ def _night(settings: Settings, date: dt.date, console: Console, config) -> Night
 
     started = time.monotonic()
     with console.status(f"night of {date}: extract, features, train, eval, gate, promote"):
-        report = nightly.run(settings, date, train_config=config)
+        report = nightly.run(settings, date, train_config=config, now=night_time(date))
     adapter = report.adapter
     gate = report.gate
     inputs = gate.inputs if gate else {}
@@ -342,6 +355,7 @@ def _drill(
                 max_steps=max(1, config.max_steps // 3),
                 save_steps=max(1, config.max_steps // 3),
             ),
+            now=night_time(first),
         )
         if night.error is not None or night.adapter is None:
             console.print(f"[yellow]rollback drill skipped: its night failed: {night.error}[/]")
@@ -352,11 +366,14 @@ def _drill(
             adapter_id=bad,
             force=True,
             reason=f"rollback drill: trained with learning rate {rate:g}, forced unevaluated",
+            now=night_time(first),
         )
         advance(2, f"forced {_short(bad)} into prod")
         during = simulator.day(first + dt.timedelta(days=1))
         advance(3, f"{during.day}: {during.override_rate:.1%} overridden with {_short(bad)}")
-        transition = registry.rollback(db, reason="rollback drill: override rate jumped")
+        transition = registry.rollback(
+            db, reason="rollback drill: override rate jumped", now=night_time(during.day)
+        )
         after = simulator.day(first + dt.timedelta(days=2))
         advance(4, f"{after.day}: {after.override_rate:.1%} overridden after rollback")
     restored = registry.current_prod(db)

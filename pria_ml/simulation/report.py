@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import registry
+from pria_ml import clock, registry
 from pria_ml.db import database
 from pria_ml.db.sqlfiles import read_sql
 from pria_ml.noise import drop_known_log_records
@@ -171,9 +171,17 @@ class ReportData:
 
 
 def collect(
-    settings: Settings, *, since: dt.date | None = None, title: str = "PRIA learning loop"
+    settings: Settings,
+    *,
+    since: dt.date | None = None,
+    title: str = "PRIA learning loop",
+    now: dt.datetime | None = None,
 ) -> ReportData:
-    """Read the override rates (source database) and the registry (registry database)."""
+    """Read the override rates (source database) and the registry (registry database).
+
+    Everything is placed by its own recorded time (an event's day, a registry event's
+    ``occurred_at``); ``now`` (default: the real clock) is only the "generated" line.
+    """
 
     source = database(settings, "source")
     apply_schema(source)
@@ -191,7 +199,7 @@ def collect(
         days=[Period(day, events, overrides) for day, events, overrides in rows],
         nights=[night(adapter) for adapter in adapters],
         events=events,
-        generated_at=dt.datetime.now(dt.UTC),
+        generated_at=clock.now(now),
         title=title,
     )
 
@@ -209,10 +217,11 @@ def build(
     since: dt.date | None = None,
     title: str = "PRIA learning loop",
     notes: list[str] | None = None,
+    now: dt.datetime | None = None,
 ) -> ReportResult:
-    """Collect, render and write the report (``<home>/reports/report-<UTC time>.html`` unless
+    """Collect, render and write the report (``<home>/reports/report-<now, UTC>.html`` unless
     ``output`` is given), atomically."""
-    data = collect(settings, since=since, title=title)
+    data = collect(settings, since=since, title=title, now=now)
     data.notes = list(notes or [])
     page, plots = render(data)
     if output is None:

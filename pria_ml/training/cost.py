@@ -19,7 +19,7 @@ import datetime
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pria_ml import registry
+from pria_ml import clock, registry
 from pria_ml.db import database
 from pria_ml.errors import BudgetExceeded
 from pria_ml.registry import NightSpend
@@ -183,12 +183,13 @@ def recorded_nights(settings: Settings) -> list[NightSpend]:
 
 
 def spend(settings: Settings, *, as_of: datetime.date | None = None) -> SpendReport:
-    """Training spend per night over the 30 days ending ``as_of`` (default today, UTC), their
+    """Training spend per night over the 30 days ending ``as_of`` (default: today on the real
+    clock, UTC), their
     total against ``cost_alert_usd_30d`` and each night against ``nightly_budget_usd``.
 
     Raises DatabaseUnavailable when the registry cannot be reached.
     """
-    as_of = as_of or datetime.datetime.now(datetime.UTC).date()
+    as_of = clock.today(as_of)
     every = recorded_nights(settings)
     start = as_of - datetime.timedelta(days=SPEND_WINDOW_DAYS - 1)
     window = [night for night in every if start <= night.date <= as_of]

@@ -13,7 +13,8 @@ ALTER TABLE pria.registry_event ADD CONSTRAINT registry_event_action_check
 CREATE FUNCTION pria.record_evaluation(
     p_adapter_id uuid,
     p_record     jsonb,
-    p_actor      text
+    p_actor      text,
+    p_at         timestamptz DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -46,12 +47,14 @@ BEGIN
      WHERE adapter_id = p_adapter_id;
     PERFORM set_config('pria.registry_fn', '', true);
 
-    INSERT INTO pria.registry_event (action, adapter_id, from_status, to_status, actor, detail)
+    INSERT INTO pria.registry_event (action, adapter_id, from_status, to_status, actor, detail,
+                                     occurred_at)
     VALUES ('evaluate', p_adapter_id, 'candidate', 'candidate', p_actor,
             jsonb_build_object('schema_version', p_record -> 'schema_version',
-                               'baseline_id', p_record -> 'baseline_id'));
+                               'baseline_id', p_record -> 'baseline_id'),
+            coalesce(p_at, clock_timestamp()));
 END
 $$;
 
-COMMENT ON FUNCTION pria.record_evaluation(uuid, jsonb, text) IS
+COMMENT ON FUNCTION pria.record_evaluation(uuid, jsonb, text, timestamptz) IS
     'Store a candidate''s evaluation record (metrics_json.eval); clears an older gate decision.';

@@ -126,6 +126,21 @@ def test_a_features_rebuild_switches_from_old_to_new_files_in_one_step(storage, 
     assert generations == {"gen-2", "gen-3"}  # older builds are removed, the previous one kept
 
 
+def test_a_rebuild_named_before_the_previous_one_is_kept(storage, tmp_path) -> None:
+    """Generation names carry the build's time; a clock that went back (another host, a moved
+    test clock) must not make pruning delete the build that was just published."""
+    for marker, name in ((1, "20261203T010000-a"), (2, "20261204T010000-b")):
+        files = split_files(tmp_path, marker)
+        features.publish(storage, DATE, files, card(DATE, files, name))
+    files = split_files(tmp_path, 3)
+    features.publish(storage, DATE, files, card(DATE, files, "20251203T010000-c"))
+    generations = {
+        key.split("/")[3] for key in storage.list(features_key(DATE, "")) if key.count("/") == 4
+    }
+    assert generations == {"20261204T010000-b", "20251203T010000-c"}
+    assert manifest_complete(storage, features_key(DATE, "manifest.json"))
+
+
 def test_features_are_stale_once_raw_parquet_is_extracted_again(storage, tmp_path) -> None:
     settings = Settings(home=tmp_path, storage_url=storage.url)
     raw = publish_raw(storage)

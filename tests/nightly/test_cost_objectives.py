@@ -87,16 +87,30 @@ def test_objectives_per_iso_week_against_the_targets(recorded, scratch_database)
         }
         fill_events(settings, weeks)
         db = database(settings)
+        # The registry is given the time it stamps: the promotion falls in TODAY's ISO week
+        # whatever the date the suite runs on.
+        at = dt.datetime.combine(TODAY, dt.time(1, 30), tzinfo=dt.UTC)
         promoted = register(db, TODAY, 0.5)
-        evaluate_and_gate(db, promoted, TODAY, latency_delta=0.08)  # +8 %: blocked, forced in
-        registry.promote(db, adapter_id=promoted, force=True, reason="objectives test")
+        evaluate_and_gate(db, promoted, TODAY, latency_delta=0.08, now=at)  # +8 %: blocked
+        registry.promote(db, adapter_id=promoted, force=True, reason="objectives test", now=at)
         report = objectives.report(settings, weeks=2, today=TODAY)
+        env = {
+            "PRIA_HOME": str(settings.home),
+            "PRIA_DATABASE_URL": settings.database_url.get_secret_value(),
+            "PRIA_SOURCE_DATABASE_URL": source.url,
+        }
+        shown = CliRunner().invoke(
+            app, ["objectives", "--weeks", "2", "--as-of", TODAY.isoformat(), "--json"], env=env
+        )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["weeks"] == report.as_dict()["weeks"]
     last_week, this_week = report.weeks
     assert (last_week.week, this_week.week) == ("2026-W47", "2026-W48")
     assert last_week.override_rate_pct == pytest.approx(18.0)
     assert last_week.change_pp == pytest.approx(-2.0) and last_week.override_ok
     assert this_week.change_pp == pytest.approx(2.0) and this_week.override_ok is False
     (promotion,) = this_week.promotions
+    assert promotion.promoted_at == "2026-11-25T01:30:00+00:00"
     assert promotion.latency_delta == 0.08 and this_week.latency_ok is False
     assert this_week.max_night_usd == pytest.approx(160.0) and report.cost_ok(this_week) is False
     data = report.as_dict()

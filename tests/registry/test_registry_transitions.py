@@ -132,6 +132,46 @@ def test_archive_keeps_recent_former_prods(registry_db: Database, candidate) -> 
         archive(registry_db, older_than=datetime.timedelta(days=-1))
 
 
+def test_each_change_stamps_the_time_it_is_given(registry_db: Database) -> None:
+    """A simulated night records its simulated time: rows and events carry ``now``, and archive
+    judges a former prod's age from ``now``, not from the database server's clock."""
+    night = datetime.datetime(2025, 3, 4, 1, 0, tzinfo=datetime.UTC)
+    week = datetime.timedelta(days=7)
+
+    def make(n: int):
+        uri = f"file:///adapters/stamped-{n}.safetensors"
+        adapter_id = registry.register_candidate(
+            registry_db,
+            dataset_date=datetime.date(2025, 3, n),
+            artifact_uri=uri,
+            artifact_sha256=f"{n:064x}",
+            base_model="tiny-mistral",
+            metrics={},
+            now=night,
+        )
+        registry.record_gate_decision(
+            registry_db, adapter_id, passed=True, reason="ok", metrics={}, now=night
+        )
+        return adapter_id
+
+    a, b = make(1), make(2)
+    promote(registry_db, adapter_id=a, now=night)
+    promote(registry_db, adapter_id=b, now=night + week)
+    rollback(registry_db, now=night + week + datetime.timedelta(hours=1))
+    a_row, b_row = get_adapter(registry_db, a), get_adapter(registry_db, b)
+    assert (a_row.created_at, a_row.gate_decided_at) == (night, night)
+    assert a_row.promoted_at == night + week + datetime.timedelta(hours=1)
+    assert b_row.superseded_at == night + week + datetime.timedelta(hours=1)
+    assert [e.occurred_at for e in reversed(history(registry_db))] == [
+        night, night, night, night, night, night + week, night + week + datetime.timedelta(hours=1)
+    ]  # fmt: skip
+    # b was superseded a week and an hour after `night`: 7 days old only a week later.
+    assert archive(registry_db, now=night + 2 * week) == []
+    assert archive(registry_db, now=night + 3 * week) == [b]
+    assert get_adapter(registry_db, b).archived_at == night + 3 * week
+    assert history(registry_db, limit=1)[0].occurred_at == night + 3 * week
+
+
 def test_every_change_of_prod_is_notified(registry_db: Database, candidate) -> None:
     a, b = candidate(), candidate()
     with psycopg.connect(registry_db.url, autocommit=True) as listener:
