@@ -17,6 +17,14 @@ from pria_ml.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One torch (OpenMP) thread per process, here and in every pria-ml subprocess a test starts
+# (they inherit the environment). The tiny model's tensors are far too small to gain from a
+# second thread, and on a 2-core machine shared with Spark, PostgreSQL and other processes two
+# threads oversubscribe: measured, the 24-step `trained` fixture took 107 CPU s (199 s wall)
+# with the default two threads and 15 CPU s (17 s wall) with one, with identical losses. Set
+# before torch is imported (no test module imports it before this file runs).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 # The tiny base stays random-initialised in tests (seconds to build, not a pre-training run);
 # the demo's tests pre-train their own. Set here for session fixtures, again after the
 # per-test clean-up below.
