@@ -1,6 +1,7 @@
 """Shared fixtures: one embedded PostgreSQL for the session, databases cloned from migrated
-templates, settings built by one factory, a temp storage root per test, and a real
-S3-compatible server (moto) on loopback. Nothing is downloaded.
+templates, settings built by one factory, the tiny base model built once, a temp storage
+root per test, and a real S3-compatible server (moto) on loopback. Nothing is
+downloaded.
 
 Factories (the folders' conftest files build on these; none makes databases or settings its own
 way):
@@ -11,6 +12,8 @@ way):
   ``sql/source/schema.sql``). ``scratch_database(prefix, role)`` is its ``"empty"`` kind.
 - ``settings_for(database, storage, **overrides)``: ``Settings`` on the session's home with that
   registry database and a local storage root.
+- ``install_tiny_model(home)``: the session's tiny base, copied to where a pria-ml process with
+  that home builds it on first use.
 - Per-test fixtures made with them: ``fresh_db`` / ``settings`` (an empty registry database),
   ``registry_db`` / ``registry_settings`` (migrated), ``source_db`` (source tables); settings
   store under the test's own ``tmp_path``.
@@ -27,6 +30,9 @@ What is shared across tests, and why that is safe:
   migrations create no cluster-wide objects (roles, ``ALTER DATABASE`` settings) that a copy
   would miss. Tests of migrating itself (tests/test_migrate.py, ``pria-ml db migrate``) still
   get an empty database and migrate it for real.
+- The tiny base model (``tiny_model_dir``): random-initialised (PRIA_TINY_PRETRAIN_STEPS=0) and
+  deterministic (every build, in-process or by a subprocess, has byte-identical files), built
+  once under ``pg_home``. Tests only read it; one that changes a base changes a copy.
 - The trainings of tests/train (``trained``) and tests/eval (``good_candidate``,
   ``bad_candidate``): session-scoped, each on its own folder's registry and storage
   (``train_db``, ``eval_db``), which no other folder sees. The tests using them read the
@@ -236,6 +242,32 @@ def settings(settings_for, fresh_db: Database, tmp_path: Path) -> Settings:
 def registry_settings(settings_for, registry_db: Database, tmp_path: Path) -> Settings:
     """``settings`` on a fresh registry database with every migration applied."""
     return settings_for(registry_db, tmp_path / "storage", pii_key=TEST_PII_KEY)
+
+
+# The tiny base model -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_model_dir(pg_home: Path) -> Path:
+    """The random-initialised tiny base model, built once under the session's home (where a
+    ``Settings(home=pg_home)`` without ``base_model`` finds it). Read it, never change it."""
+    from pria_ml.model import tiny as tinymodel
+
+    return tinymodel.ensure(Settings(home=pg_home, tiny_pretrain_steps=0))
+
+
+@pytest.fixture(scope="session")
+def install_tiny_model(tiny_model_dir: Path) -> Callable[[Path], Path]:
+    """A factory: ``install_tiny_model(home)`` copies the session's tiny base to where a
+    pria-ml process with that home and no PRIA_BASE_MODEL builds it on first use. The build is
+    deterministic (byte-identical files in every home), so a process finds exactly what it
+    would have built, without paying a build per home."""
+    import shutil
+
+    def install(home: Path) -> Path:
+        target = Settings(home=home).tiny_model_dir
+        shutil.copytree(tiny_model_dir, target)
+        return target
+
+    return install
 
 
 # S3 ----------------------------------------------------------------------------------------
