@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
 
-import pytest
 from pydantic import SecretStr
 
-from pria_ml.db import Database, database
-from pria_ml.db.migrate import migrate
+from pria_ml.db import database
 from pria_ml.settings import Settings
 from pria_ml.simulation import simulate
 from pria_ml.world import seed
 
 DAY = dt.date(2026, 2, 2)
-
-
-@pytest.fixture
-def demo_settings(settings: Settings, fresh_db: Database, scratch_database) -> Iterator[Settings]:
-    """``settings`` (a fresh, migrated registry) reading and writing its own source tables."""
-    migrate(fresh_db)
-    with scratch_database("demo_source", role="source") as source:
-        yield settings.model_copy(update={"source_database_url": SecretStr(source.url)})
 
 
 def _rows(settings: Settings) -> list[tuple]:

@@ -35,24 +35,17 @@ EVAL_OVERRIDES = {
 
 
 @pytest.fixture(scope="session")
-def eval_db(scratch_database) -> Iterator[Database]:
-    from pria_ml.db.migrate import migrate
-
-    with scratch_database("eval") as database:
-        migrate(database)
+def eval_db(new_database) -> Iterator[Database]:
+    """The registry the evaluation tests share on purpose (each test uses its own dates)."""
+    with new_database("registry", "eval") as database:
         yield database
 
 
 @pytest.fixture(scope="session")
 def eval_settings(
-    pg_home: Path, eval_db: Database, tmp_path_factory: pytest.TempPathFactory
+    settings_for, eval_db: Database, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    return Settings(
-        home=pg_home,
-        database_url=eval_db.url,
-        storage_url=tmp_path_factory.mktemp("eval-storage").as_uri(),
-        **EVAL_OVERRIDES,
-    )
+    return settings_for(eval_db, tmp_path_factory.mktemp("eval-storage"), **EVAL_OVERRIDES)
 
 
 def train_on(settings: Settings, date: datetime.date, planted: str | None = None):

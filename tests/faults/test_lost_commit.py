@@ -17,7 +17,6 @@ import pytest
 from faultkit import two_prods_and_candidates
 
 from pria_ml.db import Database
-from pria_ml.db.migrate import migrate
 from pria_ml.registry import (
     current_prod,
     history,
@@ -96,9 +95,8 @@ def _close(*socks: socket.socket) -> None:
 
 
 @pytest.fixture
-def registry(fresh_db: Database) -> Database:
-    migrate(fresh_db)
-    return fresh_db
+def registry(registry_db: Database) -> Database:
+    return registry_db
 
 
 @pytest.mark.parametrize("mode", ["answered", "unsent"])

@@ -20,9 +20,7 @@ from faultkit import RETRY_DEADLINE_S, fault_settings, kill_postmaster, postmast
 
 from pria_ml.data.storage import open_storage
 from pria_ml.db import database
-from pria_ml.model import tiny as tinymodel
 from pria_ml.registry import adapters, history, replay
-from pria_ml.settings import Settings
 
 # The training tests' learnable task and its feature files (tests/train/train_task.py).
 _spec = importlib.util.spec_from_file_location(
@@ -53,9 +51,9 @@ def _train(home: Path, base_model: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_killed_postmaster_during_training(fault_home: Path, pg_home: Path) -> None:
+def test_killed_postmaster_during_training(fault_home: Path, tiny_model_dir: Path) -> None:
     # The tiny base model of the session's home, built once for every training test.
-    base_model = tinymodel.ensure(Settings(home=pg_home))
+    base_model = tiny_model_dir
     settings = fault_settings(fault_home)
     train_task.write_features(open_storage(settings), train=24, val=8)
     db = database(settings)

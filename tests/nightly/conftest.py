@@ -59,12 +59,3 @@ def promtool() -> Path:
         else:
             os.replace(staging, PROMTOOL_CACHE)
     return binary
-
-
-@pytest.fixture
-def registry_settings(settings, fresh_db):
-    """``settings`` on a fresh registry database with every migration applied."""
-    from pria_ml.db.migrate import migrate
-
-    migrate(fresh_db)
-    return settings

@@ -86,8 +86,9 @@ def runbook_commands() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(tmp_path_factory: pytest.TempPathFactory, install_tiny_model) -> Path:
     home = tmp_path_factory.mktemp("nightly") / "home"
+    install_tiny_model(home)  # what the first night's train would build (tests/conftest.py)
     pria_ml(home, "seed", "--rows", "400", "--seed", "3", "--end-date", DAY, "--days", "40")
     return home
 

@@ -1,4 +1,5 @@
-"""Registry fixtures: a migrated fresh database and a helper that registers candidates."""
+"""Registry fixtures: a helper that registers candidates on ``registry_db`` (a fresh migrated
+database, tests/conftest.py), and pgTAP."""
 
 from __future__ import annotations
 
@@ -15,16 +16,7 @@ from pathlib import Path
 import pytest
 
 from pria_ml.db import Database
-from pria_ml.db.migrate import migrate
 from pria_ml.registry import record_gate_decision, register_candidate
-
-
-@pytest.fixture
-def registry_db(fresh_db: Database) -> Database:
-    """A fresh database with every migration applied."""
-    migrate(fresh_db)
-    return fresh_db
-
 
 Register = Callable[..., uuid.UUID]
 

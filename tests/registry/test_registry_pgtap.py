@@ -13,16 +13,14 @@ from pathlib import Path
 import pytest
 
 from pria_ml.db import Database
-from pria_ml.db.migrate import migrate
 
 SUITE = Path(__file__).parent / "pgtap" / "registry_test.sql"
 TESTS = re.findall(r"FUNCTION pria_test\.(test_\w+)\(", SUITE.read_text())
 
 
 @pytest.fixture(scope="module")
-def pgtap_db(scratch_database, pgtap_installed: None) -> Iterator[Database]:
-    with scratch_database("pgtap") as db:
-        migrate(db)
+def pgtap_db(new_database, pgtap_installed: None) -> Iterator[Database]:
+    with new_database("registry", "pgtap") as db:
         with db.connect() as conn:
             conn.execute("CREATE EXTENSION pgtap")
             conn.execute(SUITE.read_text())

@@ -8,7 +8,6 @@ A rank-64 adapter on the random-init tiny model learns it in a few dozen steps a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from train_task import DATE, TEST_OVERRIDES, write_features
@@ -18,25 +17,18 @@ from pria_ml.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def train_db(scratch_database) -> Iterator[Database]:
+def train_db(new_database) -> Iterator[Database]:
     """A registry database shared by the training tests (each test uses its own dates)."""
-    from pria_ml.db.migrate import migrate
-
-    with scratch_database("train") as database:
-        migrate(database)
+    with new_database("registry", "train") as database:
         yield database
 
 
 @pytest.fixture(scope="session")
 def train_settings(
-    pg_home: Path, train_db: Database, tmp_path_factory: pytest.TempPathFactory
+    settings_for, train_db: Database, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     """Settings with no PRIA_BASE_MODEL: the tiny model is built on first use under home."""
-    return Settings(
-        home=pg_home,
-        database_url=train_db.url,
-        storage_url=tmp_path_factory.mktemp("train-storage").as_uri(),
-    )
+    return settings_for(train_db, tmp_path_factory.mktemp("train-storage"))
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,6 @@ from train_task import DATE, task_rows, write_features
 from pria_ml import train
 from pria_ml.data.storage import open_storage
 from pria_ml.model import chat, loading
-from pria_ml.model import tiny as tinymodel
-from pria_ml.settings import Settings
 
 SYSTEM = {"role": "system", "content": "You are PRIA's expense agent. Reply with the action."}
 USER = {"role": "user", "content": "Categorise: Uber 12.40 EUR"}
@@ -42,9 +40,9 @@ EXPECTED_NATIVE_ROLES = {
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("chat-home")
-    return tinymodel.base_model_path(Settings(home=home))
+def tiny_dir(tiny_model_dir):
+    """The session's tiny base (tests/conftest.py); only read here, copied before a change."""
+    return tiny_model_dir
 
 
 def with_template(tiny_dir, template: str):
