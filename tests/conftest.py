@@ -57,7 +57,9 @@ with the clock moved (opt-in; the default suite runs on the real clock):
 The shift is applied with time-machine (``travel(..., tick=True)``) when the session starts, so
 it moves ``datetime.now``, ``date.today`` and ``time.time`` in this Python process only:
 subprocesses (``pria-ml`` run as a command, Spark's JVM) and the PostgreSQL server keep the real
-clock. A test that passes with the shift therefore takes no date from any clock.
+clock. A test that passes with the shift therefore takes no date from any clock. The only tests
+that read the clock on purpose are marked ``real_clock``: they check a protocol with another
+process about the current time (a signed timestamp), and run unshifted.
 """
 
 from __future__ import annotations
@@ -94,6 +96,21 @@ TINY_PRETRAIN_STEPS = {"PRIA_TINY_PRETRAIN_STEPS": "0"}
 os.environ.update(TINY_PRETRAIN_STEPS)
 
 SHIFT_DAYS = "PRIA_TEST_SHIFT_DAYS"
+_shift: dict[str, object] = {}  # "by": the timedelta, "traveller": the running time travel
+
+
+def _travel() -> None:
+    import time_machine
+
+    traveller = time_machine.travel(dt.datetime.now(dt.UTC) + _shift["by"], tick=True)
+    traveller.start()
+    _shift["traveller"] = traveller
+
+
+def _stop_travel() -> None:
+    traveller = _shift.pop("traveller", None)
+    if traveller is not None:
+        traveller.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,15 +118,12 @@ def pytest_configure(config: pytest.Config) -> None:
     days = os.environ.get(SHIFT_DAYS, "").strip()
     if not days:
         return
-    import time_machine
-
     try:
-        shift = dt.timedelta(days=float(days))
+        _shift["by"] = dt.timedelta(days=float(days))
     except ValueError:
         raise pytest.UsageError(f"{SHIFT_DAYS}={days!r} is not a number of days") from None
-    traveller = time_machine.travel(dt.datetime.now(dt.UTC) + shift, tick=True)
-    traveller.start()
-    config.add_cleanup(traveller.stop)
+    _travel()
+    config.add_cleanup(_stop_travel)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -123,6 +137,19 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 TEST_PII_KEY = "test-pii-key"
 DatabaseKind = Literal["empty", "registry", "source"]
+
+
+@pytest.fixture(autouse=True)
+def _real_clock_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A ``real_clock`` test runs on the real clock even in a shifted session (see pyproject)."""
+    if "traveller" not in _shift or request.node.get_closest_marker("real_clock") is None:
+        yield
+        return
+    _stop_travel()
+    try:
+        yield
+    finally:
+        _travel()  # the same shift from the real time now: the moved clock keeps running
 
 
 @pytest.fixture(autouse=True)

@@ -119,6 +119,7 @@ def edge_function(deno: str, management_api) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+@pytest.mark.real_clock  # the function checks the signed timestamp against its own clock
 def test_promote_and_rollback_rotate_through_the_real_function(
     registry_db: Database, candidate, edge_function: str, management_api
 ) -> None:
