@@ -1,6 +1,6 @@
 """Shared fixtures: one embedded PostgreSQL for the session, databases cloned from migrated
-templates, settings built by one factory, the tiny base model built once, one SparkSession, a
-temp storage root per test, and a real S3-compatible server (moto) on loopback. Nothing is
+templates, settings built by one factory, the tiny base model built once, a temp storage
+root per test, and a real S3-compatible server (moto) on loopback. Nothing is
 downloaded.
 
 Factories (the folders' conftest files build on these; none makes databases or settings its own
@@ -38,9 +38,6 @@ What is shared across tests, and why that is safe:
   (``train_db``, ``eval_db``), which no other folder sees. The tests using them read the
   adapters; tests that register more in those registries use dataset dates of their own
   (tests/eval/test_eval_end_to_end.py's steps build on one another in file order, by design).
-- The SparkSession (``spark``): one JVM for the run. A session keeps no data between jobs: each
-  build reads and writes files under its own test's storage; a test that changes a setting
-  (shuffle partitions) restores it.
 
 Not shared: every per-test database and storage root; the fault tests' PostgreSQL servers
 (tests/faults: each test starts a copy of one initialised data directory); the homes of the
@@ -339,20 +336,6 @@ def install_tiny_model(tiny_model_dir: Path) -> Callable[[Path], Path]:
         return target
 
     return install
-
-
-# Spark -------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory):
-    """The one SparkSession of the test run (local[2], as on the CI machine). While it runs,
-    an in-process build-features (the demo's nights) uses it instead of starting a JVM of its
-    own each time, as it uses any session already running in the process."""
-    from pria_ml.data.spark import session
-
-    home = tmp_path_factory.mktemp("spark-home")
-    spark = session(Settings(home=home, spark_master="local[2]"), app_name="pria-ml tests")
-    yield spark
-    spark.stop()
 
 
 # S3 ----------------------------------------------------------------------------------------

@@ -22,9 +22,7 @@ TRAIN_STEPS = 20
 EVALUATION = {"eval_latency_prompts": 4, "eval_latency_repeats": 1, "eval_benchmark_limit": 8}
 
 
-def test_shortened_demo_outcomes(tmp_path, spark) -> None:
-    # ``spark``: the run's SparkSession (tests/conftest.py), which each night's build-features
-    # uses instead of starting and stopping a JVM of its own.
+def test_shortened_demo_outcomes(tmp_path) -> None:
     from pria_ml import registry
     from pria_ml.db import database
     from pria_ml.simulation import demo, report

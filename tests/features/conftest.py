@@ -1,5 +1,4 @@
-"""Feature-pipeline fixtures: temp storage (the run's one SparkSession, ``spark``, is in
-tests/conftest.py)."""
+"""Feature-pipeline fixtures: one SparkSession for the whole run and temp storage."""
 
 from __future__ import annotations
 
@@ -9,6 +8,17 @@ import pytest
 from features_raw import storage_settings
 
 from pria_ml.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    """The one SparkSession of the test run (local[2], as on the CI machine)."""
+    from pria_ml.data.spark import session
+
+    home = tmp_path_factory.mktemp("spark-home")
+    spark = session(Settings(home=home, spark_master="local[2]"), app_name="pria-ml tests")
+    yield spark
+    spark.stop()
 
 
 @pytest.fixture
