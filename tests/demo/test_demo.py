@@ -12,6 +12,7 @@ labels, is measured in docs/demo.md rather than here: a night costs the suite a 
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from pria_ml.settings import Settings
@@ -22,6 +23,9 @@ TRAIN_STEPS = 20
 EVALUATION = {"eval_latency_prompts": 4, "eval_latency_repeats": 1, "eval_benchmark_limit": 8}
 
 
+# A 3-week demo trains and evaluates every night: it gets twice the suite's per-test limit, so a
+# busy machine slows it without failing it; its outcome assertions are unchanged.
+@pytest.mark.timeout(1200)
 def test_shortened_demo_outcomes(tmp_path) -> None:
     from pria_ml import registry
     from pria_ml.db import database
