@@ -3,6 +3,7 @@
 
     python3 dev.py demo    # the main job on embedded defaults
     python3 dev.py test    # lint + the whole test suite
+    python3 dev.py lock    # re-lock requirements.lock (the image's pins) after pyproject changes
 
 Both create ``.venv`` and install pria-ml into it on first use (again only when pyproject.toml or
 this file changed). torch is pinned to the CPU build this machine carries; the CUDA Docker image
@@ -12,6 +13,7 @@ installs its own.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +24,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 TORCH = "torch==2.13.0"
+LOCK = ROOT / "requirements.lock"
+# The trainer image (Dockerfile): Ubuntu 24.04's Python on x86-64 Linux.
+IMAGE_PYTHON = "3.12"
+IMAGE_PLATFORM = "x86_64-manylinux_2_28"
 
 
 def ensure_env() -> None:
@@ -76,7 +82,58 @@ def demo(args: list[str]) -> None:
     run([BIN / "pria-ml", "demo", *args], env=offline_env())
 
 
-COMMANDS = {"test": test, "demo": demo}
+def lock_inputs() -> list[str]:
+    """What requirements.lock is resolved from: pyproject's run-time dependencies, its build
+    requirements (the image builds pria-ml without an index) and the torch pin above."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return [*project["project"]["dependencies"], *project["build-system"]["requires"], TORCH]
+
+
+def lock_fingerprint() -> str:
+    """sha256 of everything the lock depends on; the lock's header records it, and a test
+    fails when pyproject.toml's dependencies change without `python3 dev.py lock`."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    inputs = {
+        "requires": lock_inputs(),
+        "requires-python": project["project"]["requires-python"],
+        "python": IMAGE_PYTHON,
+        "platform": IMAGE_PLATFORM,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def lock(args: list[str]) -> None:
+    """Resolve lock_inputs() for the image's Python and platform into requirements.lock, every
+    file pinned by sha256 (uv pip compile); extra args go to uv, e.g. --upgrade-package X."""
+    import shutil
+    import tempfile
+
+    uv = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
+    if uv is None:
+        ensure_env()  # the dev extra brings uv
+        uv = BIN / "uv"
+    with tempfile.TemporaryDirectory() as scratch:
+        inputs = Path(scratch) / "requirements.in"
+        inputs.write_text("\n".join(lock_inputs()) + "\n")
+        output = Path(scratch) / "requirements.lock"
+        if LOCK.exists():  # keep unrelated pins: uv only moves what the inputs force
+            output.write_text(LOCK.read_text())
+        run([
+            uv, "pip", "compile", inputs, "--output-file", output, "--quiet",
+            "--generate-hashes", "--python-version", IMAGE_PYTHON,
+            "--python-platform", IMAGE_PLATFORM, "--custom-compile-command",
+            "python3 dev.py lock", *args,
+        ])  # fmt: skip
+        body = output.read_text().replace(str(inputs), "pyproject.toml")
+    LOCK.write_text(f"# inputs sha256: {lock_fingerprint()}\n{body}")
+    print(f"wrote {LOCK.name}")
+
+
+COMMANDS = {"test": test, "demo": demo, "lock": lock}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -69,18 +69,29 @@ DateOption = Annotated[
 ]
 
 
-def load_settings() -> Settings:
-    """Settings from the environment and ``.env``; a bad value becomes one clear ConfigError."""
+def load_settings(*, production_check: bool = True) -> Settings:
+    """Settings from the environment and ``.env``; a bad value becomes one clear ConfigError.
+
+    In production mode a setting production needs but that is unset is a ConfigError naming
+    every such setting, before the command does any work (``status`` reports them instead).
+    """
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"PRIA_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings - {problems}") from None
+    missing = settings.missing_for_production()
+    if production_check and missing:
+        raise ConfigError(
+            f"production mode needs {', '.join(missing)}: set them (docs/deploy.md, Secrets), "
+            "or set PRIA_MODE=local to run on the embedded defaults; nothing was done"
+        )
+    return settings
 
 
 def _version(value: bool) -> None:
@@ -112,11 +123,12 @@ def _root(
 def status() -> None:
     """Show what the settings point at and whether each part is reachable.
 
-    Lists the registry and source databases, object storage and base model. Exits non-zero
-    when a required part is down, naming the setting to fix.
+    Lists the mode (local or production) and, in production, every setting that is missing;
+    the registry and source databases, object storage and base model. Exits non-zero when a
+    required part is down or a production setting is missing, naming the setting to fix.
     """
 
-    report = status_mod.check(load_settings())
+    report = status_mod.check(load_settings(production_check=False))
     console.print(render.status(report))
     if report.failure is not None:
         raise report.failure
@@ -649,8 +661,13 @@ def demo(
     cores. Time is compressed; the code paths are production's.
     """
 
+    # The demo works on embedded parts of its own home, never on production's: no check.
     result = demo_mod.run(
-        load_settings(), weeks=weeks, rows_per_day=rows_per_day, seed=seed, console=console
+        load_settings(production_check=False),
+        weeks=weeks,
+        rows_per_day=rows_per_day,
+        seed=seed,
+        console=console,
     )
     console.print(demo_mod.render(result))
     console.print(f"[green]demo finished[/] in {result.seconds / 60:.1f} min")

@@ -3,15 +3,21 @@
 Values come from, in order of precedence: keyword arguments, ``PRIA_*`` environment variables,
 a ``.env`` file in the working directory, then the defaults below. The defaults run anywhere
 (embedded PostgreSQL, local storage, a tiny local base model); production sets URLs.
+
+Production fails closed: in production mode (``PRIA_MODE=production``, or a registry database
+URL that is not a local socket) every setting in ``PRODUCTION_REQUIRED`` must be set explicitly,
+or ``missing_for_production`` names it and every command refuses to start (exit 2).
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Dense (no sparsity) bf16 tensor-core peak and memory of the GPUs the tiers use; see
@@ -30,6 +36,9 @@ class GpuTier(BaseModel):
 
     gpu_type: str
     usd_per_gpu_hour: Annotated[float, Field(gt=0)]
+    fly_gpu_kind: str | None = Field(
+        None, description="The Fly Machines API gpu_kind of this GPU (deploy/fly/machine.py)."
+    )
     peak_bf16_tflops: Annotated[float, Field(gt=0)] | None = Field(
         None, description="Dense bf16 tensor-core peak; unset takes GPU_SPECS[gpu_type]."
     )
@@ -58,13 +67,25 @@ class GpuTier(BaseModel):
         return self
 
 
-# Spec section 8: Pilot 0.75 GPU-h for $1.60, Growth 1.25 GPU-h for $2.70 (A10G), Enterprise
-# 2.0 GPU-h for $4.80 (L40S); the $/GPU-hour below is that table's ratio.
+# Spec section 8's tiers, read from the table the Fly machine's GPU kind also comes from.
+GPU_TIERS_FILE = Path(__file__).parent / "assets" / "gpu_tiers.toml"
 DEFAULT_GPU_TIERS: dict[str, GpuTier] = {
-    "pilot": GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13),
-    "growth": GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.16),
-    "enterprise": GpuTier(gpu_type="L40S", usd_per_gpu_hour=2.40),
+    name: GpuTier(**row) for name, row in tomllib.loads(GPU_TIERS_FILE.read_text()).items()
 }
+
+# What production cannot run without, by field: an unset one would silently fall back to a
+# laptop default (local storage, the tiny model, no pseudonym key, no endpoint rotation).
+PRODUCTION_REQUIRED = (
+    "database_url",
+    "storage_url",
+    "base_model",
+    "base_model_revision",
+    "pii_key",
+    "endpoint_rotation_url",
+    "endpoint_rotation_secret",
+)
+Mode = Literal["local", "production"]
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class Settings(BaseSettings):
@@ -78,6 +99,12 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
+    mode: Mode | None = Field(
+        None,
+        description="production: every setting of PRODUCTION_REQUIRED must be set; local: "
+        "embedded defaults. Unset: production when database_url is set and is not a local "
+        "socket (the embedded server's kind of URL), local otherwise.",
+    )
     home: Path = Field(
         Path(".pria"),
         description="State directory: embedded database, local storage, tiny model.",
@@ -108,6 +135,11 @@ class Settings(BaseSettings):
     base_model: str | None = Field(
         None,
         description="Hub id or local directory of the base model; unset builds a tiny local one.",
+    )
+    base_model_revision: str | None = Field(
+        None,
+        description="Commit hash of the hub repository the base model is pinned to; the "
+        "weights are downloaded once into HF_HOME at that commit and verified.",
     )
     tiny_pretrain_steps: Annotated[int, Field(ge=0)] = Field(
         0,
@@ -175,17 +207,53 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must start with file:// or s3://")
         return value
 
+    @field_validator("base_model_revision")
+    @classmethod
+    def _commit_hash(cls, value: str | None) -> str | None:
+        if value is not None and not _COMMIT.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a commit hash (40 lowercase hex digits): pin the base model to "
+                "a commit of its hub repository, not a branch or tag"
+            )
+        return value
+
+    _defaulted: set[str] = PrivateAttr(default_factory=set)
+
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         self.home = self.home.expanduser().resolve()
         if self.storage_url is None:
             self.storage_url = (self.home / "storage").as_uri()
+            self._defaulted.add("storage_url")
         if self.gpu_tier not in self.gpu_tiers:
             raise ValueError(
                 f"gpu_tier {self.gpu_tier!r} is not one of {sorted(self.gpu_tiers)} "
                 "(set PRIA_GPU_TIER or add the tier to PRIA_GPU_TIERS)"
             )
         return self
+
+    @property
+    def deployment(self) -> Mode:
+        """The mode in force: ``mode`` when set, otherwise production whenever the registry
+        database is a configured server that is not reached through a local socket."""
+        if self.mode is not None:
+            return self.mode
+        if self.database_url is None:
+            return "local"
+        return "local" if _local_socket(self.database_url.get_secret_value()) else "production"
+
+    def missing_for_production(self) -> list[str]:
+        """The ``PRIA_*`` variables production needs that are not set; empty in local mode."""
+        if self.deployment != "production":
+            return []
+        missing = []
+        for name in PRODUCTION_REQUIRED:
+            value = getattr(self, name)
+            if name == "storage_url" and name in self._defaulted:
+                value = None if value == (self.home / "storage").as_uri() else value
+            if value is None:
+                missing.append(f"PRIA_{name.upper()}")
+        return missing
 
     @property
     def tier(self) -> GpuTier:
@@ -195,6 +263,17 @@ class Settings(BaseSettings):
     def tiny_model_dir(self) -> Path:
         """Where the embedded-default tiny base model is built when ``base_model`` is unset."""
         return self.home / "models" / "tiny-mistral"
+
+
+def _local_socket(url: str) -> bool:
+    """Whether a PostgreSQL URL reaches its server through a Unix socket (``host=/dir`` or a
+    host that is a path), as the embedded server is reached; TCP, loopback included, is not:
+    a tunnel to a production database is a loopback address too."""
+    from urllib.parse import parse_qs
+
+    parts = urlsplit(url)
+    hosts = parse_qs(parts.query).get("host", []) + ([parts.hostname] if parts.hostname else [])
+    return bool(hosts) and all(host.startswith("/") for host in hosts)
 
 
 def redact_url(url: str) -> str:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pria_ml.errors import DatabaseUnavailable, PriaError
+from pria_ml.errors import ConfigError, DatabaseUnavailable, PriaError
 from pria_ml.settings import Settings, redact_url
 
 if TYPE_CHECKING:
@@ -367,6 +367,10 @@ def database(settings: Settings, role: Role = "registry") -> Database:
     """The database ``settings`` point at for ``role``, starting the embedded one if needed."""
     configured = settings.database_url if role == "registry" else settings.source_database_url
     deadline = settings.db_retry_deadline_s
+    if configured is None and settings.deployment == "production":
+        raise ConfigError(
+            f"{_SETTING[role]} is not set: production never falls back to an embedded database"
+        )
     if configured is not None:
         return Database(
             role=role, url=configured.get_secret_value(), embedded=False, retry_deadline_s=deadline

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pria_ml.data.privacy import Pseudonymiser
+from pria_ml.model import weights
 from pria_ml.model.chat import IGNORE_INDEX, tokenize_example
 from pria_ml.noise import quiet_known_library_noise
 from pria_ml.world import seed as seeder
@@ -337,7 +338,9 @@ def interleave(many: list, few: list) -> list:
 
 
 def base_model_path(settings: Settings) -> str:
-    """What ``from_pretrained`` loads: ``PRIA_BASE_MODEL``, or the tiny model built on demand."""
+    """What ``from_pretrained`` loads: ``PRIA_BASE_MODEL`` (a hub id at its pinned revision
+    resolves to its verified snapshot, downloaded once: ``weights``), or the tiny model built
+    on demand."""
     if settings.base_model:
-        return settings.base_model
+        return weights.base_model_source(settings)
     return str(ensure(settings))

@@ -9,7 +9,7 @@ from typing import Literal
 from pria_ml import db
 from pria_ml.data.storage import open_storage
 from pria_ml.db import migrate
-from pria_ml.errors import PriaError
+from pria_ml.errors import ConfigError, PriaError
 from pria_ml.settings import Settings, redact_url
 
 State = Literal["ok", "warn", "down", "info"]
@@ -30,9 +30,24 @@ class StatusReport:
 
 
 def check(settings: Settings) -> StatusReport:
-    """Probe the registry and source databases, storage and base model named by ``settings``."""
+    """The mode and what production still misses; then probe the registry and source
+    databases, storage and base model named by ``settings``."""
 
     report = StatusReport()
+    missing = settings.missing_for_production()
+    report.components.append(
+        Component(
+            "mode",
+            settings.deployment,
+            "down" if missing else "ok",
+            f"missing: {', '.join(missing)}" if missing else _mode_detail(settings),
+        )
+    )
+    if missing:
+        report.failure = ConfigError(
+            f"production mode needs {', '.join(missing)}: set them (docs/deploy.md, Secrets), "
+            "or set PRIA_MODE=local to run on the embedded defaults"
+        )
 
     def probe(name: str, target: str, attempt) -> None:
         try:
@@ -90,6 +105,12 @@ def check(settings: Settings) -> StatusReport:
     return report
 
 
+def _mode_detail(settings: Settings) -> str:
+    if settings.deployment == "local":
+        return "embedded defaults where a setting is unset"
+    return "every production setting is set"
+
+
 def _base_model(settings: Settings) -> Component:
     if settings.base_model is None:
         path = settings.tiny_model_dir
@@ -107,9 +128,11 @@ def _base_model(settings: Settings) -> Component:
         return Component("base model", str(path), "down", "no config.json: not a model directory")
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(settings.base_model, "config.json")
+    revision = settings.base_model_revision
+    target = f"{settings.base_model}@{revision}" if revision else settings.base_model
+    cached = try_to_load_from_cache(settings.base_model, "config.json", revision=revision)
     if isinstance(cached, str):
-        return Component("base model", settings.base_model, "ok", "in the local Hugging Face cache")
+        return Component("base model", target, "ok", "in the local Hugging Face cache")
     return Component(
-        "base model", settings.base_model, "warn", "not in the local cache; fetched on first load"
+        "base model", target, "warn", "not in the local cache; downloaded once on first load"
     )

@@ -154,6 +154,7 @@ def demo_settings(settings: Settings, base_model: str) -> Settings:
         if name.startswith("eval_")
     }
     return Settings(
+        mode="local",  # the demo's own embedded parts, whatever mode the caller runs in
         home=home,
         base_model=base_model,
         storage_url=(home / "storage").as_uri(),
