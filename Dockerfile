@@ -1,8 +1,11 @@
-# The nightly job image (spec section 5: "Fly Job (Docker)"): CUDA runtime, Python, Java 17 for
-# PySpark, pria-ml with the CUDA build of torch. Everything pria-ml needs at run time is inside:
-# SQL files and the tiktoken ranks ship as package data, so no stage downloads anything but the
-# base model weights (cached on the HF_HOME volume).
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+# The nightly job image (spec section 5: "Fly Job (Docker)"): Python, Java 17 for PySpark,
+# pria-ml and every dependency at the exact version and sha256 of requirements.lock. torch
+# comes from the lock too, with the CUDA libraries it is built against (the nvidia-* wheels),
+# so the base image needs no CUDA of its own; Fly provides the driver. Nothing is resolved
+# against the index at build time, so tonight's image is last night's plus the commits since.
+# SQL files and the tiktoken ranks ship as package data; no stage downloads anything but the
+# base model weights, once, onto the volume (HF_HOME).
+FROM ubuntu:24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
@@ -20,22 +23,27 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 
-# torch first, from the CUDA index: pria-ml's own "torch>=2.4" is then already satisfied and
-# pip never swaps it for another build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126
-
 WORKDIR /app
+# The lock alone first: this layer is rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+
 COPY pyproject.toml README.md ./
 COPY pria_ml ./pria_ml
 COPY sql ./sql
 COPY benchmarks ./benchmarks
-RUN pip install . \
+RUN pip install --no-deps --no-index --no-build-isolation . \
+    && pip check \
     && pria-ml --version \
     && python -c "from pria_ml.data.tokens import encoding; encoding()"
 
-RUN useradd --create-home --uid 10001 pria && mkdir -p /data && chown pria /data
-USER 10001
+COPY deploy/fly/entrypoint.sh /usr/local/bin/pria-entrypoint
+RUN useradd --create-home --uid 10001 pria && mkdir -p /data && chown pria:pria /data
 VOLUME ["/data"]
 
-ENTRYPOINT ["tini", "--", "pria-ml"]
+# Root only until the entrypoint has made the Fly volume (mounted root-owned) writable; it then
+# drops to uid 10001 (deploy/fly/entrypoint.sh).
+# hadolint ignore=DL3002
+USER 0
+ENTRYPOINT ["tini", "--", "pria-entrypoint", "pria-ml"]
 CMD ["--help"]
