@@ -4,6 +4,7 @@
     python3 dev.py demo    # the main job on embedded defaults
     python3 dev.py test    # lint + the whole test suite
     python3 dev.py lock    # re-lock requirements.lock (the image's pins) after pyproject changes
+    python3 dev.py check-lock   # the lock installs into a clean venv of the image's Python
 
 Both create ``.venv`` and install pria-ml into it on first use (again only when pyproject.toml or
 this file changed). torch is pinned to the CPU build this machine carries; the CUDA Docker image
@@ -82,23 +83,24 @@ def demo(args: list[str]) -> None:
     run([BIN / "pria-ml", "demo", *args], env=offline_env())
 
 
-def lock_inputs() -> list[str]:
+def lock_inputs(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     """What requirements.lock is resolved from: pyproject's run-time dependencies, its build
     requirements (the image builds pria-ml without an index) and the torch pin above."""
     import tomllib
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = tomllib.loads(pyproject.read_text())
     return [*project["project"]["dependencies"], *project["build-system"]["requires"], TORCH]
 
 
-def lock_fingerprint() -> str:
+def lock_fingerprint(pyproject: Path = ROOT / "pyproject.toml") -> str:
     """sha256 of everything the lock depends on; the lock's header records it, and a test
-    fails when pyproject.toml's dependencies change without `python3 dev.py lock`."""
+    fails when pyproject.toml's dependencies change without `python3 dev.py lock`. Other
+    edits of pyproject.toml (lint rules, markers) do not change it."""
     import tomllib
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = tomllib.loads(pyproject.read_text())
     inputs = {
-        "requires": lock_inputs(),
+        "requires": lock_inputs(pyproject),
         "requires-python": project["project"]["requires-python"],
         "python": IMAGE_PYTHON,
         "platform": IMAGE_PLATFORM,
@@ -109,13 +111,9 @@ def lock_fingerprint() -> str:
 def lock(args: list[str]) -> None:
     """Resolve lock_inputs() for the image's Python and platform into requirements.lock, every
     file pinned by sha256 (uv pip compile); extra args go to uv, e.g. --upgrade-package X."""
-    import shutil
     import tempfile
 
-    uv = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
-    if uv is None:
-        ensure_env()  # the dev extra brings uv
-        uv = BIN / "uv"
+    uv = _uv()
     with tempfile.TemporaryDirectory() as scratch:
         inputs = Path(scratch) / "requirements.in"
         inputs.write_text("\n".join(lock_inputs()) + "\n")
@@ -133,7 +131,34 @@ def lock(args: list[str]) -> None:
     print(f"wrote {LOCK.name}")
 
 
-COMMANDS = {"test": test, "demo": demo, "lock": lock}
+def _uv() -> str:
+    import shutil
+
+    uv = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
+    if uv is None:
+        ensure_env()  # the dev extra brings uv
+        uv = str(BIN / "uv")
+    return uv
+
+
+def check_lock(args: list[str]) -> None:
+    """The lock installs into a clean venv of the image's Python and platform: every pinned
+    file exists on the index with its hash, and the pins are closed under their dependencies.
+    Resolved (uv --dry-run), not downloaded: the CUDA wheels alone are gigabytes. Needs the
+    package index; about 30 s."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        venv.EnvBuilder().create(scratch)
+        run([
+            _uv(), "pip", "install", "--dry-run", "--require-hashes", "--python",
+            Path(scratch) / "bin" / "python", "--python-version", IMAGE_PYTHON,
+            "--python-platform", IMAGE_PLATFORM, "-r", LOCK, *args,
+        ])  # fmt: skip
+    print(f"{LOCK.name} installs into a clean Python {IMAGE_PYTHON} venv ({IMAGE_PLATFORM})")
+
+
+COMMANDS = {"test": test, "demo": demo, "lock": lock, "check-lock": check_lock}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

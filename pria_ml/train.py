@@ -665,13 +665,29 @@ def run(
 
 
 def attention_path() -> tuple[str, bool]:
-    """``(attn_implementation, flatten)``: padding-free rows on FlashAttention-2 when it is
-    installed on a CUDA machine; otherwise sdpa with the 4-D block-diagonal mask."""
+    """``(attn_implementation, flatten)`` for this machine: ``choose_attention`` of what it has."""
     import torch
-    from transformers.utils import is_flash_attn_2_available
+    from transformers.utils import is_flash_attn_2_available, is_torch_flex_attn_available
 
-    if torch.cuda.is_available() and is_flash_attn_2_available():
+    return choose_attention(
+        cuda=torch.cuda.is_available(),
+        flash_attn=is_flash_attn_2_available(),
+        flex_attn=is_torch_flex_attn_available(),
+    )
+
+
+def choose_attention(*, cuda: bool, flash_attn: bool, flex_attn: bool) -> tuple[str, bool]:
+    """Padding-free rows (``flatten``: one row per pass, positions restarting per example) on
+    CUDA: FlashAttention-2's varlen kernels where the package is installed, otherwise torch's
+    own FlexAttention with a document mask built from the restarted positions (no compiled
+    extension, so the image has it: the way torchtune packs). Elsewhere sdpa with the 4-D
+    block-diagonal mask. Every path is checked for cross-example isolation
+    (tests/train/test_train_packing.py; FlexAttention on CUDA by perf/gpu_attention_check.py).
+    """
+    if cuda and flash_attn:
         return "flash_attention_2", True
+    if cuda and flex_attn:
+        return "flex_attention", True
     return "sdpa", False
 
 

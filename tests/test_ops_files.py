@@ -57,22 +57,23 @@ def test_workflows_only_call_existing_commands() -> None:
 
 def test_docker_image_carries_what_the_package_reads_at_run_time() -> None:
     copied = set(re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
-    assert {"pria_ml", "sql"} <= copied
+    assert {"pria_ml", "sql", "requirements.lock"} <= copied
 
 
 def _workflow_command_lines() -> list[list[str]]:
     """Every pria-ml command line a workflow runs, as argv: `run:` lines starting with pria-ml,
-    and the JSON `cmd` arrays of the Fly machines (whose entrypoint is pria-ml)."""
-    import json
+    and the Fly machine's command (fly.toml, as deploy/fly/machine.py builds it; the image's
+    entrypoint is pria-ml)."""
     import shlex
+
+    from repo_scripts import machine
 
     commands = []
     for path in WORKFLOWS:
         text = path.read_text()
         for line in re.findall(r"^\s+(?:run: )?pria-ml (.+)$", text, re.MULTILINE):
             commands.append(shlex.split(line.replace('"$DATE"', "2026-11-24")))
-        for array in re.findall(r"cmd: (\[[^\]]*\])", text):
-            commands.append(json.loads(array.replace("$date", '"2026-11-24"')))
+    commands.append(machine.command(machine.load(), "2026-11-24"))
     return commands
 
 
@@ -83,7 +84,7 @@ def test_workflows_call_pria_ml_commands_with_options_that_exist() -> None:
     group = typer.main.get_command(app)
     commands = _workflow_command_lines()
     assert ["nightly", "--date", "2026-11-24", "--until", "build-features"] in commands
-    assert ["nightly", "--date", "2026-11-24", "--from", "train"] in commands
+    assert ["nightly", "--from", "train", "--date", "2026-11-24"] in commands
     for argv in commands:
         command = group.commands.get(argv[0])
         assert command is not None, f"workflow runs unknown command {argv}"
@@ -95,6 +96,6 @@ def test_workflows_call_pria_ml_commands_with_options_that_exist() -> None:
 
 def test_train_workflow_waits_for_the_machine_and_exits_with_its_code() -> None:
     text = (ROOT / ".github" / "workflows" / "train_adapters.yml").read_text()
-    assert 'restart: {policy: "no"}' in text
-    assert "wait?state=stopped" in text
+    assert "deploy/fly/machine.py config" in text  # restart policy "no": tests/test_deploy.py
+    assert "state=stopped" in text
     assert 'exit "$code"' in text
