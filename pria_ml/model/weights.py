@@ -96,7 +96,11 @@ def _download(repo_id: str, revision: str) -> Path:
     if path.name != revision:
         raise ConfigError(f"{repo_id} resolved to {path.name}, not the pinned commit {revision}")
     if not _complete(path):
-        raise ConfigError(f"{repo_id}@{revision} has no config.json and safetensors weights")
+        raise ConfigError(
+            f"{repo_id}@{revision} in {path} is incomplete (a config, a tokenizer and every "
+            "safetensors shard are needed): a download cut off while offline, or a repository "
+            "without them; run again with the hub reachable to finish it"
+        )
     return path
 
 
