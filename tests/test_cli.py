@@ -66,6 +66,7 @@ def test_status_with_unreachable_database_names_the_setting(tmp_path: Path) -> N
     env = {
         "PRIA_HOME": str(tmp_path),
         "PRIA_DATABASE_URL": "postgresql://pria:s3cret@127.0.0.1:1/pria",
+        "PRIA_MODE": "local",  # a TCP database is production otherwise: test_production_mode
     }
     result = pria_ml("status", env=env, cwd=tmp_path)
     assert result.returncode == 3

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import pytest
@@ -56,7 +57,7 @@ pytestmark = pytest.mark.slow
 class _Rotation(http.server.BaseHTTPRequestHandler):
     """The endpoint rotation hook production needs set: answers 200, records the calls."""
 
-    calls: list[bytes] = []
+    calls: ClassVar[list[bytes]] = []
 
     def do_POST(self) -> None:
         self.calls.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
