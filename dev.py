@@ -155,7 +155,8 @@ def check_lock(args: list[str]) -> None:
             Path(scratch) / "bin" / "python", "--python-version", IMAGE_PYTHON,
             "--python-platform", IMAGE_PLATFORM, "-r", LOCK, *args,
         ])  # fmt: skip
-    print(f"{LOCK.name} installs into a clean Python {IMAGE_PYTHON} venv ({IMAGE_PLATFORM})")
+    target = f"Python {IMAGE_PYTHON} on {IMAGE_PLATFORM}"
+    print(f"{LOCK.name} resolves, every hash pinned, into a clean venv for {target}")
 
 
 COMMANDS = {"test": test, "demo": demo, "lock": lock, "check-lock": check_lock}

@@ -34,6 +34,8 @@ def test_choice_of_attention() -> None:
     assert train.choose_attention(cuda=False, flash_attn=False, flex_attn=True) == ("sdpa", False)
 
 
+@pytest.mark.filterwarnings("ignore:.*flex_attention.*without torch.compile")
+@pytest.mark.filterwarnings("ignore:_compile flag on create_block_mask:DeprecationWarning")
 def test_flex_attention_isolates_packed_examples_in_training_mode(
     tiny_model_dir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
