@@ -56,3 +56,22 @@ def common_words() -> frozenset[str]:
                 if word.isalpha() and (word.islower() or word[1:].islower()):
                     words.add(word)
     return frozenset(words)
+
+
+@cache
+def lower_ranks() -> dict[str, int]:
+    """The cl100k rank of each lower-case whole-word token (`` john`` 40,742, `` down`` 1,523):
+    how ordinary a word is when written in lower case. A low rank is a frequent word."""
+    import base64
+    from importlib import resources
+
+    ranks = {}
+    with resources.files("pria_ml").joinpath("assets/cl100k_base.tiktoken").open("rb") as lines:
+        for line in lines:
+            encoded, rank = line.split()
+            token = base64.b64decode(encoded)
+            if token[:1] == b" " and len(token) > 2:
+                word = token[1:].decode("utf-8", "replace")
+                if word.isalpha() and word.islower():
+                    ranks[word] = int(rank)
+    return ranks

@@ -34,7 +34,7 @@ from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pria_ml.data import secrets, textview
-from pria_ml.data.lexicon import common_words, first_names
+from pria_ml.data.lexicon import common_words, first_names, lower_ranks
 from pria_ml.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -266,7 +266,10 @@ _NAME_WORD = re.compile(rf"[^\W\d_][\w{_MARKS}'’-]*\.?")
 _TITLES = re.compile(
     r"(?i)\b(?:mr|mrs|ms|miss|mx|dr|prof|herr|frau|mme|mlle|sr|sra|srta|srita|sig|sig\.ra|dott"
     r"|dott\.ssa|ing|arq|lic|mgr|bc|rndr|mudr|judr|pan|pani|bay|bayan|sayın|okt|uz|hr|fru|dhr"
-    r"|mevr|shri|smt|don|doña|dña|univ\.prof)\.?\s+$"
+    r"|mevr|shri|smt|don|doña|dña|univ\.prof|sir|dame|lord|lady|rev|revd|fr|sheikh|shaikh|haji"
+    r"|hajji|datuk|dato'?|tan\s+sri|tun|pak|bu|ibu|bapak|mevrouw|meneer|mnr|signor|signora"
+    r"|signorina|madame|monsieur|mademoiselle|señor|señora|señorita|senhor|senhora|capt|col"
+    r"|maj|lt|sgt|cllr|hon|frk|fröken|rouva|herra|neiti|ks|mag|dipl\.-ing|sra\.|d|dª)\.?\s+$"
 )
 _INTRO = re.compile(
     r"(?i)(?:\bname(?:\s+is)?|\bnamed|\bI\s+am|\bI'm|\bit's|\bthis\s+is|\bdear|\bhi|\bhello"
@@ -283,7 +286,8 @@ _NAME_PARTICLES = frozenset({
     "da", "de", "di", "do", "dos", "das", "del", "della", "dei", "degli", "van", "von", "der",
     "den", "ten", "ter", "het", "op", "zu", "zum", "vom", "la", "le", "lo", "du", "bin", "binti",
     "binte", "bint", "ibn", "ben", "bat", "ap", "ab", "al", "el", "ul", "y", "i", "e", "ní",
-    "nic", "ó", "mac", "af", "av",
+    "nic", "ó", "mac", "af", "av", "t", "s", "mc", "ni", "nig", "ui", "ua", "bte", "bt", "bn",
+    "st", "vd", "dit", "zur", "und",
 })  # fmt: skip
 # "al-Farouq", "el-Sayed", "d'Almeida", "O'Neill", "bin-Laden": a particle glued to a name.
 _GLUED_PARTICLE = re.compile(
@@ -786,7 +790,7 @@ def _name_findings(text: str) -> list[Finding]:
             word = words[j].group()
             if (
                 _ends_sentence(words[j - 1].group())
-                or gap not in (" ", "\u00a0")
+                or not (gap in (" ", "\u00a0") or (gap in (" '", " ’") and word in ("t", "s")))
                 or not (_is_capitalised(word) or word.lower() in _NAME_PARTICLES or len(word) == 2)
             ):
                 break
@@ -811,6 +815,7 @@ def _name_findings(text: str) -> list[Finding]:
         i += 1
     if not text.isascii():
         found += [Finding(m.start(), m.end(), "NAME", "") for m in _CJK_NAME.finditer(text)]
+    found += _names_in_any_case(text, words)
     return [
         Finding(f.start, end, "NAME", text[f.start : end])
         for f in found
@@ -1002,6 +1007,123 @@ def _secret_findings(text: str) -> list[Finding]:
 
 def _is_text_base64(token: str) -> bool:
     return textview.base64_text(token) is not None
+
+
+# Receipt and chat cues after which the next words are a person, whatever their case:
+# "SERVED BY: MARIA GONZALEZ", "Cardholder JOHN A SMITH", "guest: priya sharma".
+_OCR_CUE = re.compile(
+    r"(?i:\b(?:served\s+by|you\s+were\s+served\s+by|your\s+server(?:\s+today)?(?:\s+was)?|server"
+    r"|cashier|cardholder|card\s*holder|card\s+member|guest(?:\s+name)?|passenger(?:\s+name)?|pax"
+    r"|travell?er(?:\s+name)?|customer(?:\s+name)?|client\s+name|attendant|host|waiter|waitress"
+    r"|operator|clerk|driver(?:\s+name)?|bill\s+to|sold\s+to|member|employee(?:\s+name)?"
+    r"|name|kassierer(?:in)?|bedienung|bediener(?:in)?|es\s+bediente\s+(?:sie|dich)|serveur"
+    r"|serveuse|caissi[eè]re?|vendeu(?:r|se)|titulaire(?:\s+de\s+la\s+carte)?|cajer[oa]"
+    r"|atendid[oa]\s+por|le\s+atendi[oó]|meser[oa]|camarer[oa]|titular|tarjetahabiente"
+    r"|kassa|kassör|kassörska|betjent\s+af|expedient|operatore|cameriere|cassiere"
+    r"|karteninhaber(?:in)?|reisende[rn]?|gast|fahrgast|passagier|voyageur|viajero|ospite)"
+    r"\s*[:#\-–]?\s*)$"
+)
+
+
+def _name_like(word: str) -> bool:
+    """A first name that is rare as a lower-case word ("john", "priya"; not "mark", "rose")."""
+    lower = word.lower()
+    return lower in first_names() and lower_ranks().get(lower, 10**6) > 30_000
+
+
+def _surname_like(word: str) -> bool:
+    """A word rare in lower case: no frequent word ("smith", "gonzalez"; not "dinner")."""
+    lower = word.lower().strip("'’")
+    return len(lower) >= 2 and lower_ranks().get(lower, 10**6) > 40_000
+
+
+def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
+    """Names the capitalised-run rules cannot see: lower-case chat ("lunch with priya sharma"),
+    ALL-CAPS receipt lines ("SERVED BY: MARIA GONZALEZ"), and a family name in capitals or
+    before a comma followed by a first name ("KOWALSKI Jan", "Nakamura, Hiroshi")."""
+    found = []
+    i = 0
+    while i < len(words):
+        word = words[i].group().rstrip(".")
+        family_first = _family_name_first(text, words, i)
+        if family_first:
+            found.append(Finding(words[i].start(), words[i + 1].end(), "NAME", ""))
+            i += 2
+            continue
+        caps = word.isupper() and sum(ch.isalpha() for ch in word) >= 2
+        if not (caps or word.islower()):
+            i += 1
+            continue
+        last = _same_case_run(text, words, i, caps)
+        before = text[max(0, words[i].start() - 40) : words[i].start()]
+        cued = _OCR_CUE.search(before) is not None
+        chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
+        # The longest prefix of the run that reads as a name.
+        for end in range(last, i - 1, -1):
+            run = [w.group().rstrip(".") for w in words[i : end + 1]]
+            if _reads_as_name(run, caps=caps, cued=cued, chat=chat):
+                found.append(Finding(words[i].start(), words[end].end(), "NAME", ""))
+                i = end
+                break
+        i += 1
+    return found
+
+
+def _same_case_run(text: str, words: list[re.Match], i: int, caps: bool) -> int:
+    """The index of the last word of the run of up to five same-case words from ``i``."""
+    last, j = i, i + 1
+    while j < len(words) and j - i < 5:
+        gap = text[words[j - 1].end() : words[j].start()]
+        nxt = words[j].group().rstrip(".")
+        if not (gap in (" ", "\u00a0") or (gap in (" '", " ’") and nxt.lower() in ("t", "s"))):
+            break
+        if not (nxt.isupper() if caps else nxt.islower()) and nxt.lower() not in _NAME_PARTICLES:
+            break
+        last = j
+        j += 1
+    return last
+
+
+def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool) -> bool:
+    if run[-1].lower() in _NAME_PARTICLES or run[0].lower() in _NAME_PARTICLES:
+        return False
+    core = [w for w in run if w.lower() not in _NAME_PARTICLES]
+    if any(w.title() in _NOT_NAMES or w.title() in _PLACES for w in core):
+        return False
+    unknown = core[0].lower() not in lower_ranks()
+    given = _name_like(core[0]) or ((cued or chat) and unknown)
+    family = len(core) >= 2 and all(_surname_like(w) for w in core[1:])
+    if caps:
+        return (
+            (cued and (len(core) >= 2 or given or _surname_like(core[0])))
+            or (chat and given and (family or len(core) == 1))
+            or (given and family)
+        )
+    return (given and family) or (len(core) == 1 and (cued or chat) and unknown)
+
+
+def _family_name_first(text: str, words: list[re.Match], i: int) -> bool:
+    """ "KOWALSKI Jan", "SMITH, John", "Nakamura, Hiroshi": a family name in capitals (or before
+    a comma) and then a first name from the gazetteer."""
+    if i + 1 >= len(words):
+        return False
+    word = words[i].group()
+    given = words[i + 1].group().rstrip(".")
+    gap = text[words[i].end() : words[i + 1].start()]
+    caps = word.isupper() and len(word) >= 2
+    surname = caps or (
+        gap == ", " and _is_capitalised(word) and not _is_ordinary(word) and _is_uncommon(word)
+    )
+    return (
+        gap in (" ", ", ")
+        and surname
+        and word.title() not in _NOT_NAMES
+        and word.title() not in _PLACES
+        and _is_capitalised(given)
+        and given.lower() in first_names()
+        and given not in _PLACES
+        and given not in _NOT_NAMES
+    )
 
 
 _DETECTORS = {
