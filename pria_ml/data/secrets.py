@@ -83,6 +83,7 @@ _KEY_SHAPES = re.compile(
 )
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_PLACEHOLDER = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>|\[[A-Z_]+\]")
 _HINT = re.compile(rf"(?i:(?<!\w)(?:{_CUE_WORDS}|bearer|basic|authorization)(?!\w))|://|-----BEGIN")
 
 
@@ -177,8 +178,8 @@ def secret_spans(text: str, *, is_text_base64=None) -> list[tuple[int, int]]:
 def _plausible_password(value: str, *, assigned: bool) -> bool:
     """A value after a password cue: anything but an ordinary word when assigned with ``:`` or
     ``=``; after ``is`` it must look made up (a digit, a symbol or mixed case)."""
-    if value.startswith("<") and value.endswith(">"):
-        return False  # a pseudonym or a placeholder
+    if "\x00" in value or _PLACEHOLDER.fullmatch(value):
+        return False  # a pseudonym (masked by the caller) or a reviewer's placeholder
     made_up = (
         any(ch.isdigit() for ch in value)
         or any(not ch.isalnum() for ch in value)
