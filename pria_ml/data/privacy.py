@@ -171,9 +171,13 @@ _STREET_TYPE_WORDS = (
     r"|bulevardi|puistobulevardi|puistotie|raitti|rinne"
 )
 # "Hauptstraße 12", "Mannerheimintie 5 A 12", "Teglværks Allé 519", "József attila utca 212."
+# Street words are bounded (no street name is 40 letters): an unbounded word here would be
+# re-scanned from every capital inside a long dash-joined run (quadratic time).
+_CAP_WORD = rf"[{_UP}][\w'’.-]{{0,40}}"
+_ANY_WORD = r"[^\W\d_][\w'’.-]{0,40}"
 _ADDRESS_SUFFIX = re.compile(
-    rf"\b{_CAP}(?:{_STREET_SUFFIXES})\s+{_NUMBER}(?:\s?[A-Za-z]\b)?(?:\s\d{{1,4}}\b)?"
-    rf"|\b{_CAP}(?:\s+{_WORD}){{0,2}}\s+(?:{_STREET_TYPE_WORDS})\s+{_NUMBER}\.?"
+    rf"\b{_CAP_WORD}(?:{_STREET_SUFFIXES})\s+{_NUMBER}(?:\s?[A-Za-z]\b)?(?:\s\d{{1,4}}\b)?"
+    rf"|\b{_CAP_WORD}(?:\s+{_ANY_WORD}){{0,2}}\s+(?:{_STREET_TYPE_WORDS})\s+{_NUMBER}\.?"
 )
 # What follows "deliver to", "address:", "moved to": capitalised words and a house number.
 _ADDRESS_CUE = re.compile(
@@ -188,7 +192,7 @@ _ADDRESS_CUE = re.compile(
 # and a street name ("825 Ondieki Circles,"). Kept only when the name holds a word that is no
 # ordinary word (see _is_plausible_street).
 _NAME_THEN_NUMBER = re.compile(
-    r"(?P<street>(?:[^\W\d_][\w'’.-]*\s+){0,3}[^\W\d_][\w'’.-]*)\s+(?:No\.?\s*|N[º°o]\.?\s*|#\s*)?"
+    r"(?<![\w'’.-])(?P<street>(?:[^\W\d_][\w'’.-]*\s+){0,3}[^\W\d_][\w'’.-]*)\s+(?:No\.?\s*|N[º°o]\.?\s*|#\s*)?"
     r"\d{1,4}[^\W\d_]?(?:[/-]\d{1,4}[^\W\d_]?)?"
     r"(?:\s+(?i:of|ofic|oficina|dpto|depto|apt|apto|piso|int|local|casa|torre|stan|kv)\.?\s*\w{1,6})*"
     r"(?=\s*(?:$|[,;)\n]|\s\d{4,6}\b))"
@@ -785,7 +789,7 @@ def _name_findings(text: str) -> list[Finding]:
             i += 1
             continue
         j, last = i + 1, i
-        while j < len(words) and j - i < 6:
+        while j < len(words) and j - i < 8:
             gap = text[words[j - 1].end() : words[j].start()]
             word = words[j].group()
             if (
@@ -1025,6 +1029,13 @@ _OCR_CUE = re.compile(
 )
 
 
+# Words that are months or days and also first names ("June", "April"): after a receipt cue
+# ("GUEST: JUNE BRADY") they are the person.
+_CALENDAR = frozenset({"January", "April", "May", "June", "July", "August", "Monday"})
+# In lower-case chat a preposition is enough of a cue when the words after it are no words.
+_LOWER_CUE = re.compile(r"(?i:\b(?:with|for|and|by|from|to|met|cc|guest|colleague)\s+)$")
+
+
 def _name_like(word: str) -> bool:
     """A first name that is rare as a lower-case word ("john", "priya"; not "mark", "rose")."""
     lower = word.lower()
@@ -1054,10 +1065,18 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
         if not (caps or word.islower()):
             i += 1
             continue
+        bare = word.lower()
+        if not (_name_like(word) or (len(bare) >= 3 and bare not in lower_ranks()) or caps):
+            i += 1  # no run of ordinary lower-case words can start a name here
+            continue
         last = _same_case_run(text, words, i, caps)
         before = text[max(0, words[i].start() - 40) : words[i].start()]
         cued = _OCR_CUE.search(before) is not None
-        chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
+        chat = (
+            _PERSON_CUE.search(before) is not None
+            or _TITLES.search(before) is not None
+            or (not caps and _LOWER_CUE.search(before) is not None)
+        )
         # The longest prefix of the run that reads as a name.
         for end in range(last, i - 1, -1):
             run = [w.group().rstrip(".") for w in words[i : end + 1]]
@@ -1088,7 +1107,11 @@ def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool) -> boo
     if run[-1].lower() in _NAME_PARTICLES or run[0].lower() in _NAME_PARTICLES:
         return False
     core = [w for w in run if w.lower() not in _NAME_PARTICLES]
-    if any(w.title() in _NOT_NAMES or w.title() in _PLACES for w in core):
+    calendar = _CALENDAR if cued else frozenset()
+    if any(
+        (w.title() in _NOT_NAMES and w.title() not in calendar) or w.title() in _PLACES
+        for w in core
+    ):
         return False
     unknown = core[0].lower() not in lower_ranks()
     given = _name_like(core[0]) or ((cued or chat) and unknown)
@@ -1111,9 +1134,7 @@ def _family_name_first(text: str, words: list[re.Match], i: int) -> bool:
     given = words[i + 1].group().rstrip(".")
     gap = text[words[i].end() : words[i + 1].start()]
     caps = word.isupper() and len(word) >= 2
-    surname = caps or (
-        gap == ", " and _is_capitalised(word) and not _is_ordinary(word) and _is_uncommon(word)
-    )
+    surname = caps or (gap == ", " and _is_capitalised(word) and not _is_ordinary(word))
     return (
         gap in (" ", ", ")
         and surname
@@ -1211,13 +1232,18 @@ def _detect(text: str, protected: frozenset[str]) -> list[Finding]:
     masked = pattern.sub(_mask, visible) if pattern is not None else visible
     has_digit = _DIGIT.search(visible) is not None
     taken: list[Finding] = []
+    people: list[Finding] = []
     for kind in KINDS:
         if kind in _NEEDS_DIGIT and not has_digit:
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
-        if kind == "DOB":
-            names = [(f.start, f.end) for f in _name_findings(masked)]
+        if kind in ("DOB", "NAME") and not people:
+            people = _name_findings(masked)
+        if kind == "NAME":
+            found = people
+        elif kind == "DOB":
+            names = [(f.start, f.end) for f in people]
             names += [m.span() for m in _NAME_PSEUDONYM.finditer(text)]
             found = _dob_findings(visible, names)
         else:

@@ -138,7 +138,7 @@ def _random_token(token: str) -> bool:
         ceiling = math.log2(min(len(token), 36))
     else:
         ceiling = math.log2(min(len(token), 64))
-    return base64_plugin.calculate_shannon_entropy(token) >= ceiling - 0.75
+    return base64_plugin.calculate_shannon_entropy(token) >= ceiling - 1.0
 
 
 def secret_spans(text: str, *, is_text_base64=None) -> list[tuple[int, int]]:

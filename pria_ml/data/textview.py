@@ -34,7 +34,7 @@ from pria_ml.data.lexicon import common_words, first_names
 # Texts longer than this are not scrubbed but quarantined (extract.py): no message, note or
 # tool-result string of an expense conversation is this long, and a detector pass over a
 # megabyte would hold a worker for seconds.
-MAX_TEXT_CHARS = 200_000
+MAX_TEXT_CHARS = 20_000
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Control characters other than tab, newline and carriage return, the replacement character
 # and the private-use area: a text made of them is a binary blob, not something a person wrote.
