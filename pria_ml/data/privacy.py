@@ -1072,15 +1072,12 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
         last = _same_case_run(text, words, i, caps)
         before = text[max(0, words[i].start() - 40) : words[i].start()]
         cued = _OCR_CUE.search(before) is not None
-        chat = (
-            _PERSON_CUE.search(before) is not None
-            or _TITLES.search(before) is not None
-            or (not caps and _LOWER_CUE.search(before) is not None)
-        )
+        chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
+        weak = not caps and _LOWER_CUE.search(before) is not None
         # The longest prefix of the run that reads as a name.
         for end in range(last, i - 1, -1):
             run = [w.group().rstrip(".") for w in words[i : end + 1]]
-            if _reads_as_name(run, caps=caps, cued=cued, chat=chat):
+            if _reads_as_name(run, caps=caps, cued=cued, chat=chat, weak=weak):
                 found.append(Finding(words[i].start(), words[end].end(), "NAME", ""))
                 i = end
                 break
@@ -1103,7 +1100,7 @@ def _same_case_run(text: str, words: list[re.Match], i: int, caps: bool) -> int:
     return last
 
 
-def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool) -> bool:
+def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool, weak: bool) -> bool:
     if run[-1].lower() in _NAME_PARTICLES or run[0].lower() in _NAME_PARTICLES:
         return False
     core = [w for w in run if w.lower() not in _NAME_PARTICLES]
@@ -1114,7 +1111,7 @@ def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool) -> boo
     ):
         return False
     unknown = core[0].lower() not in lower_ranks()
-    given = _name_like(core[0]) or ((cued or chat) and unknown)
+    given = _name_like(core[0]) or ((cued or chat or (weak and len(core) >= 2)) and unknown)
     family = len(core) >= 2 and all(_surname_like(w) for w in core[1:])
     if caps:
         return (
