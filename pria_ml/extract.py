@@ -324,6 +324,13 @@ class Batch:
     fields_removed: int
 
 
+# What a malformed value can raise while a row is built: the row is quarantined with the class
+# name. Anything else (OSError, MemoryError, a RuntimeError from the machine) stops the extract.
+_DATA_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError, RecursionError
+)  # fmt: skip
+
+
 def build_batch(rows: list[dict[str, Any]], pseudo: Pseudonymiser, retention: Retention) -> Batch:
     """``build_row`` over ``rows``, in order, with what ``pseudo`` counted for them."""
     pseudonyms_before, removed_before = Counter(pseudo.pseudonyms), pseudo.fields_removed
@@ -331,7 +338,7 @@ def build_batch(rows: list[dict[str, Any]], pseudo: Pseudonymiser, retention: Re
     for row in rows:
         try:
             built = build_row(row, pseudo, retention)
-        except Exception as exc:  # one bad row never stops a night's extract, nor leaks
+        except _DATA_ERRORS as exc:  # one bad row never stops a night's extract, nor leaks
             built = Rejected(_source_of(row), "unprocessable_row", type(exc).__name__)
         if isinstance(built, dict):
             batch.good.append(built)
