@@ -104,6 +104,24 @@ def run_presidio(
     return result["cpu_seconds"], result["spans"]
 
 
+def detect_secrets_outputs(texts: list[str]) -> tuple[float, list[str]]:
+    """detect-secrets' own scan (every plugin, default settings and filters) on ``texts``: its
+    CPU seconds, and each text with the secret values it reports replaced."""
+    from detect_secrets.core.scan import scan_line
+    from detect_secrets.settings import default_settings
+
+    outputs = []
+    with default_settings():
+        cpu = time.process_time()
+        for text in texts:
+            for secret in scan_line(text):
+                if secret.secret_value:
+                    text = text.replace(secret.secret_value, "<REDACTED_00000000>")
+            outputs.append(text)
+        seconds = time.process_time() - cpu
+    return seconds, outputs
+
+
 def redact(text: str, spans: list) -> str:
     """``text`` with each span replaced by a pseudonym-shaped marker (the judge removes them)."""
     out, last = [], 0
@@ -123,9 +141,10 @@ def planted_texts() -> list:
 
     from extract_samples import held_out_people
     from held_out import Plant, held_out_plants
+    from held_out_hidden import hidden_plants
     from test_privacy_recall import CONTEXTS
 
-    plants = held_out_plants()
+    plants = held_out_plants() + hidden_plants()
     rng = random.Random(0)
     for person in held_out_people(per_locale=12):
         for kind, contexts in CONTEXTS.items():
@@ -183,6 +202,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from held_out import leaks
+    from held_out_hidden import hidden_leaks
 
     from pria_ml.data import privacy
     from pria_ml.world import seed
@@ -195,6 +215,7 @@ def main() -> None:
 
     pseudo = privacy.Pseudonymiser(b"bench", protected=frozenset(merchants))
     our_outputs = [pseudo.pseudonymise(t) for t in texts]
+    secrets_seconds, secrets_outputs = detect_secrets_outputs(texts)
     python = presidio_python(args.venv)
     _, spans = run_presidio(python, texts, merchants)
 
@@ -209,12 +230,15 @@ def main() -> None:
     spans = [[s for s in found if s[3] >= args.threshold] for found in spans]
     their_outputs = [redact(t, s) for t, s in zip(texts, spans, strict=True)]
 
-    caught: dict[str, Counter] = {"pria-ml": Counter(), "presidio": Counter()}
+    sides = {"pria-ml": our_outputs, "presidio": their_outputs, "detect-secrets": secrets_outputs}
+    caught: dict[str, Counter] = {side: Counter() for side in sides}
     total: Counter[str] = Counter()
+    hidden = {"secret", "dob", "plate", "encoded", "obfuscated_email", "odd_phone", "name_any_case"}
     for index, plant in enumerate(plants):
         total[plant.kind] += 1
-        for side, outputs in (("pria-ml", our_outputs), ("presidio", their_outputs)):
-            if not leaks(plant, outputs[index]):
+        judge = hidden_leaks if plant.kind in hidden else leaks
+        for side, outputs in sides.items():
+            if not judge(plant, outputs[index]):
                 caught[side][plant.kind] += 1
     n = len(plants)
     fp = {
@@ -223,14 +247,12 @@ def main() -> None:
     }
 
     print(f"\nrecall per kind (Presidio score threshold {args.threshold}):")
-    print(f"{'kind':16} {'values':>6} {'pria-ml':>8} {'Presidio':>9}")
+    print(f"{'kind':18} {'values':>6} {'pria-ml':>8} {'Presidio':>9} {'detect-secrets':>15}")
     for kind in sorted(total):
-        print(
-            f"{kind:16} {total[kind]:>6} {caught['pria-ml'][kind] / total[kind]:>8.1%}"
-            f" {caught['presidio'][kind] / total[kind]:>9.1%}"
-        )
-    all_ours, all_theirs = sum(caught["pria-ml"].values()), sum(caught["presidio"].values())
-    print(f"{'all':16} {n:>6} {all_ours / n:>8.1%} {all_theirs / n:>9.1%}")
+        row = [caught[side][kind] / total[kind] for side in sides]
+        print(f"{kind:18} {total[kind]:>6} {row[0]:>8.1%} {row[1]:>9.1%} {row[2]:>15.1%}")
+    row = [sum(caught[side].values()) / n for side in sides]
+    print(f"{'all':18} {n:>6} {row[0]:>8.1%} {row[1]:>9.1%} {row[2]:>15.1%}")
     print("\nfalse positives on the seeder's PII-free texts:")
     for key in ("texts", "texts_altered", "merchant_mentions", "merchant_mentions_altered",
                 "words_altered"):  # fmt: skip
@@ -242,6 +264,10 @@ def main() -> None:
         f"\nthroughput on {len(timed)} texts, one process, per CPU second: pria-ml"
         f" {len(timed) / our_seconds:,.0f} texts/s, Presidio {len(timed) / their_seconds:,.0f}"
         f" texts/s (pria-ml {their_seconds / our_seconds:.1f}x faster)"
+    )
+    print(
+        f"detect-secrets on all {len(texts)} texts: {len(texts) / secrets_seconds:,.0f} texts/s"
+        " per CPU second (secrets only)"
     )
 
 

@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 from pria_ml import clock
 from pria_ml.data import contract, provenance
 from pria_ml.data.contract import dataset_key, manifest_complete
-from pria_ml.data.privacy import Pseudonymiser, pseudonymiser
+from pria_ml.data.privacy import (
+    MAX_JSON_DEPTH,
+    Pseudonymiser,
+    Unscrubbable,
+    json_depth,
+    pseudonymiser,
+)
 from pria_ml.data.storage import open_storage
 from pria_ml.db import database
 from pria_ml.db.sqlfiles import read_sql
@@ -101,8 +107,21 @@ def build_row(row: dict[str, Any], pseudo: Pseudonymiser, retention: Retention) 
     ``pseudo``' counters change.
 
     A row whose trace has aged out of agent_trace's retention window is ``Rejected`` with source
-    ``retention``: excluded by policy and counted in the manifest, not quarantined.
+    ``retention``: excluded by policy and counted in the manifest, not quarantined. A row with
+    text that cannot be scrubbed with confidence (binary, oversized, JSON nested deeper than
+    MAX_JSON_DEPTH) is quarantined with that reason; the detail never quotes the value.
     """
+    try:
+        return _build_row(row, pseudo, retention)
+    except Unscrubbable as exc:
+        return Rejected(_source_of(row), exc.reason, "a text could not be scrubbed; not shown")
+
+
+def _source_of(row: dict[str, Any]) -> str:
+    return "agent_trace" if row.get("trace_found") else "expense"
+
+
+def _build_row(row: dict[str, Any], pseudo: Pseudonymiser, retention: Retention) -> dict | Rejected:
     for column in ("trace_id", "event_type", "override_flag"):
         if row[column] is None:
             return Rejected("workflow_event", f"null_{column}", f"{column} is null")
@@ -116,6 +135,11 @@ def build_row(row: dict[str, Any], pseudo: Pseudonymiser, retention: Retention) 
         trace = json.loads(row["trace"])
     except ValueError as exc:
         return Rejected("agent_trace", "malformed_trace_json", f"not JSON ({exc.msg})")
+    except RecursionError:
+        trace = None
+    if trace is None or json_depth(trace) > MAX_JSON_DEPTH:
+        detail = f"nested deeper than {MAX_JSON_DEPTH} levels"
+        return Rejected("agent_trace", "json_too_deep", detail)
     messages = trace.get("messages") if isinstance(trace, dict) else None
     if not isinstance(messages, list):
         return Rejected("agent_trace", "malformed_trace_json", "no 'messages' list")
@@ -300,12 +324,22 @@ class Batch:
     fields_removed: int
 
 
+# What a malformed value can raise while a row is built: the row is quarantined with the class
+# name. Anything else (OSError, MemoryError, a RuntimeError from the machine) stops the extract.
+_DATA_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError, RecursionError
+)  # fmt: skip
+
+
 def build_batch(rows: list[dict[str, Any]], pseudo: Pseudonymiser, retention: Retention) -> Batch:
     """``build_row`` over ``rows``, in order, with what ``pseudo`` counted for them."""
     pseudonyms_before, removed_before = Counter(pseudo.pseudonyms), pseudo.fields_removed
     batch = Batch([], [], Counter(), Counter(), Counter(), 0)
     for row in rows:
-        built = build_row(row, pseudo, retention)
+        try:
+            built = build_row(row, pseudo, retention)
+        except _DATA_ERRORS as exc:  # one bad row never stops a night's extract, nor leaks
+            built = Rejected(_source_of(row), "unprocessable_row", type(exc).__name__)
         if isinstance(built, dict):
             batch.good.append(built)
         elif built.source == "retention":

@@ -26,13 +26,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from pria_ml.errors import ConfigError
+from pria_ml.data import secrets, textview
+from pria_ml.data.lexicon import common_words, first_names, lower_ranks
+from pria_ml.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from pria_ml.settings import Settings
@@ -41,7 +44,16 @@ if TYPE_CHECKING:
 # confidences, redaction, pseudonyms, the docs) covers exactly these, which
 # tests/eval/test_pii_kinds.py checks kind by kind. Highest priority first: when findings
 # overlap, the earlier kind wins (an IBAN contains digit runs a phone detector would also like).
-KINDS = ("EMAIL", "IBAN", "CARD", "IP", "ID", "ACCOUNT", "PHONE", "ADDRESS", "NAME")
+KINDS = (
+    "SECRET", "EMAIL", "IBAN", "CARD", "IP", "ID", "ACCOUNT", "DOB", "PLATE", "PHONE", "ADDRESS",
+    "NAME",
+)  # fmt: skip
+# JSON nested deeper than this (a trace, a tool result, a string holding JSON) is not scrubbed
+# but quarantined: no conversation needs it, and recursion that deep is how parsers fall over.
+MAX_JSON_DEPTH = 64
+# Encoded payloads inside encoded payloads are decoded this many levels deep; a payload still
+# encoded below that is replaced whole (as a SECRET: it cannot be scrubbed with confidence).
+MAX_DECODE_DEPTH = 4
 
 # Keys whose values identify a user; compared after lower-casing and mapping "-"/" " to "_".
 IDENTIFIER_FIELDS = frozenset({
@@ -58,12 +70,23 @@ IDENTIFIER_SUFFIXES = ("_email", "_phone", "_ip", "_user_id", "_address", "_iban
 
 @dataclass(frozen=True)
 class Finding:
-    """PII in a text: ``text[start:end]`` is ``value``, ``kind`` one of KINDS."""
+    """PII in a text: ``text[start:end]`` is ``value``, ``kind`` one of KINDS. An ``encoding``
+    (``percent``, ``base64``, ...) says that ``value`` is an encoded payload holding PII of
+    ``kind`` (its most important finding): it is scrubbed inside its encoding."""
 
     start: int
     end: int
     kind: str
     value: str
+    encoding: str | None = None
+
+
+class Unscrubbable(DataError):
+    """A text that cannot be scrubbed with confidence; ``reason`` names why (quarantined)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 # --- detectors --------------------------------------------------------------------------------
@@ -148,9 +171,13 @@ _STREET_TYPE_WORDS = (
     r"|bulevardi|puistobulevardi|puistotie|raitti|rinne"
 )
 # "Hauptstraße 12", "Mannerheimintie 5 A 12", "Teglværks Allé 519", "József attila utca 212."
+# Street words are bounded (no street name is 40 letters): an unbounded word here would be
+# re-scanned from every capital inside a long dash-joined run (quadratic time).
+_CAP_WORD = rf"[{_UP}][\w'’.-]{{0,40}}"
+_ANY_WORD = r"[^\W\d_][\w'’.-]{0,40}"
 _ADDRESS_SUFFIX = re.compile(
-    rf"\b{_CAP}(?:{_STREET_SUFFIXES})\s+{_NUMBER}(?:\s?[A-Za-z]\b)?(?:\s\d{{1,4}}\b)?"
-    rf"|\b{_CAP}(?:\s+{_WORD}){{0,2}}\s+(?:{_STREET_TYPE_WORDS})\s+{_NUMBER}\.?"
+    rf"\b{_CAP_WORD}(?:{_STREET_SUFFIXES})\s+{_NUMBER}(?:\s?[A-Za-z]\b)?(?:\s\d{{1,4}}\b)?"
+    rf"|\b{_CAP_WORD}(?:\s+{_ANY_WORD}){{0,2}}\s+(?:{_STREET_TYPE_WORDS})\s+{_NUMBER}\.?"
 )
 # What follows "deliver to", "address:", "moved to": capitalised words and a house number.
 _ADDRESS_CUE = re.compile(
@@ -165,7 +192,7 @@ _ADDRESS_CUE = re.compile(
 # and a street name ("825 Ondieki Circles,"). Kept only when the name holds a word that is no
 # ordinary word (see _is_plausible_street).
 _NAME_THEN_NUMBER = re.compile(
-    r"(?P<street>(?:[^\W\d_][\w'’.-]*\s+){0,3}[^\W\d_][\w'’.-]*)\s+(?:No\.?\s*|N[º°o]\.?\s*|#\s*)?"
+    r"(?<![\w'’.-])(?P<street>(?:[^\W\d_][\w'’.-]*\s+){0,3}[^\W\d_][\w'’.-]*)\s+(?:No\.?\s*|N[º°o]\.?\s*|#\s*)?"
     r"\d{1,4}[^\W\d_]?(?:[/-]\d{1,4}[^\W\d_]?)?"
     r"(?:\s+(?i:of|ofic|oficina|dpto|depto|apt|apto|piso|int|local|casa|torre|stan|kv)\.?\s*\w{1,6})*"
     r"(?=\s*(?:$|[,;)\n]|\s\d{4,6}\b))"
@@ -243,7 +270,10 @@ _NAME_WORD = re.compile(rf"[^\W\d_][\w{_MARKS}'’-]*\.?")
 _TITLES = re.compile(
     r"(?i)\b(?:mr|mrs|ms|miss|mx|dr|prof|herr|frau|mme|mlle|sr|sra|srta|srita|sig|sig\.ra|dott"
     r"|dott\.ssa|ing|arq|lic|mgr|bc|rndr|mudr|judr|pan|pani|bay|bayan|sayın|okt|uz|hr|fru|dhr"
-    r"|mevr|shri|smt|don|doña|dña|univ\.prof)\.?\s+$"
+    r"|mevr|shri|smt|don|doña|dña|univ\.prof|sir|dame|lord|lady|rev|revd|fr|sheikh|shaikh|haji"
+    r"|hajji|datuk|dato'?|tan\s+sri|tun|pak|bu|ibu|bapak|mevrouw|meneer|mnr|signor|signora"
+    r"|signorina|madame|monsieur|mademoiselle|señor|señora|señorita|senhor|senhora|capt|col"
+    r"|maj|lt|sgt|cllr|hon|frk|fröken|rouva|herra|neiti|ks|mag|dipl\.-ing|sra\.|d|dª)\.?\s+$"
 )
 _INTRO = re.compile(
     r"(?i)(?:\bname(?:\s+is)?|\bnamed|\bI\s+am|\bI'm|\bit's|\bthis\s+is|\bdear|\bhi|\bhello"
@@ -260,7 +290,8 @@ _NAME_PARTICLES = frozenset({
     "da", "de", "di", "do", "dos", "das", "del", "della", "dei", "degli", "van", "von", "der",
     "den", "ten", "ter", "het", "op", "zu", "zum", "vom", "la", "le", "lo", "du", "bin", "binti",
     "binte", "bint", "ibn", "ben", "bat", "ap", "ab", "al", "el", "ul", "y", "i", "e", "ní",
-    "nic", "ó", "mac", "af", "av",
+    "nic", "ó", "mac", "af", "av", "t", "s", "mc", "ni", "nig", "ui", "ua", "bte", "bt", "bn",
+    "st", "vd", "dit", "zur", "und",
 })  # fmt: skip
 # "al-Farouq", "el-Sayed", "d'Almeida", "O'Neill", "bin-Laden": a particle glued to a name.
 _GLUED_PARTICLE = re.compile(
@@ -648,51 +679,6 @@ def _with_unit(text: str, finding: Finding) -> Finding:
     return Finding(start, finding.end, "ADDRESS", text[start : finding.end])
 
 
-@cache
-def first_names() -> frozenset[str]:
-    """The name gazetteer: the ~45,000 first names of nam_dict.txt (Jörg Michael, GNU FDL 1.2),
-    lower-cased. The file ships in the ``gender-guesser`` package; only the data is read, none
-    of that package's (GPL) code is imported."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("gender_guesser")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the name gazetteer is missing: install the gender-guesser package")
-    path = Path(next(iter(spec.submodule_search_locations)), "data", "nam_dict.txt")
-    names = set()
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line[:1] in ("#", "=") or len(line.split()) < 2:
-                continue
-            name = line.split()[1].lower()
-            names.update(
-                {name.replace("+", sep) for sep in ("", " ", "-")} if "+" in name else {name}
-            )
-    return frozenset(names)
-
-
-@cache
-def common_words() -> frozenset[str]:
-    """Words common enough in written text to be a single cl100k token with a leading space,
-    lower-case (" flight", " dinner", " berlin") or capitalised (" Manchester", " Munich"); not
-    " kamau", " Wiśniewska". The lexicon that tells an ordinary capitalised word or a well-known
-    place from a rare name. Read from the tokenizer ranks file that ships with pria-ml
-    (pria_ml/assets), so nothing is downloaded."""
-    import base64
-    from importlib import resources
-
-    words = set()
-    with resources.files("pria_ml").joinpath("assets/cl100k_base.tiktoken").open("rb") as ranks:
-        for line in ranks:
-            token = base64.b64decode(line.split(maxsplit=1)[0])
-            if token[:1] == b" " and len(token) > 2:
-                word = token[1:].decode("utf-8", "replace")
-                if word.isalpha() and (word.islower() or word[1:].islower()):
-                    words.add(word)
-    return frozenset(words)
-
-
 @lru_cache(maxsize=65536)
 def _is_capitalised(word: str) -> bool:
     word = word.rstrip(".")
@@ -803,12 +789,12 @@ def _name_findings(text: str) -> list[Finding]:
             i += 1
             continue
         j, last = i + 1, i
-        while j < len(words) and j - i < 6:
+        while j < len(words) and j - i < 8:
             gap = text[words[j - 1].end() : words[j].start()]
             word = words[j].group()
             if (
                 _ends_sentence(words[j - 1].group())
-                or gap not in (" ", "\u00a0")
+                or not (gap in (" ", "\u00a0") or (gap in (" '", " ’") and word in ("t", "s")))
                 or not (_is_capitalised(word) or word.lower() in _NAME_PARTICLES or len(word) == 2)
             ):
                 break
@@ -833,6 +819,7 @@ def _name_findings(text: str) -> list[Finding]:
         i += 1
     if not text.isascii():
         found += [Finding(m.start(), m.end(), "NAME", "") for m in _CJK_NAME.finditer(text)]
+    found += _names_in_any_case(text, words)
     return [
         Finding(f.start, end, "NAME", text[f.start : end])
         for f in found
@@ -840,7 +827,325 @@ def _name_findings(text: str) -> list[Finding]:
     ]
 
 
+# --- dates of birth ---------------------------------------------------------------------------
+
+_MONTHS = (
+    # English, German, French, Spanish, Italian, Portuguese, Dutch, Swedish, Danish / Norwegian,
+    # Polish (genitive), Finnish (partitive), Czech (genitive); full names and abbreviations.
+    "january|february|march|april|may|june|july|august|september|october|november|december"
+    "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+    "|januar|jänner|februar|märz|maerz|mai|juni|juli|oktober|dezember|jän|mär|okt|dez"
+    "|janvier|février|fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre"
+    "|décembre|decembre|janv|févr|fevr|avr|juil|déc"
+    "|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre"
+    "|noviembre|diciembre|ene|abr|ago|dic"
+    "|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|gen|mag|giu|lug"
+    "|set|ott"
+    "|janeiro|fevereiro|março|marco|maio|junho|julho|setembro|outubro|novembro|dezembro|fev|out"
+    "|januari|februari|maart|mei|augustus|oktober|mrt"
+    "|januari|februari|mars|april|maj|augusti|okt"
+    "|marts|august"
+    "|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|września|wrzesnia"
+    "|października|pazdziernika|listopada|grudnia|sty|lut|kwi|cze|lip|sie|wrz|paź|lis|gru"
+    "|tammikuuta|helmikuuta|maaliskuuta|huhtikuuta|toukokuuta|kesäkuuta|heinäkuuta|elokuuta"
+    "|syyskuuta|lokakuuta|marraskuuta|joulukuuta"
+    "|ledna|února|března|dubna|května|června|července|srpna|září|října|listopadu|prosince"
+)
+_MONTH = rf"(?i:{_MONTHS})\.?"
+_DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th|er|\.|º|°)?"
+_DATE_CANDIDATE = re.compile(
+    # 14/03/1987, 1987-03-14, 14.3.87, 03-14-1987
+    r"(?<![\d./-])(?:\d{1,2}[./-]\d{1,2}[./-](?:\d{4}|\d{2})|\d{4}[./-]\d{1,2}[./-]\d{1,2})"
+    r"(?![\d]|[./-]\d)"
+    # 14 March 1987, 14. März 1987, 14 de marzo de 1987, 1er avril 1987, 14-Mar-1987
+    rf"|(?<!\w){_DAY}\s?(?:de\s+|of\s+|[-/]\s?)?{_MONTH}(?:\s+de|\s+del|,)?[\s/-]?\s?(?:\d{{4}}|'\d{{2}})(?!\d)"
+    # March 14, 1987; March 14th 1987
+    rf"|(?<!\w){_MONTH}\s+{_DAY},?\s+\d{{4}}(?!\d)"
+    # 1987年3月14日, 1987년 3월 14일
+    r"|\d{4}\s?[年년]\s?\d{1,2}\s?[月월]\s?\d{1,2}\s?[日일]?"
+    # 19870314 (only after a cue, see _dob_findings)
+    r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"
+)
+_BIRTH_CUE = re.compile(
+    r"(?i:\b(?:d\.?o\.?b|date\s+of\s+birth|birth\s*date|birthdate|birthday|born(?:\s+on)?"
+    r"|b\.|geb\.?|geboren(?:\s+(?:am|op|den))?|geburtsdatum|geburtstag|geb\.-?datum"
+    r"|n[ée]e?(?:\s+le)?|date\s+de\s+naissance|naissance|anniversaire"
+    r"|fecha\s+de\s+nacimiento|f\.\s?(?:de\s+)?nac\.?|nacimiento|nacid[oa](?:\s+el)?|cumpleaños"
+    r"|data\s+di\s+nascita|nat[oa](?:\s+il)?|nascita|compleanno"
+    r"|data\s+de\s+nascimento|nascid[oa](?:\s+(?:em|a))?|nascimento|aniversário"
+    r"|geboortedatum|verjaardag|född(?:\s+den)?|födelsedatum|födelsedag|født(?:\s+den)?"
+    r"|fødselsdato|fødselsdag|syntynyt|syntymäaika|syntymäpäivä|s\."
+    r"|data\s+urodzenia|ur\.|urodzon[ay](?:\s+dnia)?|urodziny|datum\s+narození|narozen[a]?"
+    r"|nar\.|születési\s+(?:dátum|idő)|született|szül\.|doğum\s+tarihi|doğum|d\.t\."
+    r"|age\s+and\s+dob|dob/age)(?!\w))"
+    r"|дата\s+рождения|родил(?:ся|ась)|род\.|дата\s+народження|народився|народилася"
+    r"|ημερομηνία\s+γέννησης|γεννήθηκε|生年月日|出生日期|出生于|出生於|生日|誕生日|생년월일|생일"
+    r"|تاريخ\s+الميلاد|תאריך\s+לידה"
+    r"|(?<![\w*])\*"
+)
+_CUE_BEFORE = re.compile(
+    rf"(?:{_BIRTH_CUE.pattern})[\s:=\-–—(),]*(?:(?i:on|am|le|el|il|em|op|den|the|dnia|a)\s+)?$"
+)
+_CUE_AFTER = re.compile(rf"^[\s,;:(\[\-–—]*(?:{_BIRTH_CUE.pattern})")
+# A person right before the date: a name, a pseudonym, a title, a pronoun or a relation.
+_PERSON_BEFORE = re.compile(r"(?:<NAME_[0-9a-f]{8}>|\x00NAME\x00)[\s,;:()\[\]/\-–—*]{0,6}$")
+# Without a cue, only a date old enough to be nobody's receipt or trip counts as a birth date.
+_LATEST_BIRTH_YEAR_WITHOUT_CUE = 2012
+_YEAR = re.compile(r"(?<!\d)(\d{4}|'?\d{2})(?!\d)")
+
+
+def _year_of(value: str) -> int | None:
+    four = re.search(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", value)
+    if four:
+        return int(four.group(1))
+    two = re.search(r"(?<!\d)'?(\d{2})\W*$", value)
+    if two:
+        year = int(two.group(1))
+        return 1900 + year if year > 25 else 2000 + year
+    return None
+
+
+def _dob_findings(text: str, names: list[tuple[int, int]]) -> list[Finding]:
+    """Dates next to a birth cue (before or after, in the product's languages) or right after a
+    person; the latter only when the date is old enough to be no receipt or travel date."""
+    found = []
+    for match in _DATE_CANDIDATE.finditer(text):
+        value = match.group().rstrip(".,")
+        start, end = match.start(), match.start() + len(value)
+        before = text[max(0, start - 48) : start]
+        cued = _CUE_BEFORE.search(before) is not None or (
+            _CUE_AFTER.search(text[end : end + 24]) is not None
+        )
+        if not cued and value.isdigit():
+            continue  # 19870314 needs a cue
+        if not cued:
+            year = _year_of(value)
+            if year is None or year > _LATEST_BIRTH_YEAR_WITHOUT_CUE or year < 1900:
+                continue
+            gap = text[max(0, start - 8) : start]
+            near = (
+                any(
+                    n_end <= start and re.fullmatch(r"[\s,;:()\[\]/\-–—*]{0,6}", text[n_end:start])
+                    for _, n_end in names
+                )
+                or _PERSON_BEFORE.search(before) is not None
+            )
+            if not near or "\n" in gap:
+                continue
+        found.append(Finding(start, end, "DOB", value))
+    # Year of birth alone after a cue: "born 1987", "geb. 1987", "DOB: 1987".
+    for match in re.finditer(r"(?<!\d)(?:19|20)\d{2}(?!\d)", text):
+        if _CUE_BEFORE.search(text[max(0, match.start() - 32) : match.start()]):
+            found.append(Finding(match.start(), match.end(), "DOB", match.group()))
+    return found
+
+
+# --- vehicle plates ---------------------------------------------------------------------------
+
+_PLATE_CUE = re.compile(
+    r"(?i:\b(?:licen[cs]e\s+plates?|license|licence|number\s+plates?|plates?(?:\s+(?:no|number|nr))?"
+    r"|reg(?:istration)?(?:\s+(?:no|number|nr|mark|plate))?|car\s+reg|vrn|vrm|tags?|parking|parked"
+    r"|park(?:ing)?\s+(?:permit|ticket|fine)|toll|congestion\s+charge|ulez|pcn|pay\s+by\s+plate"
+    r"|vehicles?|car|van|truck|motorbike|motorcycle|rental|hire\s+car|rental\s+car|cab|taxi"
+    r"|kennzeichen|nummernschild|kfz(?:-kennzeichen)?|autokennzeichen|parkschein|maut|fahrzeug"
+    r"|immatriculation|immat\.?|plaque|véhicule|voiture|péage|stationnement"
+    r"|matr[ií]cula|placa|patente|peaje|aparcamiento|estacionamiento|coche|veh[ií]culo"
+    r"|targa|parcheggio|pedaggio|auto|veicolo"
+    r"|kenteken|parkeren|tol|nummerplaat"
+    r"|registreringsnummer|regnr|reg\.?\s*nr|bilnummer|nummerplade|nummerskilt|parkering|bil"
+    r"|rekisterinumero|rekisteritunnus|rekkari|pysäköinti|auton"
+    r"|tablica(?:\s+rejestracyjna)?|numer\s+rejestracyjny|nr\s+rej\.?|rejestracja|parking"
+    r"|spz|ečv|rz|rendszám|rendszáma|înmatriculare|număr(?:ul)?\s+de\s+înmatriculare"
+    r"|registarska\s+oznaka|tablice|reg\.\s*oznaka|evidenčna\s+številka"
+    r"|госномер|гос\.?\s*номер|номерной\s+знак|номер\s+(?:машины|авто)|πινακίδα|αριθμός\s+κυκλοφορίας"
+    r")\b)"
+)
+# A plate: two to four groups of letters and digits (1-7 each, 4-10 in all) joined by a
+# space, dash or middle dot; it has a letter and a digit, and upper-case letters.
+_PLATE_RUN = re.compile(
+    r"(?<![\w-])(?=[^\s]*\d|[^\s]*\s\S*\d)"
+    r"[A-ZÄÖÜÅÆØ0-9]{1,7}(?:[ \-·•.][A-ZÄÖÜÅÆØ0-9]{1,7}){0,3}(?![\w-])"
+)
+# Layouts distinctive enough without a cue: France (AB-123-CD), the UK (AB12 CDE), Germany
+# (M-AB 1234), the Netherlands (12-ABC-3, AB-123-C, 1-ABC-23).
+_PLATE_LAYOUT = re.compile(
+    r"(?<![\w-])(?:[A-Z]{2}-\d{3}-[A-Z]{2}|[A-Z]{2}\d{2}\s[A-Z]{3}"
+    r"|[A-ZÄÖÜ]{1,3}-[A-Z]{1,2}\s\d{1,4}[EH]?|\d{1,2}-[A-Z]{2,3}-\d{1,2}|[A-Z]{1,2}-\d{2,3}-[A-Z]{1,2}"
+    r"|\d-[A-Z]{3}-\d{2,3})(?![\w-])"
+)
+_NOT_PLATE = re.compile(
+    r"(?i)^(?:(?:EUR|USD|GBP|SEK|NOK|DKK|CHF|PLN|CZK|HUF|RON|CAD|AUD|JPY|CNY|INR|BRL|MXN)\b"
+    r"|.*\b(?:h|hr|hrs|min|km|kr|nights?|days?|x|kg|am|pm)$|(?:19|20)\d\d$|[A-Z]\d{1,4}$)"
+)
+
+
+def _plate_findings(text: str) -> list[Finding]:
+    found = [Finding(m.start(), m.end(), "PLATE", m.group()) for m in _PLATE_LAYOUT.finditer(text)]
+    cues = list(_PLATE_CUE.finditer(text))
+    if not cues:
+        return found
+    for cue in cues:
+        window_end = min(len(text), cue.end() + 40)
+        for match in _PLATE_RUN.finditer(text, cue.end(), window_end):
+            value = match.group().strip(" -·•.")
+            compact = re.sub(r"[ \-·•.]", "", value)
+            letters = sum(ch.isalpha() for ch in compact)
+            if not 4 <= len(compact) <= 10 or letters == 0 or letters == len(compact):
+                continue
+            groups = re.split(r"[ \-·•.]", value)
+            if any(re.fullmatch(r"(?:19|20)\d\d", g) for g in groups) and len(groups) > 1:
+                continue  # a year beside a road number: "E45 2026"
+            if _NOT_PLATE.match(value) or _DATE.match(value):
+                continue
+            found.append(Finding(match.start(), match.start() + len(value), "PLATE", value))
+            break
+    return found
+
+
+def _secret_findings(text: str) -> list[Finding]:
+    return [
+        Finding(start, end, "SECRET", text[start:end])
+        for start, end in secrets.secret_spans(text, is_text_base64=_is_text_base64)
+    ]
+
+
+def _is_text_base64(token: str) -> bool:
+    return textview.base64_text(token) is not None
+
+
+# Receipt and chat cues after which the next words are a person, whatever their case:
+# "SERVED BY: MARIA GONZALEZ", "Cardholder JOHN A SMITH", "guest: priya sharma".
+_OCR_CUE = re.compile(
+    r"(?i:\b(?:served\s+by|you\s+were\s+served\s+by|your\s+server(?:\s+today)?(?:\s+was)?|server"
+    r"|cashier|cardholder|card\s*holder|card\s+member|guest(?:\s+name)?|passenger(?:\s+name)?|pax"
+    r"|travell?er(?:\s+name)?|customer(?:\s+name)?|client\s+name|attendant|host|waiter|waitress"
+    r"|operator|clerk|driver(?:\s+name)?|bill\s+to|sold\s+to|member|employee(?:\s+name)?"
+    r"|name|kassierer(?:in)?|bedienung|bediener(?:in)?|es\s+bediente\s+(?:sie|dich)|serveur"
+    r"|serveuse|caissi[eè]re?|vendeu(?:r|se)|titulaire(?:\s+de\s+la\s+carte)?|cajer[oa]"
+    r"|atendid[oa]\s+por|le\s+atendi[oó]|meser[oa]|camarer[oa]|titular|tarjetahabiente"
+    r"|kassa|kassör|kassörska|betjent\s+af|expedient|operatore|cameriere|cassiere"
+    r"|karteninhaber(?:in)?|reisende[rn]?|gast|fahrgast|passagier|voyageur|viajero|ospite)"
+    r"\s*[:#\-–]?\s*)$"
+)
+
+
+# Words that are months or days and also first names ("June", "April"): after a receipt cue
+# ("GUEST: JUNE BRADY") they are the person.
+_CALENDAR = frozenset({"January", "April", "May", "June", "July", "August", "Monday"})
+# In lower-case chat a preposition is enough of a cue when the words after it are no words.
+_LOWER_CUE = re.compile(r"(?i:\b(?:with|for|and|by|from|to|met|cc|guest|colleague)\s+)$")
+
+
+def _name_like(word: str) -> bool:
+    """A first name that is rare as a lower-case word ("john", "priya"; not "mark", "rose")."""
+    lower = word.lower()
+    return lower in first_names() and lower_ranks().get(lower, 10**6) > 30_000
+
+
+def _surname_like(word: str) -> bool:
+    """A word rare in lower case: no frequent word ("smith", "gonzalez"; not "dinner")."""
+    lower = word.lower().strip("'’")
+    return len(lower) >= 2 and lower_ranks().get(lower, 10**6) > 40_000
+
+
+def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
+    """Names the capitalised-run rules cannot see: lower-case chat ("lunch with priya sharma"),
+    ALL-CAPS receipt lines ("SERVED BY: MARIA GONZALEZ"), and a family name in capitals or
+    before a comma followed by a first name ("KOWALSKI Jan", "Nakamura, Hiroshi")."""
+    found = []
+    i = 0
+    while i < len(words):
+        word = words[i].group().rstrip(".")
+        family_first = _family_name_first(text, words, i)
+        if family_first:
+            found.append(Finding(words[i].start(), words[i + 1].end(), "NAME", ""))
+            i += 2
+            continue
+        caps = word.isupper() and sum(ch.isalpha() for ch in word) >= 2
+        if not (caps or word.islower()):
+            i += 1
+            continue
+        bare = word.lower()
+        if not (_name_like(word) or (len(bare) >= 3 and bare not in lower_ranks()) or caps):
+            i += 1  # no run of ordinary lower-case words can start a name here
+            continue
+        last = _same_case_run(text, words, i, caps)
+        before = text[max(0, words[i].start() - 40) : words[i].start()]
+        cued = _OCR_CUE.search(before) is not None
+        chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
+        weak = not caps and _LOWER_CUE.search(before) is not None
+        # The longest prefix of the run that reads as a name.
+        for end in range(last, i - 1, -1):
+            run = [w.group().rstrip(".") for w in words[i : end + 1]]
+            if _reads_as_name(run, caps=caps, cued=cued, chat=chat, weak=weak):
+                found.append(Finding(words[i].start(), words[end].end(), "NAME", ""))
+                i = end
+                break
+        i += 1
+    return found
+
+
+def _same_case_run(text: str, words: list[re.Match], i: int, caps: bool) -> int:
+    """The index of the last word of the run of up to five same-case words from ``i``."""
+    last, j = i, i + 1
+    while j < len(words) and j - i < 5:
+        gap = text[words[j - 1].end() : words[j].start()]
+        nxt = words[j].group().rstrip(".")
+        if not (gap in (" ", "\u00a0") or (gap in (" '", " ’") and nxt.lower() in ("t", "s"))):
+            break
+        if not (nxt.isupper() if caps else nxt.islower()) and nxt.lower() not in _NAME_PARTICLES:
+            break
+        last = j
+        j += 1
+    return last
+
+
+def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool, weak: bool) -> bool:
+    if run[-1].lower() in _NAME_PARTICLES or run[0].lower() in _NAME_PARTICLES:
+        return False
+    core = [w for w in run if w.lower() not in _NAME_PARTICLES]
+    calendar = _CALENDAR if cued else frozenset()
+    if any(
+        (w.title() in _NOT_NAMES and w.title() not in calendar) or w.title() in _PLACES
+        for w in core
+    ):
+        return False
+    unknown = core[0].lower() not in lower_ranks()
+    given = _name_like(core[0]) or ((cued or chat or (weak and len(core) >= 2)) and unknown)
+    family = len(core) >= 2 and all(_surname_like(w) for w in core[1:])
+    if caps:
+        return (
+            (cued and (len(core) >= 2 or given or _surname_like(core[0])))
+            or (chat and given and (family or len(core) == 1))
+            or (given and family)
+        )
+    return (given and family) or (len(core) == 1 and (cued or chat) and unknown)
+
+
+def _family_name_first(text: str, words: list[re.Match], i: int) -> bool:
+    """ "KOWALSKI Jan", "SMITH, John", "Nakamura, Hiroshi": a family name in capitals (or before
+    a comma) and then a first name from the gazetteer."""
+    if i + 1 >= len(words):
+        return False
+    word = words[i].group()
+    given = words[i + 1].group().rstrip(".")
+    gap = text[words[i].end() : words[i + 1].start()]
+    caps = word.isupper() and len(word) >= 2
+    surname = caps or (gap == ", " and _is_capitalised(word) and not _is_ordinary(word))
+    return (
+        gap in (" ", ", ")
+        and surname
+        and word.title() not in _NOT_NAMES
+        and word.title() not in _PLACES
+        and _is_capitalised(given)
+        and given.lower() in first_names()
+        and given not in _PLACES
+        and given not in _NOT_NAMES
+    )
+
+
 _DETECTORS = {
+    "SECRET": _secret_findings,
     "EMAIL": lambda text: [
         Finding(m.start(), m.end(), "EMAIL", m.group()) for m in _EMAIL.finditer(text)
     ],
@@ -849,14 +1154,16 @@ _DETECTORS = {
     "IP": _ip_findings,
     "ID": _id_findings,
     "ACCOUNT": _account_findings,
+    "PLATE": _plate_findings,
     "PHONE": _phone_findings,
     "ADDRESS": _address_findings,
     "NAME": _name_findings,
 }
-_NEEDS_DIGIT = frozenset({"IBAN", "CARD", "IP", "ID", "ACCOUNT", "PHONE"})
+_NEEDS_DIGIT = frozenset({"IBAN", "CARD", "IP", "ID", "ACCOUNT", "DOB", "PLATE", "PHONE"})
 
 
 _PSEUDONYM = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>")
+_NAME_PSEUDONYM = re.compile(r"<NAME_[0-9a-f]{8}>|\[NAME\]")
 
 
 def _mask(match: re.Match) -> str:
@@ -872,7 +1179,8 @@ def _protected_pattern(protected: frozenset[str]) -> re.Pattern | None:
     if not protected:
         return None
     alternatives = "|".join(re.escape(name) for name in sorted(protected, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+    # Any case: receipts print merchants in capitals ("DEUTSCHE BAHN").
+    return re.compile(rf"(?<!\w)(?i:{alternatives})(?!\w)")
 
 
 @lru_cache(maxsize=8192)
@@ -881,7 +1189,39 @@ def find_pii(text: str, protected: frozenset[str] = frozenset()) -> tuple[Findin
     ``protected`` names (the known merchants) are hidden from the name and address detectors,
     so they come out untouched; checksummed kinds inside them are still found.
 
+    The detectors read the normalised view of ``text`` (``textview.view``: obfuscated at / dot,
+    fullwidth forms, HTML entities, spelled digits, odd spaces and dashes); each finding is
+    mapped back to the whole original span. Percent-encoded and base64 runs are decoded and
+    searched too: a run holding PII is one finding with its ``encoding`` set.
+
     Cached: prompts repeat (the system prompt, stock phrases, merchant names)."""
+    return _find(textview.clean(text), protected, 0)
+
+
+def _find(text: str, protected: frozenset[str], depth: int) -> tuple[Finding, ...]:
+    seen = textview.view(text)
+    found = _detect(seen.text, protected)
+    if seen.starts is not None:
+        found = [
+            Finding(start, end, f.kind, text[start:end])
+            for f in found
+            for start, end in [seen.span(f.start, f.end)]
+        ]
+    if "%" in text or len(text) >= 16:
+        found += _encoded_findings(text, protected, depth)
+    return _resolved(found)
+
+
+def _resolved(findings: list[Finding]) -> tuple[Finding, ...]:
+    """The findings that survive overlaps: higher-priority kinds first, then earlier and longer."""
+    taken: list[Finding] = []
+    for finding in sorted(findings, key=lambda f: (KINDS.index(f.kind), f.start, -f.end)):
+        if all(finding.end <= t.start or finding.start >= t.end for t in taken):
+            taken.append(finding)
+    return tuple(sorted(taken, key=lambda f: f.start))
+
+
+def _detect(text: str, protected: frozenset[str]) -> list[Finding]:
     # Pseudonyms already in the text are never found again; protected names are hidden from
     # the detectors that guess from words. Masked characters break every pattern.
     visible = _PSEUDONYM.sub(_mask, text) if "<" in text else text
@@ -889,18 +1229,89 @@ def find_pii(text: str, protected: frozenset[str] = frozenset()) -> tuple[Findin
     masked = pattern.sub(_mask, visible) if pattern is not None else visible
     has_digit = _DIGIT.search(visible) is not None
     taken: list[Finding] = []
+    people: list[Finding] = []
     for kind in KINDS:
         if kind in _NEEDS_DIGIT and not has_digit:
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
-        found = _DETECTORS[kind](masked if kind in _HEURISTIC else visible)
+        if kind in ("DOB", "NAME") and not people:
+            people = _name_findings(masked)
+        if kind == "NAME":
+            found = people
+        elif kind == "DOB":
+            names = [(f.start, f.end) for f in people]
+            names += [m.span() for m in _NAME_PSEUDONYM.finditer(text)]
+            found = _dob_findings(visible, names)
+        else:
+            found = _DETECTORS[kind](masked if kind in _HEURISTIC else visible)
         # The kind comes from KINDS, not from the detector: no finding names a kind outside it.
         findings = [Finding(f.start, f.end, kind, text[f.start : f.end]) for f in found]
         for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
             if all(finding.end <= t.start or finding.start >= t.end for t in taken):
                 taken.append(finding)
-    return tuple(sorted(taken, key=lambda f: f.start))
+    return taken
+
+
+# Identifier fields inside a decoded JSON payload, by the kind their value is.
+_FIELD_KINDS = (
+    ("mail", "EMAIL"), ("phone", "PHONE"), ("mobile", "PHONE"), ("tel", "PHONE"),
+    ("fax", "PHONE"), ("ip", "IP"), ("addr", "ADDRESS"), ("street", "ADDRESS"),
+    ("iban", "IBAN"), ("card", "CARD"), ("pan", "CARD"), ("birth", "DOB"), ("dob", "DOB"),
+    ("name", "NAME"), ("user", "NAME"), ("login", "NAME"),
+)  # fmt: skip
+
+
+def _encoded_findings(text: str, protected: frozenset[str], depth: int) -> list[Finding]:
+    """Percent-encoded and base64 runs of ``text`` whose decoded text holds PII (or, for JSON,
+    identifier fields), each as one finding of its most important kind."""
+    found = []
+    for run in textview.encoded_runs(text):
+        value = text[run.start : run.end]
+        if depth >= MAX_DECODE_DEPTH:
+            found.append(Finding(run.start, run.end, "SECRET", value))
+            continue
+        kinds = {f.kind for f in _find(run.decoded, protected, depth + 1)}
+        kinds |= _identifier_kinds(run.decoded)
+        if kinds:
+            kind = min(kinds, key=KINDS.index)
+            found.append(Finding(run.start, run.end, kind, value, run.encoding))
+    return found
+
+
+def _identifier_kinds(decoded: str) -> set[str]:
+    if decoded.lstrip()[:1] not in ("{", "["):
+        return set()
+    try:
+        document = json.loads(decoded)
+    except (ValueError, RecursionError):
+        return set()
+    kinds = set()
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if is_identifier_field(key):
+                    normal = str(key).lower()
+                    kinds.add(next((k for part, k in _FIELD_KINDS if part in normal), "ID"))
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return kinds
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests objects and lists; counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _normalise(kind: str, value: str) -> str:
@@ -948,17 +1359,33 @@ class Pseudonymiser:
         return f"<{kind}_{hmac.new(self._key, message, hashlib.sha256).hexdigest()[:8]}>"
 
     def pseudonymise(self, text: str) -> str:
-        """``text`` with every PII finding replaced by its pseudonym."""
+        """``text`` with every PII finding replaced by its pseudonym; an encoded payload holding
+        PII is scrubbed inside its encoding and written back in it (replaced whole when that
+        cannot be done with confidence). Raises ``Unscrubbable`` for a text too long or binary
+        to scrub (``textview.unfit``)."""
+        text = textview.clean(text)
+        reason = textview.unfit(text)
+        if reason is not None:
+            raise Unscrubbable(reason)
         parts, last = [], 0
         for finding in find_pii(text, self.protected):
             parts.append(text[last : finding.start])
-            parts.append(self.pseudonym(finding.kind, finding.value))
-            self.pseudonyms[finding.kind] += 1
+            parts.append(self._replacement(finding))
             last = finding.end
         if not parts:
             return text
         parts.append(text[last:])
         return "".join(parts)
+
+    def _replacement(self, finding: Finding) -> str:
+        if finding.encoding is not None:
+            decoded = textview.decode(finding.value, finding.encoding)
+            if decoded is not None:
+                scrubbed = self.scrub_text(decoded)
+                if scrubbed != decoded and not find_pii(scrubbed, self.protected):
+                    return textview.encode(scrubbed, finding.encoding)
+        self.pseudonyms[finding.kind] += 1
+        return self.pseudonym(finding.kind, finding.value)
 
     def strip_identifiers(self, value: Any) -> Any:
         """JSON ``value`` without user identifier fields at any depth; strings untouched."""
@@ -975,31 +1402,42 @@ class Pseudonymiser:
         return value
 
     def scrub(self, value: Any) -> Any:
-        """JSON ``value`` without identifier fields at any depth, every string pseudonymised."""
+        """JSON ``value`` without identifier fields at any depth, every string (keys included)
+        pseudonymised, JSON inside strings scrubbed as JSON. ``Unscrubbable`` when it nests
+        deeper than MAX_JSON_DEPTH."""
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise Unscrubbable("json_too_deep")
         value = self.strip_identifiers(value)
         return self._pseudonymise_strings(value)
 
     def _pseudonymise_strings(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return {key: self._pseudonymise_strings(item) for key, item in value.items()}
+            return {
+                self.pseudonymise(str(key)): self._pseudonymise_strings(item)
+                for key, item in value.items()
+            }
         if isinstance(value, list):
             return [self._pseudonymise_strings(item) for item in value]
         if isinstance(value, str):
-            return self.pseudonymise(value)
+            return self.scrub_text(value)
         return value
 
     def scrub_text(self, text: str) -> str:
-        """Message content: JSON documents (tool results) are scrubbed, other text pseudonymised."""
-        import json
-
+        """Message content: JSON documents (tool results) are scrubbed, other text pseudonymised.
+        ``Unscrubbable`` for JSON nested deeper than MAX_JSON_DEPTH, or text ``pseudonymise``
+        refuses."""
+        text = textview.clean(text)
         stripped = text.lstrip()
-        if stripped[:1] in ("{", "["):
+        if stripped[:1] in ("{", "[") and len(text) <= textview.MAX_TEXT_CHARS:
             try:
                 document = json.loads(text)
+            except RecursionError:
+                raise Unscrubbable("json_too_deep") from None
             except ValueError:
                 pass
             else:
-                return json.dumps(self.scrub(document), ensure_ascii=False)
+                if isinstance(document, dict | list):
+                    return json.dumps(self.scrub(document), ensure_ascii=False)
         return self.pseudonymise(text)
 
 

@@ -30,12 +30,15 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 # One text per kind that holds exactly one finding, of that kind.
 EXAMPLES = {
+    "SECRET": "my api key is sk_live_4eC39HqLyjWDarjtT1zdp7dc",
     "EMAIL": "write to jonas.berg@outlook.com",
     "IBAN": "refund to DE89 3704 0044 0532 0130 00",
     "CARD": "paid with 4111 1111 1111 1111",
     "IP": "logged in from 192.168.1.20",
     "ID": "codice fiscale RCCMNL83S18D969H",
     "ACCOUNT": "Kontonummer 12345678",
+    "DOB": "date of birth: 14 March 1987",
+    "PLATE": "parking, car reg KX19 ZPT",
     "PHONE": "call +46 70 123 45 67",
     "ADDRESS": "ship to 221B Baker Street",
     "NAME": "approved by Anna Lindqvist",
