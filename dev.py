@@ -68,8 +68,13 @@ def test(args: list[str]) -> None:
     ensure_env()
     run([BIN / "ruff", "check", "."])
     run([BIN / "ruff", "format", "--check", "."])
+    # Every core, a whole test file (or a folder sharing trained fixtures) per worker; the
+    # grouping is in tests/conftest.py. `python3 dev.py test -n 0 ...` runs in one process.
+    parallel = [] if any(a == "-n" or a.startswith("-n") for a in args) else ["-n", "auto"]
     result = subprocess.run(
-        [str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=offline_env()
+        [str(BIN / "python"), "-m", "pytest", *parallel, "--dist", "loadgroup", *args],
+        cwd=ROOT,
+        env=offline_env(),
     )
     if result.returncode == 5:
         print("pytest collected no tests: that is a failure here", file=sys.stderr)

@@ -12,9 +12,10 @@ from pria_ml.registry import current_prod, history
 HEAVY = ("torch", "transformers", "pyspark", "pandas", "peft", "lm_eval", "pyarrow")
 
 
-def pria_ml(db: Database, *args: str) -> subprocess.CompletedProcess:
+def pria_ml(db: Database, *args: str, **settings: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
     env["PRIA_DATABASE_URL"] = db.url
+    env.update({f"PRIA_{name.upper()}": value for name, value in settings.items()})
     env["PRIA_DB_RETRY_DEADLINE_S"] = "1"  # a database that is down in a test stays down
     env["COLUMNS"] = "200"
     return subprocess.run(
@@ -78,7 +79,8 @@ def test_promote_by_date_and_archive(registry_db: Database, candidate) -> None:
 
 def test_database_down_exits_3() -> None:
     down = Database(role="registry", url="postgresql://pria@127.0.0.1:9/pria", embedded=False)
-    result = pria_ml(down, "rollback")
+    # local mode: a TCP URL alone would be production, which first asks for its other settings
+    result = pria_ml(down, "rollback", mode="local")
     assert result.returncode == 3
     assert "cannot connect to the registry database" in result.stderr
     assert "Traceback" not in result.stderr
