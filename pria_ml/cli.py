@@ -412,16 +412,28 @@ def promote(
 
 @app.command()
 def rollback(
-    to: str | None = typer.Option(None, "--to", help="A former prod adapter to return to."),
+    to: str | None = typer.Option(
+        None, "--to", help="A former prod adapter to return to (archived ones too)."
+    ),
     reason: str | None = typer.Option(None, "--reason", help="Why, for the event log."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the target and why; change nothing."
+    ),
 ) -> None:
-    """Bring back the adapter that was prod before the current one.
+    """Bring back the adapter that was prod before the current one was promoted.
 
-    The target comes from the registry's event log (or --to ID, a former prod); one
-    transaction, recorded, endpoint hook notified. The gate is not asked again.
+    Each rollback walks one promotion further back through the prod history (--to ID reaches
+    any former prod, archived or not, while its files exist). One transaction, recorded; the
+    endpoint hook must acknowledge the new version, and #ml-ops hears the outcome. Running it
+    again after a failed rotation retries the rotation. Refused without
+    PRIA_ENDPOINT_ROTATION_URL against a real database. The gate is not asked again.
     """
 
-    transition = transitions.rollback(load_settings(), to=to, reason=reason)
+    settings = load_settings()
+    if dry_run:
+        console.print(render.rollback_plan(transitions.plan_rollback(settings, to=to)))
+        return
+    transition = transitions.rollback(settings, to=to, reason=reason)
     console.print(render.transition(transition))
 
 

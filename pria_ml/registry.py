@@ -174,14 +174,22 @@ def _transaction(
 
 def _read(db: Database, query: str, params: dict[str, Any]) -> list[tuple]:
     """The rows of ``sql/registry/<query>.sql``, read in one read-only transaction (retried)."""
+    import psycopg
+
     sql = read_sql(f"registry/{query}.sql")
     _ready(db)
-    return db.transaction(
-        lambda conn: conn.execute(sql, params).fetchall(),
-        what=f"reading the registry ({query})",
-        idempotent=True,
-        read_only=True,
-    )
+    try:
+        return db.transaction(
+            lambda conn: conn.execute(sql, params).fetchall(),
+            what=f"reading the registry ({query})",
+            idempotent=True,
+            read_only=True,
+        )
+    except psycopg.Error as exc:
+        mapped = _registry_error(exc)
+        if mapped is not None:
+            raise mapped from None
+        raise
 
 
 _migrated: set[str] = set()
@@ -325,6 +333,8 @@ class Transition:
     event_id: int | None
     message: str
     rotated: bool = False
+    # What the endpoint hook said: "acknowledged ..." / "failed: ..." / None (no hook called).
+    rotation: str | None = None
 
 
 def _transition(
@@ -353,11 +363,15 @@ def _transition(
     log.debug("%s", transition.message)
     if hook is None:
         return transition
-    event_id = transition.event_id if transition.changed else _unrotated_prod_event(db)
+    event_id = transition.event_id if transition.changed else unrotated_prod_event(db)
     if event_id is None:
         return transition
-    _rotate(db, hook, event_id, now=now)
-    return dataclasses.replace(transition, rotated=True)
+    try:
+        acknowledged = _rotate(db, hook, event_id, now=now)
+    except EndpointRotationFailed as exc:
+        exc.transition = dataclasses.replace(transition, rotation=f"failed: {exc}")
+        raise
+    return dataclasses.replace(transition, rotated=True, rotation=acknowledged)
 
 
 def promote(
@@ -395,27 +409,50 @@ def promote(
     )
 
 
+@dataclass(frozen=True)
+class RollbackTarget:
+    """Where a rollback would go, and why (``pria.rollback_target``)."""
+
+    current_prod: uuid.UUID | None
+    target: uuid.UUID
+    why: str
+    archived: bool
+    depth: int  # adapters on the prod stack, the current prod included
+
+
+def rollback_target(db: Database, *, to: uuid.UUID | str | None = None) -> RollbackTarget:
+    """The adapter ``rollback`` would bring back now: the one below the current prod on the
+    prod stack (each promotion pushes, each rollback pops), or ``to``. Changes nothing.
+    Raises RegistryError for what ``rollback`` refuses (no prod, the first prod, an unknown or
+    never-prod target)."""
+    target = None if to is None else parse_adapter_id(to)
+    (row,) = _read(db, "rollback_target", {"to": target})
+    return RollbackTarget(*row)
+
+
 def rollback(
     db: Database,
     *,
     to: uuid.UUID | str | None = None,
     reason: str | None = None,
     hook: EndpointHook | None = None,
+    expect_from: uuid.UUID | None = None,
     now: datetime.datetime | None = None,
 ) -> Transition:
-    """Bring back the adapter that was prod before the current one (from the event log), or
-    ``to``, an adapter that was prod before.
+    """Bring back the adapter that was prod before the current one was promoted (the prod
+    stack, read from the event log), or ``to``, any former prod, archived or not.
 
     Same transaction, lock, event, stamps and notification as ``promote``; the gate is not asked
-    again. Rolling back to the current prod is a no-op. Raises RegistryError (no prod, no
-    previous prod, unknown / archived / never-prod target), RegistryBusy, DatabaseUnavailable,
-    EndpointRotationFailed.
+    again. Rolling back to the current prod is a no-op, and so is a rollback whose
+    ``expect_from`` (the prod the caller saw) is no longer prod: another rollback won the race.
+    Raises RegistryError (no prod, no previous prod, unknown / never-prod target),
+    RegistryBusy, DatabaseUnavailable, EndpointRotationFailed.
     """
     target = None if to is None else parse_adapter_id(to)
     return _transition(
         db,
-        "SELECT * FROM pria.rollback(%s, %s, %s, %s)",
-        (target, reason, actor(), clock.now(now)),
+        "SELECT * FROM pria.rollback(%s, %s, %s, %s, %s)",
+        (target, reason, actor(), clock.now(now), expect_from),
         what=f"rollback to {target or 'previous prod'}",
         hook=hook,
         now=now,
@@ -591,16 +628,18 @@ def measured_throughput(
     return None if not rows else (float(rows[0][0]), rows[0][1], rows[0][2])
 
 
-def _unrotated_prod_event(db: Database) -> int | None:
-    """The event that made the current prod prod, when no rotation call confirmed it."""
+def unrotated_prod_event(db: Database) -> int | None:
+    """The event that made the current prod prod, when the rotation hook has not acknowledged
+    it (None: acknowledged, or nothing is prod)."""
     rows = _read(db, "unrotated_prod_event", {})
     return rows[0][0] if rows else None
 
 
 def _rotate(
     db: Database, hook: EndpointHook, event_id: int, *, now: datetime.datetime | None
-) -> None:
-    """Call the rotation hook for prod-change ``event_id`` and record the outcome as an event."""
+) -> str:
+    """Call the rotation hook for prod-change ``event_id``, record its answer as a
+    ``rotation`` event, and return the outcome in words."""
     (row,) = _read(db, "rotation_payload", {"event_id": event_id})
     keys = ("event_id", "action", "adapter_id", "previous_prod", "dataset_date")
     keys += ("artifact_uri", "artifact_sha256", "base_model")
@@ -616,17 +655,26 @@ def _rotate(
         )
         raise EndpointRotationFailed(
             f"prod is {payload['adapter_id']} in the registry (committed, event {event_id}), "
-            f"but MODEL_ENDPOINT was NOT rotated: {exc}. Fix the hook, then run "
-            f"`pria-ml promote {payload['adapter_id']}` to retry the rotation"
+            f"but MODEL_ENDPOINT was NOT rotated: {exc}. Fix the hook, then run the same "
+            f"command again (or `pria-ml promote {payload['adapter_id']}`) to retry the rotation"
         ) from None
     _record_rotation(
         db,
         event_id,
         ok=True,
-        detail={"url": hook.url, "status": result.status, "attempts": result.attempts},
+        detail={
+            "url": hook.url,
+            "status": result.status,
+            "attempts": result.attempts,
+            "answer": result.answer,
+        },
         now=now,
     )
     log.info("endpoint rotated to %s (%d attempts)", payload["adapter_id"], result.attempts)
+    return (
+        f"acknowledged by {hook.url} (HTTP {result.status}, {result.attempts} attempt(s), "
+        f"rotated: {str(result.answer['rotated']).lower()})"
+    )
 
 
 def _record_rotation(

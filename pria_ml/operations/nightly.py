@@ -216,7 +216,11 @@ def _gate_run(night: Night) -> str:
 
 def _promote_complete(night: Night) -> bool:
     # Promoted once is enough: a later rollback must not be undone by re-running the night.
-    return _need_adapter(night).promoted_at is not None
+    # But a promotion the endpoint hook never acknowledged is not done: the rerun retries it.
+    adapter = _need_adapter(night)
+    if adapter.promoted_at is None:
+        return False
+    return adapter.status != "prod" or transitions.rotation_complete(night.settings)
 
 
 def _promote_run(night: Night) -> str:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pria_ml.extract import ExtractResult
     from pria_ml.features import FeatureBuild
     from pria_ml.operations.status import StatusReport
+    from pria_ml.operations.transitions import RollbackPlan
     from pria_ml.registry import Adapter, Event, Transition
     from pria_ml.train import TrainResult
     from pria_ml.world.seed import SeedReport
@@ -156,8 +157,26 @@ def transition(change: Transition) -> RenderableType:
     colour = "green" if change.changed else "yellow"
     lines = [f"[{colour}]{escape(change.message)}[/]"]
     if change.rotated:
-        lines.append("[green]MODEL_ENDPOINT rotated[/]")
+        lines.append(f"[green]MODEL_ENDPOINT rotated: {escape(change.rotation or '')}[/]")
+    elif change.rotation:
+        lines.append(f"[bold yellow]warning: MODEL_ENDPOINT {escape(change.rotation)}[/]")
     return Text.from_markup("\n".join(lines))
+
+
+def rollback_plan(plan: RollbackPlan) -> RenderableType:
+    """``pria-ml rollback --dry-run``: the target, why, its files, what the endpoint does."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    target = plan.target
+    action = "retry the rotation of" if plan.retry_rotation else "roll back to"
+    return Text.from_markup(
+        f"[bold]dry run[/]: would {action} {target.target} (prod now: {target.current_prod})\n"
+        f"why: {escape(target.why)}\n"
+        f"files: {escape(plan.files)}\n"
+        f"endpoint: {escape(plan.rotation)}\n"
+        "nothing was changed"
+    )
 
 
 def seeded(report: SeedReport) -> RenderableType:
