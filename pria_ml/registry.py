@@ -608,6 +608,7 @@ class NightSpend:
     usd: float
     gpu_hours: float
     hardware: str
+    source: str = "trainer wall time"  # or "machine boot to exit" (pria.gpu_machine_run)
 
     def over(self, budget_usd: float) -> bool:
         return self.usd > budget_usd
@@ -616,7 +617,38 @@ class NightSpend:
 def spend_by_night(db: Database) -> list[NightSpend]:
     """Every dataset date with a training run recorded in model_registry, oldest first."""
     rows = _read(db, "spend_by_night", {})
-    return [NightSpend(row[0], row[1], float(row[2]), float(row[3]), row[4] or "") for row in rows]
+    return [
+        NightSpend(row[0], row[1], float(row[2]), float(row[3]), row[4] or "", row[5])
+        for row in rows
+    ]
+
+
+def record_machine_run(
+    db: Database,
+    *,
+    machine_id: str,
+    dataset_date: datetime.date,
+    booted_at: datetime.datetime,
+    exited_at: datetime.datetime,
+    gpu_type: str,
+    gpus: int,
+    usd_per_gpu_hour: float,
+    now: datetime.datetime | None = None,
+) -> float:
+    """Record (or extend to ``exited_at``) a GPU machine's run for a night; return its cost so
+    far in USD. One transaction; recording the same machine again only moves its exit later."""
+    at = clock.now(now)
+
+    def work(conn: psycopg.Connection) -> float:
+        row = conn.execute(
+            "SELECT pria.record_machine_run(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (machine_id, dataset_date, booted_at, exited_at, gpu_type, gpus, usd_per_gpu_hour,
+             actor(), at),
+        ).fetchone()  # fmt: skip
+        assert row is not None
+        return float(row[0])
+
+    return _transaction(db, work, what=f"machine run {machine_id}", idempotent=True)
 
 
 def measured_throughput(

@@ -447,7 +447,7 @@ def plan(
         rate=cost.throughput(tier, flops, measured),
         budget_usd=settings.nightly_budget_usd,
     )
-    cost.check_budget(estimate)
+    cost.check_budget(estimate, spent_usd=cost.spent_on_night(settings, date))
     return TrainPlan(
         date=date,
         base_model=base_model,
