@@ -27,6 +27,7 @@ from pria_ml.noise import drop_known_log_records
 from pria_ml.operations import nightly as nightly_mod
 from pria_ml.operations import objectives as objectives_mod
 from pria_ml.operations import prompts, render, transitions
+from pria_ml.operations import retention as retention_mod
 from pria_ml.operations import status as status_mod
 from pria_ml.quality import spotcheck
 from pria_ml.settings import Settings
@@ -523,6 +524,21 @@ def archive(
     console.print(f"{len(archived)} adapters archived")
 
 
+@app.command("retention")
+def retention_(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would go; delete nothing."),
+) -> None:
+    """Delete stored files past the spec's retention window for the data they hold.
+
+    Datasets, evaluation samples, spot-check sheets and adapters that were never prod are
+    deleted once their data date is older than the strictest window of their sources
+    (agent_trace: 90 days); prod and rollback targets are never deleted. Every deletion is
+    recorded in the registry first. The nightly runs this as its last stage.
+    """
+    report = retention_mod.run(load_settings(), dry_run=dry_run)
+    console.print(retention_mod.render(report), soft_wrap=True)
+
+
 @app.command()
 @_with_train_config_options
 def nightly(
@@ -530,14 +546,15 @@ def nightly(
     from_stage: str = typer.Option(
         "extract", "--from", help="First stage: extract, build-features, train, eval, gate, ..."
     ),
-    until: str = typer.Option("archive", "--until", help="Last stage to run."),
+    until: str = typer.Option("retention", "--until", help="Last stage to run."),
     force: bool = typer.Option(False, "--force", help="Redo the --from stage even if complete."),
     profile: str = typer.Option(
         "spec", "--profile", help="Training defaults: 'spec' (production) or 'demo' (tiny model)."
     ),
     **overrides: object,
 ) -> None:
-    """Run the night of --date: extract, build-features, train, eval, gate, promote, archive.
+    """Run the night of --date: extract, build-features, train, eval, gate, promote, archive,
+    retention.
 
     Stages whose output for D is complete (manifest present, files matching its sha256) are
     skipped, so running it again resumes a night that failed or was killed. Holds a lock per

@@ -641,7 +641,7 @@ def record_machine_run(
 
     def work(conn: psycopg.Connection) -> float:
         row = conn.execute(
-            "SELECT pria.record_machine_run(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "SELECT pria.record_machine_run(%s, %s, %s, %s, %s, %s::integer, %s::numeric, %s, %s)",
             (machine_id, dataset_date, booted_at, exited_at, gpu_type, gpus, usd_per_gpu_hour,
              actor(), at),
         ).fetchone()  # fmt: skip
@@ -727,3 +727,49 @@ def _record_rotation(
         )
     except PriaError as exc:
         log.error("could not record the rotation outcome of event %d: %s", event_id, exc)
+
+
+def former_prods(db: Database) -> dict[uuid.UUID, str]:
+    """Every adapter that has been prod (current prod and rollback targets) -> artifact URI."""
+    return {row[0]: row[1] for row in _read(db, "former_prods", {})}
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """One file retention deleted (``pria.retention_deletion``)."""
+
+    uri: str
+    data_date: datetime.date
+    sources: list[str]
+    window_days: int
+    reason: str
+    actor: str
+    attempts: int
+    deleted_at: datetime.datetime
+
+
+def record_retention_deletion(
+    db: Database,
+    *,
+    uri: str,
+    data_date: datetime.date,
+    sources: Sequence[str],
+    window_days: int,
+    reason: str,
+    now: datetime.datetime | None = None,
+) -> None:
+    """Record, before it happens, that retention deletes ``uri`` (one transaction)."""
+    at = clock.now(now)
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute(
+            "SELECT pria.record_retention_deletion(%s, %s, %s, %s, %s, %s, %s)",
+            (uri, data_date, list(sources), window_days, reason, actor(), at),
+        )
+
+    _transaction(db, work, what=f"record deletion of {uri}", idempotent=True)
+
+
+def retention_deletions(db: Database, *, limit: int = 100) -> list[Deletion]:
+    """The newest ``limit`` recorded deletions, newest first."""
+    return [Deletion(*row) for row in _read(db, "retention_deletions", {"limit": limit})]

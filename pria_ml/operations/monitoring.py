@@ -69,6 +69,7 @@ def run_file(part: str) -> str:
 def success_file(part: str) -> str:
     return f"pria_ml_nightly_{part}_success.prom"
 
+
 PUSH_TIMEOUT_S = 10
 
 

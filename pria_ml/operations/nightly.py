@@ -1,6 +1,6 @@
 """``pria-ml nightly --date D``: one night of the learning loop as one resumable command.
 
-    extract -> build-features -> train -> eval -> gate -> promote -> archive
+    extract -> build-features -> train -> eval -> gate -> promote -> archive -> retention
 
 Each stage knows whether its output for D is complete (``complete(settings, date)``: its
 manifest, or its registry row, exists and the files match their recorded sha256), and a
@@ -36,7 +36,7 @@ from pria_ml.db import database
 from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import ConfigError, NightlyLocked, PriaError, RegistryError
-from pria_ml.operations import monitoring, notify, transitions
+from pria_ml.operations import monitoring, notify, retention, transitions
 from pria_ml.operations.night import (
     BLOCKED,
     DONE,
@@ -239,6 +239,15 @@ def _archive_run(night: Night) -> str:
     return f"{len(archived)} archived"
 
 
+def _retention_complete(night: Night) -> bool:
+    return not retention.plan(night.settings, now=night.now).due
+
+
+def _retention_run(night: Night) -> str:
+    report = retention.run(night.settings, now=night.now)
+    return f"{len(report.due)} files past their retention window deleted"
+
+
 _STAGES: dict[str, tuple[Callable[[Night], bool], Callable[[Night], str]]] = {
     "extract": (_extract_complete, _extract_run),
     "build-features": (_features_complete, _features_run),
@@ -247,6 +256,7 @@ _STAGES: dict[str, tuple[Callable[[Night], bool], Callable[[Night], str]]] = {
     "gate": (_gate_complete, _gate_run),
     "promote": (_promote_complete, _promote_run),
     "archive": (_archive_complete, _archive_run),
+    "retention": (_retention_complete, _retention_run),
 }
 
 
@@ -294,6 +304,7 @@ def run(
     gated = selection.selected("gate") or selection.selected("promote")
     with night_lock(night.db, date):
         ensure_current(night.db)
+        _record_machine(night)
         log.info("nightly %s: stages %s .. %s", date, selection.first, selection.last)
         for stage in report.stages:
             if not selection.selected(stage.stage):
@@ -312,6 +323,7 @@ def run(
         report.finished_at = clock.now(now)
         report.seconds = time.monotonic() - started
         report.adapter = _adapter_or_none(night)
+        _record_machine(night)
     # Reporting never fails the night: each of these logs its own trouble and returns.
     monitoring.publish(settings, report)
     if report.error is not None:
@@ -319,6 +331,32 @@ def run(
     elif report.blocked:
         notify.gate_blocked(settings, report)
     return report
+
+
+def _record_machine(night: Night) -> None:
+    """On a GPU machine (PRIA_GPU_MACHINE), record its run from boot to now as the night's
+    cost: at the start (so a killed run still bills its time so far) and at the end. Real
+    time, even in a simulated night: it is what the machine bills. Never fails the night."""
+    settings = night.settings
+    if not settings.gpu_machine:
+        return
+    booted = clock.machine_booted_at()
+    try:
+        usd = registry.record_machine_run(
+            night.db,
+            machine_id=f"{socket.gethostname()}@{booted.isoformat()}",
+            dataset_date=night.date,
+            booted_at=booted,
+            exited_at=clock.system(),
+            gpu_type=settings.tier.gpu_type,
+            gpus=settings.gpu_machine_gpus,
+            usd_per_gpu_hour=settings.tier.usd_per_gpu_hour,
+            now=night.now,
+        )
+    except PriaError as exc:
+        log.error("could not record this GPU machine's time for %s: %s", night.date, exc)
+        return
+    log.info("GPU machine since %s: $%.2f so far", booted.isoformat(), usd)
 
 
 def _run_stage(night: Night, stage: StageReport, *, force: bool) -> None:
