@@ -291,6 +291,12 @@ def train(
     profile: str = typer.Option(
         "spec", "--profile", help="Defaults: 'spec' (production) or 'demo' (tiny model, lr 1e-3)."
     ),
+    retrain: bool = typer.Option(
+        False,
+        "--retrain",
+        help="--date is trained already: train a new attempt beside the old one "
+        "(adapters/D.a2.safetensors, ...), which eval, gate and the nightly then use.",
+    ),
     **overrides: object,
 ) -> None:
     """Fine-tune a QLoRA adapter on the train split of --date and register it as a candidate.
@@ -298,8 +304,10 @@ def train(
     Loads PRIA_BASE_MODEL in 4-bit (a tiny local model when unset), trains a LoRA adapter on
     completion tokens with packed examples, resumes from the last checkpoint of an interrupted
     run, refuses a run that does not fit the tier's GPU or the nightly budget, uploads
-    adapters/D.safetensors and its config and writes a candidate row to model_registry. The
-    training options are TrainConfig's fields; options left out take the profile's value.
+    adapters/D.safetensors and its config and writes a candidate row to model_registry. A date
+    that has an adapter is refused unless --retrain: then the new attempt is written beside the
+    old one (both immutable, both registered). The training options are TrainConfig's fields;
+    options left out take the profile's value.
     """
 
     config = train_mod.config_for(profile, **overrides)
@@ -309,7 +317,7 @@ def train(
         console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
         console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
         return
-    result = train_mod.run(settings, date, config, profile=profile)
+    result = train_mod.run(settings, date, config, profile=profile, retrain=retrain)
     if result.adapter_id is None:  # a non-main process of accelerate launch: main reports
         return
     # soft_wrap: one line, however long the URI: logs and grep see all of it

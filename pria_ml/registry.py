@@ -73,6 +73,7 @@ class Adapter:
     gate_passed: bool | None
     gate_reason: str | None
     gate_decided_at: datetime.datetime | None
+    attempt: int = 1  # which training of its dataset date (``train --retrain`` adds one)
 
     @property
     def state(self) -> str:
@@ -215,22 +216,35 @@ def register_candidate(
     artifact_sha256: str,
     base_model: str,
     metrics: dict,
+    attempt: int | None = None,
     now: datetime.datetime | None = None,
 ) -> uuid.UUID:
     """Register a trained adapter as a ``candidate``; return its ``adapter_id``.
 
     Writes one ``model_registry`` row and a ``register`` event, stamped ``now`` (default: the
-    real clock). Registering the same artifact (URI, sha256, date, base model) again returns the
-    existing id. Raises RegistryError when the URI is registered with a different checksum or
-    the input is malformed, DatabaseUnavailable when the registry cannot be reached.
+    real clock). ``attempt`` is which training of ``dataset_date`` the artifact is (its storage
+    key says so); None takes the date's next free number. Registering the same artifact (URI,
+    sha256, date, base model, attempt) again returns the existing id. Raises RegistryError when
+    the URI is registered with a different checksum or the attempt is taken by another
+    artifact, or the input is malformed; DatabaseUnavailable when the registry cannot be
+    reached.
     """
     payload = json.dumps(metrics, default=str)
     at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> uuid.UUID:
         row = conn.execute(
-            "SELECT pria.register_candidate(%s, %s, %s, %s, %s::jsonb, %s, %s)",
-            (dataset_date, artifact_uri, artifact_sha256, base_model, payload, actor(), at),
+            "SELECT pria.register_candidate(%s, %s, %s, %s, %s::jsonb, %s, %s, %s)",
+            (
+                dataset_date,
+                artifact_uri,
+                artifact_sha256,
+                base_model,
+                payload,
+                actor(),
+                at,
+                attempt,
+            ),
         ).fetchone()
         assert row is not None
         return row[0]
@@ -501,12 +515,13 @@ def adapters(db: Database, *, limit: int = 50) -> list[Adapter]:
 
 
 def adapters_of_date(db: Database, date: datetime.date) -> list[Adapter]:
-    """The adapters trained on dataset date ``date``, newest first (one indexed query)."""
+    """The adapters trained on dataset date ``date``, newest attempt first (one indexed
+    query)."""
     return [Adapter(*row) for row in _read(db, "adapters_of_date", {"date": date})]
 
 
 def adapter_of_date(db: Database, date: datetime.date) -> Adapter | None:
-    """The newest adapter trained on ``date`` (the one the night evaluates), or None."""
+    """The newest attempt trained on ``date`` (the one the night evaluates), or None."""
     found = adapters_of_date(db, date)
     return found[0] if found else None
 

@@ -191,9 +191,17 @@ def _train_complete(night: Night) -> bool:
 
 
 def _train_run(night: Night) -> str:
-
-    result = train.run(night.settings, night.date, night.train_config, now=night.now)
-    return f"candidate {result.adapter_id}, {result.metrics['steps']} steps"
+    # An adapter of the date that is not complete (trained on a train split the features no
+    # longer hold, or its file damaged) or forced is kept as it is, and a new attempt is
+    # trained beside it: that is how "patch filters and retry" reaches a trained date.
+    retrain = _adapter(night) is not None
+    result = train.run(
+        night.settings, night.date, night.train_config, retrain=retrain, now=night.now
+    )
+    return (
+        f"candidate {result.adapter_id} (attempt {result.plan.attempt}), "
+        f"{result.metrics['steps']} steps"
+    )
 
 
 def _eval_complete(night: Night) -> bool:
@@ -225,7 +233,10 @@ def _promote_complete(night: Night) -> bool:
 
 def _promote_run(night: Night) -> str:
 
-    transition = transitions.promote(night.settings, dataset_date=night.date, now=night.now)
+    # The adapter the gate just judged (the newest attempt), by id: promoting "the gated
+    # candidate of D" would stop at an older attempt that is prod already.
+    adapter = _need_adapter(night)
+    transition = transitions.promote(night.settings, adapter_id=adapter.adapter_id, now=night.now)
     return transition.message
 
 

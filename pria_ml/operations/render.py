@@ -142,7 +142,8 @@ def trained(result: TrainResult) -> RenderableType:
 
     metrics = result.metrics
     return Text.from_markup(
-        f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "
+        f"[green]candidate {result.adapter_id}[/] (attempt {result.plan.attempt}) "
+        f"{escape(result.artifact_uri)} "
         f"sha256 {result.artifact_sha256[:12]} - {metrics['steps']} steps, "
         f"mean train loss {metrics['loss']['train_mean']:.3f}, "
         f"{metrics['trainable_params']:,} trainable params, ${metrics['cost_usd']:.2f}"
