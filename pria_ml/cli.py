@@ -466,33 +466,38 @@ def history(
 
 
 spot_check_app = typer.Typer(
-    help="Weekly human spot-check of the prod adapter (spec section 6.4).",
-    invoke_without_command=True,
+    help="Weekly human spot-check of live traffic the prod adapter served (spec section 6.4): "
+    "draw a week's sample, record QA's verdicts, acknowledge a bad week.",
+    no_args_is_help=True,
 )
 app.add_typer(spot_check_app, name="spot-check")
 
 
-@spot_check_app.callback()
-def spot_check(
-    ctx: typer.Context,
-    week_of: dt.date | None = _date_option("--week-of", "A day of the ISO week (default: today)."),
-    out: str = typer.Option(".", "--out", help="Directory for the review sheet."),
+@spot_check_app.command("draw")
+def spot_check_draw(
+    week: str | None = typer.Option(
+        None, "--week", help="ISO week, YYYY-Www (default: last week, UTC)."
+    ),
+    out: str = typer.Option(".", "--out", help="Local folder for the review sheet."),
 ) -> None:
-    """Draw this week's 25 samples of the prod adapter into a review sheet (HTML + CSV).
+    """Sample 25 conversations the prod adapter served in --week into a review sheet.
 
-    The samples come from prod's evaluated outputs, chosen reproducibly from the ISO week. A
-    QA reviewer fills the CSV's verdict column (ok / wrong / unsafe), then runs
+    Which adapter served when comes from the registry's prod changes; the conversations from
+    the source's agent_trace and workflow_event, scrubbed of user identifiers and PII (needs
+    PRIA_PII_KEY). The same week always gives the same sample. Writes
+    spot-checks/WEEK/sheet.csv and .html to storage and spot-check-WEEK.csv / .html to --out:
+    QA fills the CSV's verdict column (ok / wrong / unsafe), then runs
     `pria-ml spot-check record FILE`.
     """
-    if ctx.invoked_subcommand is not None:
-        return
     from pathlib import Path
 
-    day = clock.today(week_of)
-    sheet = spotcheck.draw(load_settings(), day=day, out_dir=Path(out))
+    chosen = week or spotcheck.last_week()
+    sheet = spotcheck.draw(load_settings(), week=chosen, out_dir=Path(out))
+    served = ", ".join(f"{n} by {adapter}" for adapter, n in sheet.adapters.items())
     console.print(
-        f"[green]{sheet.samples} samples[/] of {sheet.adapter_id} for {sheet.week}: "
-        f"read {escape(str(sheet.html_path))}, fill {escape(str(sheet.csv_path))}",
+        f"[green]{sheet.samples} conversations[/] of {sheet.week} ({served}): read "
+        f"{escape(str(sheet.html_path))}, fill {escape(str(sheet.csv_path))}; stored at "
+        f"{escape(sheet.stored[0])}",
         soft_wrap=True,
     )
 
@@ -502,14 +507,30 @@ def spot_check_record(
     file: str = typer.Argument(..., help="The filled review sheet (CSV)."),
     reviewer: str | None = typer.Option(None, "--reviewer", help="Who reviewed (default: you)."),
 ) -> None:
-    """Store the verdicts of a filled review sheet; they show in `pria-ml history`."""
+    """Store the verdicts of a filled review sheet; they show in `pria-ml history`.
+
+    A week with more than PRIA_SPOT_CHECK_MAX_FAILURE_SHARE (20 %) wrong or unsafe verdicts
+    blocks every promotion at the gate until `pria-ml spot-check ack` acknowledges it.
+    """
     from pathlib import Path
 
     recorded = spotcheck.record(load_settings(), Path(file), reviewer=reviewer)
-    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(recorded.counts.items()))
-    console.print(
-        f"[green]recorded[/] spot-check {recorded.week} of {recorded.adapter_id}: {counts}"
-    )
+    console.print(render.spot_check_recorded(recorded))
+
+
+@spot_check_app.command("ack")
+def spot_check_ack(
+    week: str = typer.Option(..., "--week", help="The ISO week to acknowledge, YYYY-Www."),
+    by: str = typer.Option(..., "--by", help="Who looked at the failures (recorded)."),
+    reason: str | None = typer.Option(None, "--reason", help="What was found or done."),
+) -> None:
+    """Acknowledge a spot-check week's failures, so the gate lets promotions through again.
+
+    Recorded once per week with who and when (and a spot_check_ack event in
+    `pria-ml history`); acknowledging it again changes nothing.
+    """
+    acknowledged, already = spotcheck.acknowledge(load_settings(), week, by=by, reason=reason)
+    console.print(render.spot_check_acknowledged(acknowledged, already=already))
 
 
 @app.command()

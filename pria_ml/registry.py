@@ -566,27 +566,91 @@ def replay(events: list[Event]) -> dict[uuid.UUID, str]:
 
 def record_spot_check(
     db: Database,
-    adapter_id: uuid.UUID,
     iso_week: str,
-    verdicts: list[dict],
+    verdicts_by_adapter: dict[uuid.UUID, list[dict]],
     *,
     reviewer: str,
     now: datetime.datetime | None = None,
 ) -> None:
-    """Store one filled spot-check sheet (``[{prompt_sha256, verdict, note}]``) with a
-    ``spot_check`` event, in one transaction; a sheet stored again for the same adapter and
-    week replaces its samples' verdicts. Raises RegistryError (unknown adapter, ...) and lets
+    """Store one filled spot-check sheet of ``iso_week``: for each adapter that served the
+    reviewed conversations, its ``[{prompt_sha256, verdict, note}]`` (``prompt_sha256``: the
+    sample's id) with a ``spot_check`` event, all in one transaction; a sheet stored again
+    replaces its samples' verdicts. Raises RegistryError (unknown adapter, ...) and lets
     psycopg's CheckViolation through for a value the table refuses."""
-    payload = json.dumps(verdicts)
     at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> None:
-        conn.execute(
-            "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s, %s)",
-            (adapter_id, iso_week, payload, reviewer, actor(), at),
-        )
+        for adapter_id, verdicts in sorted(verdicts_by_adapter.items()):
+            conn.execute(
+                "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s, %s)",
+                (adapter_id, iso_week, json.dumps(verdicts), reviewer, actor(), at),
+            )
 
-    _transaction(db, work, what=f"spot-check {iso_week} of {adapter_id}", idempotent=True)
+    _transaction(db, work, what=f"spot-check {iso_week}", idempotent=True)
+
+
+@dataclass(frozen=True)
+class SpotCheckWeek:
+    """One reviewed spot-check week: verdicts, failures (wrong or unsafe), acknowledgement."""
+
+    iso_week: str
+    reviewed: int
+    failures: int
+    acknowledged_by: str | None
+    acknowledged_at: datetime.datetime | None
+
+    @property
+    def failure_share(self) -> float:
+        return self.failures / self.reviewed if self.reviewed else 0.0
+
+
+def spot_check_weeks(db: Database) -> list[SpotCheckWeek]:
+    """Every week with recorded verdicts, newest first."""
+    return [SpotCheckWeek(*row) for row in _read(db, "spot_check_weeks", {})]
+
+
+def acknowledge_spot_check(
+    db: Database,
+    iso_week: str,
+    *,
+    by: str,
+    reason: str | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[SpotCheckWeek, bool]:
+    """Acknowledge ``iso_week``'s spot-check failures (one transaction, stamped ``now``, with a
+    ``spot_check_ack`` event on each adapter reviewed that week); return the acknowledged week
+    and whether it had been acknowledged before (then nothing changed). Raises RegistryError
+    for a week with no recorded verdicts."""
+    at = clock.now(now)
+
+    def work(conn: psycopg.Connection) -> tuple[SpotCheckWeek, bool]:
+        row = conn.execute(
+            "SELECT * FROM pria.acknowledge_spot_check(%s, %s, %s, %s, %s)",
+            (iso_week, by, reason, actor(), at),
+        ).fetchone()
+        assert row is not None
+        week, by_, at_, failures, reviewed, already = row
+        return SpotCheckWeek(week, reviewed, failures, by_, at_), already
+
+    return _transaction(db, work, what=f"acknowledge spot-check {iso_week}", idempotent=True)
+
+
+@dataclass(frozen=True)
+class ProdInterval:
+    """An adapter was prod from ``since`` until ``until``."""
+
+    adapter_id: uuid.UUID
+    since: datetime.datetime
+    until: datetime.datetime
+
+
+def prod_intervals(
+    db: Database, since: datetime.datetime, until: datetime.datetime
+) -> list[ProdInterval]:
+    """Who was prod when during ``[since, until)``, from the prod changes in the event log,
+    clipped to the window, oldest first."""
+    rows = _read(db, "prod_intervals", {"since": since, "until": until})
+    return [ProdInterval(*row) for row in rows]
 
 
 def archive_due(

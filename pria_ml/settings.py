@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     gpu_machine_gpus: Annotated[int, Field(ge=1)] = Field(
         1, description="GPUs the night's GPU machine bills for (PRIA_GPU_MACHINE)."
     )
+    spot_check_max_failure_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.2,
+        description="Share of a week's spot-checked conversations that may be wrong or unsafe; "
+        "a week over it blocks promotion until acknowledged (pria-ml spot-check ack).",
+    )
     train_max_dropped_share: Annotated[float, Field(ge=0, le=1)] = Field(
         0.02,
         description="Share of train examples a night may drop as too long before it fails.",

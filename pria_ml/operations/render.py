@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from pria_ml.features import FeatureBuild
     from pria_ml.operations.status import StatusReport
     from pria_ml.operations.transitions import RollbackPlan
-    from pria_ml.registry import Adapter, Event, Transition
+    from pria_ml.quality.spotcheck import Recorded
+    from pria_ml.registry import Adapter, Event, SpotCheckWeek, Transition
     from pria_ml.train import TrainResult
     from pria_ml.world.seed import SeedReport
 
@@ -188,4 +189,33 @@ def seeded(report: SeedReport) -> RenderableType:
         f"[green]seeded[/] {report.rows} expenses, traces and events "
         f"({report.first_day} .. {report.last_day}), {report.users} users in "
         f"{report.workspaces} workspaces, {report.overrides} human overrides"
+    )
+
+
+def spot_check_recorded(recorded: Recorded) -> RenderableType:
+    """``pria-ml spot-check record``: the counts, and whether the week now blocks promotion."""
+    from rich.text import Text
+
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(recorded.counts.items()))
+    text = Text.from_markup(f"[green]recorded[/] spot-check {recorded.week}: {counts}")
+    if recorded.blocks:
+        text.append_text(
+            Text.from_markup(
+                f"\n[bold red]{recorded.failure_share:.0%} wrong or unsafe[/], over the "
+                f"{recorded.max_failure_share:.0%} threshold: the gate blocks every promotion "
+                f"until `pria-ml spot-check ack --week {recorded.week} --by NAME`"
+            )
+        )
+    return text
+
+
+def spot_check_acknowledged(week: SpotCheckWeek, *, already: bool) -> RenderableType:
+    """``pria-ml spot-check ack``: who acknowledged the week, and what it held."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    state = "was already acknowledged" if already else "[green]acknowledged[/]"
+    return Text.from_markup(
+        f"spot-check {week.iso_week} {state} by {escape(week.acknowledged_by or '')} "
+        f"({week.failures} of {week.reviewed} wrong or unsafe); the gate no longer blocks on it"
     )
