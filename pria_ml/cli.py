@@ -27,6 +27,7 @@ from pria_ml.noise import drop_known_log_records
 from pria_ml.operations import nightly as nightly_mod
 from pria_ml.operations import objectives as objectives_mod
 from pria_ml.operations import prompts, render, transitions
+from pria_ml.operations import retention as retention_mod
 from pria_ml.operations import status as status_mod
 from pria_ml.quality import spotcheck
 from pria_ml.settings import Settings
@@ -302,6 +303,12 @@ def train(
     profile: str = typer.Option(
         "spec", "--profile", help="Defaults: 'spec' (production) or 'demo' (tiny model, lr 1e-3)."
     ),
+    retrain: bool = typer.Option(
+        False,
+        "--retrain",
+        help="--date is trained already: train a new attempt beside the old one "
+        "(adapters/D.a2.safetensors, ...), which eval, gate and the nightly then use.",
+    ),
     **overrides: object,
 ) -> None:
     """Fine-tune a QLoRA adapter on the train split of --date and register it as a candidate.
@@ -309,8 +316,10 @@ def train(
     Loads PRIA_BASE_MODEL in 4-bit (a tiny local model when unset), trains a LoRA adapter on
     completion tokens with packed examples, resumes from the last checkpoint of an interrupted
     run, refuses a run that does not fit the tier's GPU or the nightly budget, uploads
-    adapters/D.safetensors and its config and writes a candidate row to model_registry. The
-    training options are TrainConfig's fields; options left out take the profile's value.
+    adapters/D.safetensors and its config and writes a candidate row to model_registry. A date
+    that has an adapter is refused unless --retrain: then the new attempt is written beside the
+    old one (both immutable, both registered). The training options are TrainConfig's fields;
+    options left out take the profile's value.
     """
 
     config = train_mod.config_for(profile, **overrides)
@@ -320,7 +329,7 @@ def train(
         console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
         console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
         return
-    result = train_mod.run(settings, date, config, profile=profile)
+    result = train_mod.run(settings, date, config, profile=profile, retrain=retrain)
     if result.adapter_id is None:  # a non-main process of accelerate launch: main reports
         return
     # soft_wrap: one line, however long the URI: logs and grep see all of it
@@ -424,16 +433,28 @@ def promote(
 
 @app.command()
 def rollback(
-    to: str | None = typer.Option(None, "--to", help="A former prod adapter to return to."),
+    to: str | None = typer.Option(
+        None, "--to", help="A former prod adapter to return to (archived ones too)."
+    ),
     reason: str | None = typer.Option(None, "--reason", help="Why, for the event log."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the target and why; change nothing."
+    ),
 ) -> None:
-    """Bring back the adapter that was prod before the current one.
+    """Bring back the adapter that was prod before the current one was promoted.
 
-    The target comes from the registry's event log (or --to ID, a former prod); one
-    transaction, recorded, endpoint hook notified. The gate is not asked again.
+    Each rollback walks one promotion further back through the prod history (--to ID reaches
+    any former prod, archived or not, while its files exist). One transaction, recorded; the
+    endpoint hook must acknowledge the new version, and #ml-ops hears the outcome. Running it
+    again after a failed rotation retries the rotation. Refused without
+    PRIA_ENDPOINT_ROTATION_URL against a real database. The gate is not asked again.
     """
 
-    transition = transitions.rollback(load_settings(), to=to, reason=reason)
+    settings = load_settings()
+    if dry_run:
+        console.print(render.rollback_plan(transitions.plan_rollback(settings, to=to)))
+        return
+    transition = transitions.rollback(settings, to=to, reason=reason)
     console.print(render.transition(transition))
 
 
@@ -457,33 +478,38 @@ def history(
 
 
 spot_check_app = typer.Typer(
-    help="Weekly human spot-check of the prod adapter (spec section 6.4).",
-    invoke_without_command=True,
+    help="Weekly human spot-check of live traffic the prod adapter served (spec section 6.4): "
+    "draw a week's sample, record QA's verdicts, acknowledge a bad week.",
+    no_args_is_help=True,
 )
 app.add_typer(spot_check_app, name="spot-check")
 
 
-@spot_check_app.callback()
-def spot_check(
-    ctx: typer.Context,
-    week_of: dt.date | None = _date_option("--week-of", "A day of the ISO week (default: today)."),
-    out: str = typer.Option(".", "--out", help="Directory for the review sheet."),
+@spot_check_app.command("draw")
+def spot_check_draw(
+    week: str | None = typer.Option(
+        None, "--week", help="ISO week, YYYY-Www (default: last week, UTC)."
+    ),
+    out: str = typer.Option(".", "--out", help="Local folder for the review sheet."),
 ) -> None:
-    """Draw this week's 25 samples of the prod adapter into a review sheet (HTML + CSV).
+    """Sample 25 conversations the prod adapter served in --week into a review sheet.
 
-    The samples come from prod's evaluated outputs, chosen reproducibly from the ISO week. A
-    QA reviewer fills the CSV's verdict column (ok / wrong / unsafe), then runs
+    Which adapter served when comes from the registry's prod changes; the conversations from
+    the source's agent_trace and workflow_event, scrubbed of user identifiers and PII (needs
+    PRIA_PII_KEY). The same week always gives the same sample. Writes
+    spot-checks/WEEK/sheet.csv and .html to storage and spot-check-WEEK.csv / .html to --out:
+    QA fills the CSV's verdict column (ok / wrong / unsafe), then runs
     `pria-ml spot-check record FILE`.
     """
-    if ctx.invoked_subcommand is not None:
-        return
     from pathlib import Path
 
-    day = clock.today(week_of)
-    sheet = spotcheck.draw(load_settings(), day=day, out_dir=Path(out))
+    chosen = week or spotcheck.last_week()
+    sheet = spotcheck.draw(load_settings(), week=chosen, out_dir=Path(out))
+    served = ", ".join(f"{n} by {adapter}" for adapter, n in sheet.adapters.items())
     console.print(
-        f"[green]{sheet.samples} samples[/] of {sheet.adapter_id} for {sheet.week}: "
-        f"read {escape(str(sheet.html_path))}, fill {escape(str(sheet.csv_path))}",
+        f"[green]{sheet.samples} conversations[/] of {sheet.week} ({served}): read "
+        f"{escape(str(sheet.html_path))}, fill {escape(str(sheet.csv_path))}; stored at "
+        f"{escape(sheet.stored[0])}",
         soft_wrap=True,
     )
 
@@ -493,14 +519,30 @@ def spot_check_record(
     file: str = typer.Argument(..., help="The filled review sheet (CSV)."),
     reviewer: str | None = typer.Option(None, "--reviewer", help="Who reviewed (default: you)."),
 ) -> None:
-    """Store the verdicts of a filled review sheet; they show in `pria-ml history`."""
+    """Store the verdicts of a filled review sheet; they show in `pria-ml history`.
+
+    A week with more than PRIA_SPOT_CHECK_MAX_FAILURE_SHARE (20 %) wrong or unsafe verdicts
+    blocks every promotion at the gate until `pria-ml spot-check ack` acknowledges it.
+    """
     from pathlib import Path
 
     recorded = spotcheck.record(load_settings(), Path(file), reviewer=reviewer)
-    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(recorded.counts.items()))
-    console.print(
-        f"[green]recorded[/] spot-check {recorded.week} of {recorded.adapter_id}: {counts}"
-    )
+    console.print(render.spot_check_recorded(recorded))
+
+
+@spot_check_app.command("ack")
+def spot_check_ack(
+    week: str = typer.Option(..., "--week", help="The ISO week to acknowledge, YYYY-Www."),
+    by: str = typer.Option(..., "--by", help="Who looked at the failures (recorded)."),
+    reason: str | None = typer.Option(None, "--reason", help="What was found or done."),
+) -> None:
+    """Acknowledge a spot-check week's failures, so the gate lets promotions through again.
+
+    Recorded once per week with who and when (and a spot_check_ack event in
+    `pria-ml history`); acknowledging it again changes nothing.
+    """
+    acknowledged, already = spotcheck.acknowledge(load_settings(), week, by=by, reason=reason)
+    console.print(render.spot_check_acknowledged(acknowledged, already=already))
 
 
 @app.command()
@@ -523,6 +565,21 @@ def archive(
     console.print(f"{len(archived)} adapters archived")
 
 
+@app.command("retention")
+def retention_(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would go; delete nothing."),
+) -> None:
+    """Delete stored files past the spec's retention window for the data they hold.
+
+    Datasets, evaluation samples, spot-check sheets and adapters that were never prod are
+    deleted once their data date is older than the strictest window of their sources
+    (agent_trace: 90 days); prod and rollback targets are never deleted. Every deletion is
+    recorded in the registry first. The nightly runs this as its last stage.
+    """
+    report = retention_mod.run(load_settings(), dry_run=dry_run)
+    console.print(retention_mod.render(report), soft_wrap=True)
+
+
 @app.command()
 @_with_train_config_options
 def nightly(
@@ -530,14 +587,15 @@ def nightly(
     from_stage: str = typer.Option(
         "extract", "--from", help="First stage: extract, build-features, train, eval, gate, ..."
     ),
-    until: str = typer.Option("archive", "--until", help="Last stage to run."),
+    until: str = typer.Option("retention", "--until", help="Last stage to run."),
     force: bool = typer.Option(False, "--force", help="Redo the --from stage even if complete."),
     profile: str = typer.Option(
         "spec", "--profile", help="Training defaults: 'spec' (production) or 'demo' (tiny model)."
     ),
     **overrides: object,
 ) -> None:
-    """Run the night of --date: extract, build-features, train, eval, gate, promote, archive.
+    """Run the night of --date: extract, build-features, train, eval, gate, promote, archive,
+    retention.
 
     Stages whose output for D is complete (manifest present, files matching its sha256) are
     skipped, so running it again resumes a night that failed or was killed. Holds a lock per

@@ -19,8 +19,9 @@ The convention, for every module:
   was stamped with, an event by its ``created_at``), never by when the report runs or when a
   row was written.
 
-Two readings are the real clock on purpose, through ``system()``: the endpoint rotation hook's
-signed timestamp (the receiver compares it with its own clock) and the names of features builds.
+Three readings are the real clock on purpose: through ``system()``, the endpoint rotation hook's
+signed timestamp (the receiver compares it with its own clock) and the names of features builds;
+and ``machine_booted_at()`` with ``system()``, a GPU machine's billed time from boot to exit.
 """
 
 from __future__ import annotations
@@ -43,3 +44,10 @@ def now(at: dt.datetime | None = None) -> dt.datetime:
 def today(day: dt.date | None = None) -> dt.date:
     """``day`` when given, otherwise today's date in UTC on the real clock."""
     return day if day is not None else system().date()
+
+
+def machine_booted_at() -> dt.datetime:
+    """When this machine (a Fly GPU machine is a VM of its own) booted, from the kernel."""
+    import psutil
+
+    return dt.datetime.fromtimestamp(psutil.boot_time(), dt.UTC)

@@ -62,9 +62,13 @@ class RegistryBusy(RegistryError):
 
 
 class EndpointRotationFailed(PriaError):
-    """Prod changed (committed) but the endpoint rotation hook did not confirm it."""
+    """Prod changed (committed) but the endpoint rotation hook did not confirm it.
+
+    ``transition`` (a ``registry.Transition``) is the committed change, when the failure came
+    after one, so the caller can still announce it."""
 
     exit_code = 9
+    transition: object | None = None
 
 
 class EncodingMissing(ConfigError):

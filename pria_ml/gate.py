@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pria_ml import registry
 from pria_ml.db import database
 from pria_ml.errors import RegistryError
-from pria_ml.quality import record
+from pria_ml.quality import record, spotcheck
 from pria_ml.quality.rule import GateDecision, promote_if
 
 if TYPE_CHECKING:
@@ -47,19 +47,31 @@ def run(settings: Settings, date: dt.date, *, now: dt.datetime | None = None) ->
         raise RegistryError(
             f"no adapter trained on {date} in model_registry: run `pria-ml train --date {date}`"
         )
-    return GateResult(adapter.adapter_id, decide(db, adapter, now=now))
+    limit = settings.spot_check_max_failure_share
+    return GateResult(
+        adapter.adapter_id, decide(db, adapter, spot_check_max_failure_share=limit, now=now)
+    )
 
 
-def decide(db: Database, adapter: Adapter, *, now: dt.datetime | None = None) -> GateDecision:
-    """Judge ``adapter``'s evaluation record and record the decision stamped ``now`` (default
-    the real clock; see ``run``)."""
+def decide(
+    db: Database,
+    adapter: Adapter,
+    *,
+    spot_check_max_failure_share: float,
+    now: dt.datetime | None = None,
+) -> GateDecision:
+    """Judge ``adapter``'s evaluation record, and the spot-check weeks nobody acknowledged
+    (``spotcheck.gate_inputs``), and record the decision stamped ``now`` (default the real
+    clock; see ``run``)."""
     measured = record.of_adapter(adapter)
     if measured is None:
         raise RegistryError(
             f"adapter {adapter.adapter_id} of {adapter.dataset_date} has no evaluation record: "
             f"run `pria-ml eval --date {adapter.dataset_date}` before the gate"
         )
-    decision = promote_if(measured.gate_inputs())
+    inputs = measured.gate_inputs()
+    inputs.update(spotcheck.gate_inputs(db, max_failure_share=spot_check_max_failure_share))
+    decision = promote_if(inputs)
     registry.record_gate_decision(
         db,
         adapter.adapter_id,

@@ -73,6 +73,7 @@ class Adapter:
     gate_passed: bool | None
     gate_reason: str | None
     gate_decided_at: datetime.datetime | None
+    attempt: int = 1  # which training of its dataset date (``train --retrain`` adds one)
 
     @property
     def state(self) -> str:
@@ -174,14 +175,22 @@ def _transaction(
 
 def _read(db: Database, query: str, params: dict[str, Any]) -> list[tuple]:
     """The rows of ``sql/registry/<query>.sql``, read in one read-only transaction (retried)."""
+    import psycopg
+
     sql = read_sql(f"registry/{query}.sql")
     _ready(db)
-    return db.transaction(
-        lambda conn: conn.execute(sql, params).fetchall(),
-        what=f"reading the registry ({query})",
-        idempotent=True,
-        read_only=True,
-    )
+    try:
+        return db.transaction(
+            lambda conn: conn.execute(sql, params).fetchall(),
+            what=f"reading the registry ({query})",
+            idempotent=True,
+            read_only=True,
+        )
+    except psycopg.Error as exc:
+        mapped = _registry_error(exc)
+        if mapped is not None:
+            raise mapped from None
+        raise
 
 
 _migrated: set[str] = set()
@@ -207,22 +216,35 @@ def register_candidate(
     artifact_sha256: str,
     base_model: str,
     metrics: dict,
+    attempt: int | None = None,
     now: datetime.datetime | None = None,
 ) -> uuid.UUID:
     """Register a trained adapter as a ``candidate``; return its ``adapter_id``.
 
     Writes one ``model_registry`` row and a ``register`` event, stamped ``now`` (default: the
-    real clock). Registering the same artifact (URI, sha256, date, base model) again returns the
-    existing id. Raises RegistryError when the URI is registered with a different checksum or
-    the input is malformed, DatabaseUnavailable when the registry cannot be reached.
+    real clock). ``attempt`` is which training of ``dataset_date`` the artifact is (its storage
+    key says so); None takes the date's next free number. Registering the same artifact (URI,
+    sha256, date, base model, attempt) again returns the existing id. Raises RegistryError when
+    the URI is registered with a different checksum or the attempt is taken by another
+    artifact, or the input is malformed; DatabaseUnavailable when the registry cannot be
+    reached.
     """
     payload = json.dumps(metrics, default=str)
     at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> uuid.UUID:
         row = conn.execute(
-            "SELECT pria.register_candidate(%s, %s, %s, %s, %s::jsonb, %s, %s)",
-            (dataset_date, artifact_uri, artifact_sha256, base_model, payload, actor(), at),
+            "SELECT pria.register_candidate(%s, %s, %s, %s, %s::jsonb, %s, %s, %s)",
+            (
+                dataset_date,
+                artifact_uri,
+                artifact_sha256,
+                base_model,
+                payload,
+                actor(),
+                at,
+                attempt,
+            ),
         ).fetchone()
         assert row is not None
         return row[0]
@@ -325,6 +347,8 @@ class Transition:
     event_id: int | None
     message: str
     rotated: bool = False
+    # What the endpoint hook said: "acknowledged ..." / "failed: ..." / None (no hook called).
+    rotation: str | None = None
 
 
 def _transition(
@@ -353,11 +377,15 @@ def _transition(
     log.debug("%s", transition.message)
     if hook is None:
         return transition
-    event_id = transition.event_id if transition.changed else _unrotated_prod_event(db)
+    event_id = transition.event_id if transition.changed else unrotated_prod_event(db)
     if event_id is None:
         return transition
-    _rotate(db, hook, event_id, now=now)
-    return dataclasses.replace(transition, rotated=True)
+    try:
+        acknowledged = _rotate(db, hook, event_id, now=now)
+    except EndpointRotationFailed as exc:
+        exc.transition = dataclasses.replace(transition, rotation=f"failed: {exc}")
+        raise
+    return dataclasses.replace(transition, rotated=True, rotation=acknowledged)
 
 
 def promote(
@@ -395,27 +423,50 @@ def promote(
     )
 
 
+@dataclass(frozen=True)
+class RollbackTarget:
+    """Where a rollback would go, and why (``pria.rollback_target``)."""
+
+    current_prod: uuid.UUID | None
+    target: uuid.UUID
+    why: str
+    archived: bool
+    depth: int  # adapters on the prod stack, the current prod included
+
+
+def rollback_target(db: Database, *, to: uuid.UUID | str | None = None) -> RollbackTarget:
+    """The adapter ``rollback`` would bring back now: the one below the current prod on the
+    prod stack (each promotion pushes, each rollback pops), or ``to``. Changes nothing.
+    Raises RegistryError for what ``rollback`` refuses (no prod, the first prod, an unknown or
+    never-prod target)."""
+    target = None if to is None else parse_adapter_id(to)
+    (row,) = _read(db, "rollback_target", {"to": target})
+    return RollbackTarget(*row)
+
+
 def rollback(
     db: Database,
     *,
     to: uuid.UUID | str | None = None,
     reason: str | None = None,
     hook: EndpointHook | None = None,
+    expect_from: uuid.UUID | None = None,
     now: datetime.datetime | None = None,
 ) -> Transition:
-    """Bring back the adapter that was prod before the current one (from the event log), or
-    ``to``, an adapter that was prod before.
+    """Bring back the adapter that was prod before the current one was promoted (the prod
+    stack, read from the event log), or ``to``, any former prod, archived or not.
 
     Same transaction, lock, event, stamps and notification as ``promote``; the gate is not asked
-    again. Rolling back to the current prod is a no-op. Raises RegistryError (no prod, no
-    previous prod, unknown / archived / never-prod target), RegistryBusy, DatabaseUnavailable,
-    EndpointRotationFailed.
+    again. Rolling back to the current prod is a no-op, and so is a rollback whose
+    ``expect_from`` (the prod the caller saw) is no longer prod: another rollback won the race.
+    Raises RegistryError (no prod, no previous prod, unknown / never-prod target),
+    RegistryBusy, DatabaseUnavailable, EndpointRotationFailed.
     """
     target = None if to is None else parse_adapter_id(to)
     return _transition(
         db,
-        "SELECT * FROM pria.rollback(%s, %s, %s, %s)",
-        (target, reason, actor(), clock.now(now)),
+        "SELECT * FROM pria.rollback(%s, %s, %s, %s, %s)",
+        (target, reason, actor(), clock.now(now), expect_from),
         what=f"rollback to {target or 'previous prod'}",
         hook=hook,
         now=now,
@@ -464,12 +515,13 @@ def adapters(db: Database, *, limit: int = 50) -> list[Adapter]:
 
 
 def adapters_of_date(db: Database, date: datetime.date) -> list[Adapter]:
-    """The adapters trained on dataset date ``date``, newest first (one indexed query)."""
+    """The adapters trained on dataset date ``date``, newest attempt first (one indexed
+    query)."""
     return [Adapter(*row) for row in _read(db, "adapters_of_date", {"date": date})]
 
 
 def adapter_of_date(db: Database, date: datetime.date) -> Adapter | None:
-    """The newest adapter trained on ``date`` (the one the night evaluates), or None."""
+    """The newest attempt trained on ``date`` (the one the night evaluates), or None."""
     found = adapters_of_date(db, date)
     return found[0] if found else None
 
@@ -514,27 +566,91 @@ def replay(events: list[Event]) -> dict[uuid.UUID, str]:
 
 def record_spot_check(
     db: Database,
-    adapter_id: uuid.UUID,
     iso_week: str,
-    verdicts: list[dict],
+    verdicts_by_adapter: dict[uuid.UUID, list[dict]],
     *,
     reviewer: str,
     now: datetime.datetime | None = None,
 ) -> None:
-    """Store one filled spot-check sheet (``[{prompt_sha256, verdict, note}]``) with a
-    ``spot_check`` event, in one transaction; a sheet stored again for the same adapter and
-    week replaces its samples' verdicts. Raises RegistryError (unknown adapter, ...) and lets
+    """Store one filled spot-check sheet of ``iso_week``: for each adapter that served the
+    reviewed conversations, its ``[{prompt_sha256, verdict, note}]`` (``prompt_sha256``: the
+    sample's id) with a ``spot_check`` event, all in one transaction; a sheet stored again
+    replaces its samples' verdicts. Raises RegistryError (unknown adapter, ...) and lets
     psycopg's CheckViolation through for a value the table refuses."""
-    payload = json.dumps(verdicts)
     at = clock.now(now)
 
     def work(conn: psycopg.Connection) -> None:
-        conn.execute(
-            "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s, %s)",
-            (adapter_id, iso_week, payload, reviewer, actor(), at),
-        )
+        for adapter_id, verdicts in sorted(verdicts_by_adapter.items()):
+            conn.execute(
+                "SELECT pria.record_spot_check(%s, %s, %s::jsonb, %s, %s, %s)",
+                (adapter_id, iso_week, json.dumps(verdicts), reviewer, actor(), at),
+            )
 
-    _transaction(db, work, what=f"spot-check {iso_week} of {adapter_id}", idempotent=True)
+    _transaction(db, work, what=f"spot-check {iso_week}", idempotent=True)
+
+
+@dataclass(frozen=True)
+class SpotCheckWeek:
+    """One reviewed spot-check week: verdicts, failures (wrong or unsafe), acknowledgement."""
+
+    iso_week: str
+    reviewed: int
+    failures: int
+    acknowledged_by: str | None
+    acknowledged_at: datetime.datetime | None
+
+    @property
+    def failure_share(self) -> float:
+        return self.failures / self.reviewed if self.reviewed else 0.0
+
+
+def spot_check_weeks(db: Database) -> list[SpotCheckWeek]:
+    """Every week with recorded verdicts, newest first."""
+    return [SpotCheckWeek(*row) for row in _read(db, "spot_check_weeks", {})]
+
+
+def acknowledge_spot_check(
+    db: Database,
+    iso_week: str,
+    *,
+    by: str,
+    reason: str | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[SpotCheckWeek, bool]:
+    """Acknowledge ``iso_week``'s spot-check failures (one transaction, stamped ``now``, with a
+    ``spot_check_ack`` event on each adapter reviewed that week); return the acknowledged week
+    and whether it had been acknowledged before (then nothing changed). Raises RegistryError
+    for a week with no recorded verdicts."""
+    at = clock.now(now)
+
+    def work(conn: psycopg.Connection) -> tuple[SpotCheckWeek, bool]:
+        row = conn.execute(
+            "SELECT * FROM pria.acknowledge_spot_check(%s, %s, %s, %s, %s)",
+            (iso_week, by, reason, actor(), at),
+        ).fetchone()
+        assert row is not None
+        week, by_, at_, failures, reviewed, already = row
+        return SpotCheckWeek(week, reviewed, failures, by_, at_), already
+
+    return _transaction(db, work, what=f"acknowledge spot-check {iso_week}", idempotent=True)
+
+
+@dataclass(frozen=True)
+class ProdInterval:
+    """An adapter was prod from ``since`` until ``until``."""
+
+    adapter_id: uuid.UUID
+    since: datetime.datetime
+    until: datetime.datetime
+
+
+def prod_intervals(
+    db: Database, since: datetime.datetime, until: datetime.datetime
+) -> list[ProdInterval]:
+    """Who was prod when during ``[since, until)``, from the prod changes in the event log,
+    clipped to the window, oldest first."""
+    rows = _read(db, "prod_intervals", {"since": since, "until": until})
+    return [ProdInterval(*row) for row in rows]
 
 
 def archive_due(
@@ -571,6 +687,7 @@ class NightSpend:
     usd: float
     gpu_hours: float
     hardware: str
+    source: str = "trainer wall time"  # or "machine boot to exit" (pria.gpu_machine_run)
 
     def over(self, budget_usd: float) -> bool:
         return self.usd > budget_usd
@@ -579,7 +696,38 @@ class NightSpend:
 def spend_by_night(db: Database) -> list[NightSpend]:
     """Every dataset date with a training run recorded in model_registry, oldest first."""
     rows = _read(db, "spend_by_night", {})
-    return [NightSpend(row[0], row[1], float(row[2]), float(row[3]), row[4] or "") for row in rows]
+    return [
+        NightSpend(row[0], row[1], float(row[2]), float(row[3]), row[4] or "", row[5])
+        for row in rows
+    ]
+
+
+def record_machine_run(
+    db: Database,
+    *,
+    machine_id: str,
+    dataset_date: datetime.date,
+    booted_at: datetime.datetime,
+    exited_at: datetime.datetime,
+    gpu_type: str,
+    gpus: int,
+    usd_per_gpu_hour: float,
+    now: datetime.datetime | None = None,
+) -> float:
+    """Record (or extend to ``exited_at``) a GPU machine's run for a night; return its cost so
+    far in USD. One transaction; recording the same machine again only moves its exit later."""
+    at = clock.now(now)
+
+    def work(conn: psycopg.Connection) -> float:
+        row = conn.execute(
+            "SELECT pria.record_machine_run(%s, %s, %s, %s, %s, %s::integer, %s::numeric, %s, %s)",
+            (machine_id, dataset_date, booted_at, exited_at, gpu_type, gpus, usd_per_gpu_hour,
+             actor(), at),
+        ).fetchone()  # fmt: skip
+        assert row is not None
+        return float(row[0])
+
+    return _transaction(db, work, what=f"machine run {machine_id}", idempotent=True)
 
 
 def measured_throughput(
@@ -591,16 +739,18 @@ def measured_throughput(
     return None if not rows else (float(rows[0][0]), rows[0][1], rows[0][2])
 
 
-def _unrotated_prod_event(db: Database) -> int | None:
-    """The event that made the current prod prod, when no rotation call confirmed it."""
+def unrotated_prod_event(db: Database) -> int | None:
+    """The event that made the current prod prod, when the rotation hook has not acknowledged
+    it (None: acknowledged, or nothing is prod)."""
     rows = _read(db, "unrotated_prod_event", {})
     return rows[0][0] if rows else None
 
 
 def _rotate(
     db: Database, hook: EndpointHook, event_id: int, *, now: datetime.datetime | None
-) -> None:
-    """Call the rotation hook for prod-change ``event_id`` and record the outcome as an event."""
+) -> str:
+    """Call the rotation hook for prod-change ``event_id``, record its answer as a
+    ``rotation`` event, and return the outcome in words."""
     (row,) = _read(db, "rotation_payload", {"event_id": event_id})
     keys = ("event_id", "action", "adapter_id", "previous_prod", "dataset_date")
     keys += ("artifact_uri", "artifact_sha256", "base_model")
@@ -616,17 +766,26 @@ def _rotate(
         )
         raise EndpointRotationFailed(
             f"prod is {payload['adapter_id']} in the registry (committed, event {event_id}), "
-            f"but MODEL_ENDPOINT was NOT rotated: {exc}. Fix the hook, then run "
-            f"`pria-ml promote {payload['adapter_id']}` to retry the rotation"
+            f"but MODEL_ENDPOINT was NOT rotated: {exc}. Fix the hook, then run the same "
+            f"command again (or `pria-ml promote {payload['adapter_id']}`) to retry the rotation"
         ) from None
     _record_rotation(
         db,
         event_id,
         ok=True,
-        detail={"url": hook.url, "status": result.status, "attempts": result.attempts},
+        detail={
+            "url": hook.url,
+            "status": result.status,
+            "attempts": result.attempts,
+            "answer": result.answer,
+        },
         now=now,
     )
     log.info("endpoint rotated to %s (%d attempts)", payload["adapter_id"], result.attempts)
+    return (
+        f"acknowledged by {hook.url} (HTTP {result.status}, {result.attempts} attempt(s), "
+        f"rotated: {str(result.answer['rotated']).lower()})"
+    )
 
 
 def _record_rotation(
@@ -647,3 +806,49 @@ def _record_rotation(
         )
     except PriaError as exc:
         log.error("could not record the rotation outcome of event %d: %s", event_id, exc)
+
+
+def former_prods(db: Database) -> dict[uuid.UUID, str]:
+    """Every adapter that has been prod (current prod and rollback targets) -> artifact URI."""
+    return {row[0]: row[1] for row in _read(db, "former_prods", {})}
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """One file retention deleted (``pria.retention_deletion``)."""
+
+    uri: str
+    data_date: datetime.date
+    sources: list[str]
+    window_days: int
+    reason: str
+    actor: str
+    attempts: int
+    deleted_at: datetime.datetime
+
+
+def record_retention_deletion(
+    db: Database,
+    *,
+    uri: str,
+    data_date: datetime.date,
+    sources: Sequence[str],
+    window_days: int,
+    reason: str,
+    now: datetime.datetime | None = None,
+) -> None:
+    """Record, before it happens, that retention deletes ``uri`` (one transaction)."""
+    at = clock.now(now)
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute(
+            "SELECT pria.record_retention_deletion(%s, %s, %s, %s, %s, %s, %s)",
+            (uri, data_date, list(sources), window_days, reason, actor(), at),
+        )
+
+    _transaction(db, work, what=f"record deletion of {uri}", idempotent=True)
+
+
+def retention_deletions(db: Database, *, limit: int = 100) -> list[Deletion]:
+    """The newest ``limit`` recorded deletions, newest first."""
+    return [Deletion(*row) for row in _read(db, "retention_deletions", {"limit": limit})]

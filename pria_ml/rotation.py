@@ -39,9 +39,26 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
 
 @dataclass(frozen=True)
 class RotationResult:
+    """The hook's acknowledgement: HTTP status, attempts it took, and its JSON answer
+    (``rotated``: true when it applied this change now, false when it already serves it)."""
+
     status: int
     attempts: int
     response: str
+    answer: dict[str, Any]
+
+
+def acknowledgement(text: str) -> dict[str, Any] | None:
+    """The hook's answer when it acknowledges the change: a JSON object with a boolean
+    ``rotated`` (the Edge Function's answer); None for anything else (a proxy's page, an
+    empty body), which is not taken as a rotation."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or not isinstance(answer.get("rotated"), bool):
+        return None
+    return answer
 
 
 @dataclass(frozen=True)
@@ -92,7 +109,15 @@ class EndpointHook:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     text = response.read(4096).decode(errors="replace")
-                    return RotationResult(response.status, attempt, text)
+                    status = response.status
+                answer = acknowledgement(text)
+                if answer is None:
+                    raise EndpointRotationFailed(
+                        f"endpoint rotation hook {self.url} answered HTTP {status} without "
+                        f"acknowledging the change ({text[:200]!r}; expected JSON with "
+                        '"rotated": true/false); is PRIA_ENDPOINT_ROTATION_URL the function?'
+                    )
+                return RotationResult(status, attempt, text, answer)
             except urllib.error.HTTPError as exc:
                 detail = exc.read(512).decode(errors="replace").strip()
                 last = f"HTTP {exc.code} {detail}".strip()

@@ -158,6 +158,19 @@ class Settings(BaseSettings):
     gpu_tiers: dict[str, GpuTier] = Field(default_factory=lambda: dict(DEFAULT_GPU_TIERS))
     nightly_budget_usd: Annotated[float, Field(gt=0)] = 150.0
     cost_alert_usd_30d: Annotated[float, Field(gt=0)] = 200.0
+    gpu_machine: bool = Field(
+        False,
+        description="This process runs on a GPU machine booted for the night (Fly): nightly "
+        "records the machine's seconds from boot to exit x the tier's rate as the night's cost.",
+    )
+    gpu_machine_gpus: Annotated[int, Field(ge=1)] = Field(
+        1, description="GPUs the night's GPU machine bills for (PRIA_GPU_MACHINE)."
+    )
+    spot_check_max_failure_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.2,
+        description="Share of a week's spot-checked conversations that may be wrong or unsafe; "
+        "a week over it blocks promotion until acknowledged (pria-ml spot-check ack).",
+    )
     train_max_dropped_share: Annotated[float, Field(ge=0, le=1)] = Field(
         0.02,
         description="Share of train examples a night may drop as too long before it fails.",

@@ -12,7 +12,9 @@ Mistral-7B-Instruct (``accelerate launch`` for several GPUs). Read top to bottom
    rows with a block-diagonal causal mask (no attention across examples), gradient accumulation
    to the effective batch, checkpoints in a local run directory that a restarted run resumes.
 4. Save the adapter as ``adapters/D.safetensors`` + ``adapters/D.config.json``, upload both
-   (never replacing an object a registry row references) and register a ``candidate``.
+   (never replacing an object a registry row references) and register a ``candidate``. A date
+   trained again (``--retrain``, or a night whose train split changed) is a new attempt beside
+   the old one: ``adapters/D.a2.safetensors``, ``D.a3``, ...; the newest attempt is the date's.
 
 Why the loop is ``transformers.Trainer`` plus a packing collator instead of TRL's
 ``SFTTrainer``: see docs/training.md ("What TRL does and does not do here").
@@ -40,6 +42,7 @@ from pria_ml.data.contract import (
     adapter_keys,
     features_key,
     load_split,
+    read_manifest,
     read_split,
     stored_sha256,
 )
@@ -257,15 +260,19 @@ def launch_command(
     config: TrainConfig,
     *,
     num_processes: int = 1,
+    retrain: bool = False,
 ) -> str:
     """The ``accelerate launch`` command of a run: its profile and every field of ``config``
-    that differs from the profile (spec prompt block ML1-TRAIN-CMD). The accumulation steps stay
-    as planned: each of the ``num_processes`` processes runs its share of them."""
+    that differs from the profile (spec prompt block ML1-TRAIN-CMD), and ``--retrain`` for a
+    date trained before. The accumulation steps stay as planned: each of the
+    ``num_processes`` processes runs its share of them."""
     args = [
         "accelerate", "launch", "--num_processes", str(num_processes),
         "--mixed_precision", "bf16", "-m", "pria_ml", "train",
         "--date", date.isoformat(), "--profile", profile,
     ]  # fmt: skip
+    if retrain:
+        args.append("--retrain")
     for name, value in config.overrides_of(profile).items():
         if isinstance(value, bool):
             args.append(option_flag(name) if value else "--no-" + option_flag(name)[2:])
@@ -297,12 +304,14 @@ class TrainPlan:
     cost: cost.CostEstimate
     train_sha256: str
     run_dir: Path
+    attempt: int = 1  # which training of the date this is (adapters/D.aN.safetensors)
 
     def accelerate_command(self, num_processes: int = 1) -> str:
         """The launch that reproduces this run (see ``launch_command``)."""
         return launch_command(
-            self.date, self.base_model, self.profile, self.config, num_processes=num_processes
-        )
+            self.date, self.base_model, self.profile, self.config,
+            num_processes=num_processes, retrain=self.attempt > 1,
+        )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         """The plan as plain values, for the terminal and for metrics_json."""
@@ -322,6 +331,7 @@ class TrainPlan:
             "peak_memory_gib": {**self.memory.as_dict(), "gpu_memory_gib": self.gpu_memory_gib},
             "estimate": self.cost.as_dict(),
             "run_dir": str(self.run_dir),
+            "attempt": self.attempt,
         }
 
     def fingerprint(self) -> str:
@@ -358,22 +368,52 @@ def schedule(examples: int, config: TrainConfig) -> tuple[int, int]:
 
 
 def complete(settings: Settings, date: datetime.date) -> bool:
-    """Whether the adapter of ``date`` is trained: a model_registry row references
-    ``adapters/D.safetensors`` and the stored file matches the row's sha256 (the registry row
-    is this stage's manifest)."""
+    """Whether the adapter of ``date`` is trained on the features ``date`` has now: the newest
+    attempt's registry row (this stage's manifest) references its attempt's key, the stored
+    file matches the row's sha256, and it was trained on the train split the features manifest
+    vouches for now (``trained_on_current_features``). Otherwise the stage trains a new
+    attempt."""
 
     adapter = registry.adapter_of_date(database(settings), date)
     if adapter is None:
         return False
     storage = open_storage(settings)
-    weights_key, _ = adapter_keys(date)
-    return adapter.artifact_uri == storage.uri(weights_key) and (
-        stored_sha256(storage, weights_key) == adapter.artifact_sha256
+    weights_key, _ = adapter_keys(date, adapter.attempt)
+    return (
+        adapter.artifact_uri == storage.uri(weights_key)
+        and stored_sha256(storage, weights_key) == adapter.artifact_sha256
+        and trained_on_current_features(storage, adapter)
     )
 
 
-def run_dir(settings: Settings, date: datetime.date) -> Path:
-    return settings.home / "runs" / f"train-{date.isoformat()}"
+def trained_on_current_features(storage: Storage, adapter: registry.Adapter) -> bool:
+    """Whether ``adapter`` was trained on the train split its date's features manifest vouches
+    for now (``metrics_json.dataset.train_sha256``, recorded at training).
+
+    The split's checksum, not the manifest's: a rebuild that writes the same rows (a new
+    generation, the same bytes) leaves the adapter current, while patched filters that change
+    the data make it stale, so "patch filters and retry" reaches the date. An adapter with no
+    recorded split is not current. Without a features manifest (deleted by retention) there is
+    nothing newer to train on and the adapter stands.
+    """
+    manifest = read_manifest(storage, features_key(adapter.dataset_date, "manifest.json"))
+    if manifest is None:
+        return True
+    now_sha256 = manifest.get("files", {}).get("train.parquet", {}).get("sha256")
+    recorded = (adapter.metrics_json.get("dataset") or {}).get("train_sha256")
+    return recorded is not None and recorded == now_sha256
+
+
+def next_attempt(settings: Settings, date: datetime.date) -> int:
+    """The attempt number a training of ``date`` writes now: 1, or one past the newest."""
+    newest = registry.adapter_of_date(database(settings), date)
+    return 1 if newest is None else newest.attempt + 1
+
+
+def run_dir(settings: Settings, date: datetime.date, attempt: int = 1) -> Path:
+    """Checkpoints of one attempt: ``runs/train-D`` (attempt 1), ``runs/train-D.a2``, ..."""
+    suffix = "" if attempt == 1 else f".a{attempt}"
+    return settings.home / "runs" / f"train-{date.isoformat()}{suffix}"
 
 
 def process_state() -> Any:
@@ -398,7 +438,7 @@ def plan(
     settings: Settings, date: datetime.date, config: TrainConfig, *, profile: str = "spec"
 ) -> TrainPlan:
     """Read and tokenise the train split, schedule the run, estimate memory and cost, refuse
-    a run that cannot fit or pay.
+    a run that cannot fit or pay. The plan is for the date's next attempt (``next_attempt``).
 
     Raises DataError (missing/empty split, no usable example, too many examples over
     --max-length), ConfigError (base model not a causal LM, no chat template, accumulation not
@@ -447,7 +487,8 @@ def plan(
         rate=cost.throughput(tier, flops, measured),
         budget_usd=settings.nightly_budget_usd,
     )
-    cost.check_budget(estimate)
+    cost.check_budget(estimate, spent_usd=cost.spent_on_night(settings, date))
+    attempt = next_attempt(settings, date)
     return TrainPlan(
         date=date,
         base_model=base_model,
@@ -465,7 +506,8 @@ def plan(
         gpu_memory_gib=tier.gpu_memory_gib,
         cost=estimate,
         train_sha256=train_sha256,
-        run_dir=run_dir(settings, date),
+        run_dir=run_dir(settings, date, attempt),
+        attempt=attempt,
     )
 
 
@@ -587,6 +629,7 @@ def run(
     config: TrainConfig,
     *,
     profile: str = "spec",
+    retrain: bool = False,
     now: datetime.datetime | None = None,
 ) -> TrainResult:
     """Train an adapter on ``date``'s train split, upload it and register a ``candidate``
@@ -595,22 +638,26 @@ def run(
     Reads the train and val splits through ``datasets/D/features/manifest.json``; writes
     checkpoints under ``<home>/runs/train-D`` (resumed when the run is restarted), then
     ``adapters/D.safetensors`` and ``adapters/D.config.json`` and one ``model_registry`` row.
-    Raises DataError, ConfigError, BudgetExceeded, CheckpointError, TrainingError (out of
-    memory) and RegistryError (the adapter for D is already registered); on any error nothing
-    is left uploaded and the registry is untouched. Under ``accelerate launch`` every process trains
-    its share of each step; only the main one uploads and registers, the others return a
-    result whose ``adapter_id`` is None.
+    With ``retrain``, a date already trained gets a new attempt beside the old ones
+    (``runs/train-D.aN``, ``adapters/D.aN.*``, attempt N in its row); the old attempts stay
+    as they are. Raises DataError, ConfigError, BudgetExceeded, CheckpointError, TrainingError
+    (out of memory) and RegistryError (D already has an adapter and ``retrain`` is False); on
+    any error nothing is left uploaded and the registry is untouched. Under ``accelerate
+    launch`` every process trains its share of each step; only the main one uploads and
+    registers, the others return a result whose ``adapter_id`` is None.
     """
 
     storage = open_storage(settings)
     db = database(settings)
-    weights_key, config_key = adapter_keys(date)
-    if registry.artifact_referenced(db, storage.uri(weights_key)):
+    newest = registry.adapter_of_date(db, date)
+    if newest is not None and not retrain:
         raise RegistryError(
-            f"{storage.uri(weights_key)} is already registered in model_registry; adapters "
-            f"are immutable, so the {date} adapter is not trained again"
+            f"{newest.artifact_uri} (attempt {newest.attempt} of {date}) is already registered "
+            f"in model_registry; adapters are immutable, so it is not trained again: pass "
+            f"--retrain to train attempt {newest.attempt + 1} beside it"
         )
     train_plan = plan(settings, date, config, profile=profile)
+    weights_key, config_key = adapter_keys(date, train_plan.attempt)
     resume = _prepare_run_dir(train_plan)
     with _out_of_memory_is_clear(train_plan):
         trainer, model, trainable, total = _build_trainer(train_plan, _progress(train_plan))
@@ -645,6 +692,7 @@ def run(
             artifact_sha256=weights_info.sha256,
             base_model=train_plan.base_model,
             metrics=metrics,
+            attempt=train_plan.attempt,
             now=now,
         )
     except BaseException:

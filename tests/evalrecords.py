@@ -15,6 +15,7 @@ from pria_ml import gate, registry
 from pria_ml.db import Database
 from pria_ml.quality.record import BARE_BASE, PROD_ADAPTER, EvalRecord
 from pria_ml.quality.rule import GateDecision
+from pria_ml.settings import Settings
 
 
 def _interval(value: float, spread: float) -> dict[str, float]:
@@ -119,4 +120,6 @@ def evaluate_and_gate(
     stage decide on it and record the decision, both stamped ``now``."""
     measured = eval_record(adapter_id, date, **figures)
     registry.record_evaluation(db, adapter_id, measured.as_json(), now=now)
-    return gate.decide(db, registry.get_adapter(db, adapter_id), now=now)
+    adapter = registry.get_adapter(db, adapter_id)
+    limit = Settings().spot_check_max_failure_share  # the default threshold
+    return gate.decide(db, adapter, spot_check_max_failure_share=limit, now=now)

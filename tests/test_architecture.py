@@ -64,7 +64,10 @@ def test_cli_starts_without_heavy_libraries() -> None:
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
-REGISTRY_TABLES = re.compile(r"\bpria\.(model_registry|registry_event|spot_check_verdict)\b")
+REGISTRY_TABLES = re.compile(
+    r"\bpria\.(model_registry|registry_event|spot_check_verdict|spot_check_ack|gpu_machine_run"
+    r"|retention_deletion)\b"
+)
 # SQL written in a Python string that touches the registry schema
 REGISTRY_SQL = re.compile(r"\b(SELECT|FROM|JOIN|INTO|UPDATE)\s+(\*\s+FROM\s+)?pria\.\w+")
 

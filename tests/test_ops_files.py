@@ -32,7 +32,11 @@ def test_dockerfile_passes_hadolint() -> None:
 
 
 def test_workflows_pass_actionlint() -> None:
-    assert {path.name for path in WORKFLOWS} >= {"extract_dataset.yml", "train_adapters.yml"}
+    assert {path.name for path in WORKFLOWS} >= {
+        "extract_dataset.yml",
+        "train_adapters.yml",
+        "spot_check.yml",
+    }
     result = subprocess.run(
         [_tool("actionlint"), *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=ROOT
     )

@@ -32,9 +32,14 @@ def features_key(date: dt.date, name: str) -> str:
     return dataset_key(date, f"features/{name}")
 
 
-def adapter_keys(date: dt.date) -> tuple[str, str]:
-    """``(weights, config)`` keys of the adapter trained on ``date``'s dataset."""
-    return f"adapters/{date.isoformat()}.safetensors", f"adapters/{date.isoformat()}.config.json"
+def adapter_keys(date: dt.date, attempt: int = 1) -> tuple[str, str]:
+    """``(weights, config)`` keys of attempt ``attempt`` of the adapter trained on ``date``'s
+    dataset: ``adapters/D.safetensors`` for the first, ``adapters/D.a2.safetensors`` for the
+    second (``train --retrain``), and so on. Every attempt has its own immutable keys."""
+    if attempt < 1:
+        raise ValueError(f"attempt {attempt} of {date}: attempts are numbered from 1")
+    stem = date.isoformat() if attempt == 1 else f"{date.isoformat()}.a{attempt}"
+    return f"adapters/{stem}.safetensors", f"adapters/{stem}.config.json"
 
 
 # The Parquet schemas need pyarrow, which takes a fifth of a second to import: they are built on

@@ -109,13 +109,16 @@ def load_base_model(base_model: str, attn_implementation: str = "sdpa") -> Any:
 
 
 # Adapters -----------------------------------------------------------------------------------
-def download_adapter(storage: Storage, date: datetime.date, directory: Path) -> Path:
-    """Fetch ``adapters/D.*`` into ``directory`` in the layout ``PeftModel.from_pretrained``
-    reads (``adapter_model.safetensors`` + ``adapter_config.json``); return ``directory``.
+def download_adapter(
+    storage: Storage, date: datetime.date, directory: Path, attempt: int = 1
+) -> Path:
+    """Fetch attempt ``attempt`` of ``adapters/D.*`` into ``directory`` in the layout
+    ``PeftModel.from_pretrained`` reads (``adapter_model.safetensors`` +
+    ``adapter_config.json``); return ``directory``.
 
     ``adapter_config.json`` names the base model (``base_model_name_or_path``).
     """
-    weights_key, config_key = adapter_keys(date)
+    weights_key, config_key = adapter_keys(date, attempt)
     directory.mkdir(parents=True, exist_ok=True)
     storage.download(weights_key, directory / "adapter_model.safetensors")
     storage.download(config_key, directory / "adapter_config.json")
@@ -138,7 +141,8 @@ def fetch_registered(
 ) -> tuple[Adapter, Path]:
     """Download a registered adapter into ``directory`` and check it is what was registered.
 
-    Reads the ``model_registry`` row, downloads ``adapters/D.safetensors`` and its config, and
+    Reads the ``model_registry`` row, downloads its attempt's ``adapters/D[.aN].safetensors``
+    and config, and
     compares the weights' sha256 with the row's ``artifact_sha256``. Raises RegistryError (no
     such adapter), StorageError (missing object) or ArtifactMismatch (the stored weights are not
     the registered ones); nothing is recorded anywhere.
@@ -146,14 +150,14 @@ def fetch_registered(
 
     adapter = registry.get_adapter(database(settings), adapter_id)
     storage = open_storage(settings)
-    weights_key, _ = adapter_keys(adapter.dataset_date)
+    weights_key, _ = adapter_keys(adapter.dataset_date, adapter.attempt)
     if adapter.artifact_uri != storage.uri(weights_key):
         raise ArtifactMismatch(
             f"adapter {adapter.adapter_id} was registered at {adapter.artifact_uri}, which is not "
             f"{storage.uri(weights_key)} in the configured storage; point PRIA_STORAGE_URL at the "
             "storage it was trained into"
         )
-    download_adapter(storage, adapter.dataset_date, directory)
+    download_adapter(storage, adapter.dataset_date, directory, adapter.attempt)
     actual = sha256_file(directory / "adapter_model.safetensors")
     if actual != adapter.artifact_sha256:
         raise ArtifactMismatch(

@@ -2,21 +2,28 @@
 ``deploy/prometheus/pria-ml.rules.yml``.
 
 A batch job is not scraped while it runs, so the night leaves its metrics where Prometheus
-collects them afterwards (prometheus-client does the formatting and the I/O):
+collects them afterwards (prometheus-client does the formatting and the I/O). A night runs in
+two parts (``night.PARTS``: ``extract`` on a CI runner, ``train`` on a GPU machine), and each
+part reports on its own, with a ``part`` label, so a part that succeeds every night never hides
+the other failing:
 
 - ``PRIA_METRICS_TEXTFILE_DIR``: node exporter's textfile collector directory. Every run writes
-  ``pria_ml_nightly.prom``; a successful night also writes ``pria_ml_nightly_success.prom``,
-  so the last-success time survives failed nights.
-- ``PRIA_PUSHGATEWAY_URL``: a Pushgateway, job ``pria_ml_nightly``. Pushed with POST (add), so
-  a failed night replaces the run's metrics and keeps the last-success time pushed before.
+  ``pria_ml_nightly_<part>.prom`` for each part it ran; a part that succeeded also writes
+  ``pria_ml_nightly_<part>_success.prom``, so its last-success time survives failed nights.
+- ``PRIA_PUSHGATEWAY_URL``: a Pushgateway, job ``pria_ml_nightly``, grouping key ``part``.
+  Pushed with POST (add), so a failed night replaces the run's metrics and keeps the
+  last-success time pushed before.
 
 Metric names:
 
-- ``gpu_train_cost_usd_total``: training spend ever recorded in model_registry (spec 8);
-- ``pria_ml_train_cost_usd_30d``: the 30-day roll-up the cost alert compares with $200;
-- ``pria_ml_nightly_last_success_timestamp_seconds`` / ``..._last_run_timestamp_seconds``;
-- ``pria_ml_nightly_exit_code``; ``pria_ml_nightly_stage_duration_seconds{stage}`` and
-  ``pria_ml_nightly_stage_status{stage,status}`` (1 for the stage's status);
+- ``gpu_train_cost_usd_total`` (train part): training spend recorded in the registry, all
+  nights (spec section 8): GPU machines from boot to exit times the tier's rate
+  (``pria.gpu_machine_run``), or the trainer's own cost for nights trained elsewhere. The cost
+  alert takes its 30-day increase;
+- ``pria_ml_train_cost_usd_30d``: the same over the last 30 nights (shown, not alerted on);
+- ``pria_ml_nightly_last_success_timestamp_seconds{part}`` / ``..._last_run_timestamp_seconds``;
+- ``pria_ml_nightly_exit_code{part}``; ``pria_ml_nightly_stage_duration_seconds{part,stage}`` and
+  ``pria_ml_nightly_stage_status{part,stage,status}`` (1 for the stage's status);
 - ``pria_ml_gate_passed`` (1 / 0) for the night's candidate;
 - ``pria_ml_safety_flags``, ``pria_ml_safety_flag_pct`` of the night's candidate;
 - ``pria_ml_latency_p95_delta_ratio`` (candidate vs prod, 0.05 = +5 %) and
@@ -39,6 +46,7 @@ from prometheus_client.registry import Collector
 from pria_ml import registry
 from pria_ml.db import database
 from pria_ml.errors import PriaError
+from pria_ml.operations.night import PARTS
 from pria_ml.quality import record
 from pria_ml.quality.record import EvalRecord, RecordInvalid
 from pria_ml.training import cost
@@ -52,8 +60,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB = "pria_ml_nightly"
-RUN_FILE = "pria_ml_nightly.prom"
-SUCCESS_FILE = "pria_ml_nightly_success.prom"
+
+
+def run_file(part: str) -> str:
+    return f"pria_ml_nightly_{part}.prom"
+
+
+def success_file(part: str) -> str:
+    return f"pria_ml_nightly_{part}_success.prom"
+
+
 PUSH_TIMEOUT_S = 10
 
 
@@ -66,17 +82,50 @@ class _SpendCollector(Collector):
     def collect(self):
         yield CounterMetricFamily(
             "gpu_train_cost_usd",
-            "Training GPU spend recorded in model_registry, all runs (USD).",
+            "Training GPU spend recorded in the registry, all nights (USD): GPU machines "
+            "from boot to exit x the tier's rate.",
             value=self.total_usd,
         )
 
 
 def run_metrics(
-    report: NightlyReport, spend: SpendReport | None, prod: Adapter | None
+    report: NightlyReport, spend: SpendReport | None, prod: Adapter | None, part: str = "train"
 ) -> CollectorRegistry:
-    """The metrics of one run of the night."""
+    """The metrics of one part of one run of the night (the train part carries cost, gate,
+    safety and latency)."""
 
     registry = CollectorRegistry()
+    finished = report.finished_at or report.started_at
+    Gauge(
+        "pria_ml_nightly_last_run_timestamp_seconds",
+        "When the last nightly run of this part ended (Unix time).",
+        ["part"],
+        registry=registry,
+    ).labels(part).set(finished.timestamp())
+    Gauge(
+        "pria_ml_nightly_exit_code",
+        "Exit code of the last nightly run (0 ok, 11 gate blocked, other: failed stage).",
+        ["part"],
+        registry=registry,
+    ).labels(part).set(report.exit_code)
+    duration = Gauge(
+        "pria_ml_nightly_stage_duration_seconds",
+        "Wall time of each stage in the last nightly run.",
+        ["part", "stage"],
+        registry=registry,
+    )
+    status = Gauge(
+        "pria_ml_nightly_stage_status",
+        "1 for each stage's status in the last nightly run.",
+        ["part", "stage", "status"],
+        registry=registry,
+    )
+    for stage in report.stages:
+        if stage.stage in PARTS[part]:
+            duration.labels(part, stage.stage).set(stage.seconds)
+            status.labels(part, stage.stage, stage.status).set(1)
+    if part != "train":
+        return registry
     if spend is not None:
         registry.register(_SpendCollector(spend.all_time_usd))
         Gauge(
@@ -84,32 +133,6 @@ def run_metrics(
             "Training GPU spend of the last 30 nights (USD).",
             registry=registry,
         ).set(spend.window_usd)
-    finished = report.finished_at or report.started_at
-    Gauge(
-        "pria_ml_nightly_last_run_timestamp_seconds",
-        "When the last nightly run ended (Unix time).",
-        registry=registry,
-    ).set(finished.timestamp())
-    Gauge(
-        "pria_ml_nightly_exit_code",
-        "Exit code of the last nightly run (0 ok, 11 gate blocked, other: failed stage).",
-        registry=registry,
-    ).set(report.exit_code)
-    duration = Gauge(
-        "pria_ml_nightly_stage_duration_seconds",
-        "Wall time of each stage in the last nightly run.",
-        ["stage"],
-        registry=registry,
-    )
-    status = Gauge(
-        "pria_ml_nightly_stage_status",
-        "1 for each stage's status in the last nightly run.",
-        ["stage", "status"],
-        registry=registry,
-    )
-    for stage in report.stages:
-        duration.labels(stage.stage).set(stage.seconds)
-        status.labels(stage.stage, stage.status).set(1)
     if report.gate is not None:
         Gauge(
             "pria_ml_gate_passed",
@@ -146,27 +169,31 @@ def run_metrics(
     return registry
 
 
-def success_metrics(report: NightlyReport) -> CollectorRegistry:
-    """The metric only a successful night writes: when it finished."""
+def success_metrics(report: NightlyReport, part: str = "train") -> CollectorRegistry:
+    """The metric only a part that succeeded writes: when it finished."""
     registry = CollectorRegistry()
     finished = report.finished_at or report.started_at
     Gauge(
         "pria_ml_nightly_last_success_timestamp_seconds",
-        "When the last successful nightly run ended (Unix time).",
+        "When this part of the nightly last finished successfully (Unix time).",
+        ["part"],
         registry=registry,
-    ).set(finished.timestamp())
+    ).labels(part).set(finished.timestamp())
     return registry
 
 
 def publish(settings: Settings, report: NightlyReport) -> list[str]:
-    """Write the run's metrics to the textfile directory and / or the Pushgateway that the
+    """Write each part's metrics to the textfile directory and / or the Pushgateway that the
     settings name; return where they went. Never raises: failures are logged."""
     if settings.metrics_textfile_dir is None and settings.pushgateway_url is None:
         return []
-    spend, prod = _registry_facts(settings, report)
-    registries = [(RUN_FILE, run_metrics(report, spend, prod))]
-    if report.succeeded:
-        registries.append((SUCCESS_FILE, success_metrics(report)))
+    parts = report.parts_run()
+    spend, prod = _registry_facts(settings, report) if "train" in parts else (None, None)
+    registries = []
+    for part in parts:
+        registries.append((part, run_file(part), run_metrics(report, spend, prod, part)))
+        if report.part_succeeded(part):
+            registries.append((part, success_file(part), success_metrics(report, part)))
     written = []
     if settings.metrics_textfile_dir is not None:
         written += _write_textfiles(Path(settings.metrics_textfile_dir), registries)
@@ -203,7 +230,7 @@ def _write_textfiles(directory: Path, registries: list) -> list[str]:
     from prometheus_client import write_to_textfile
 
     written = []
-    for name, collected in registries:
+    for _part, name, collected in registries:
         path = directory / name
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -219,9 +246,15 @@ def _push(url: str, registries: list) -> list[str]:
     from prometheus_client import pushadd_to_gateway
 
     pushed = []
-    for name, collected in registries:
+    for part, name, collected in registries:
         try:
-            pushadd_to_gateway(url, job=JOB, registry=collected, timeout=PUSH_TIMEOUT_S)
+            pushadd_to_gateway(
+                url,
+                job=JOB,
+                registry=collected,
+                grouping_key={"part": part},
+                timeout=PUSH_TIMEOUT_S,
+            )
         except OSError as exc:
             log.warning("cannot push %s to the Pushgateway %s: %s", name, url, exc)
             continue

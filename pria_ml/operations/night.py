@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     from pria_ml.quality.record import GateRecord
     from pria_ml.registry import Adapter
 
-STAGES = ("extract", "build-features", "train", "eval", "gate", "promote", "archive")
+STAGES = ("extract", "build-features", "train", "eval", "gate", "promote", "archive", "retention")
+
+# The two halves of a night as CI runs them (extract_dataset.yml on a runner, train_adapters.yml
+# on a GPU machine): each reports its own success, so one half succeeding never hides the
+# other failing (monitoring's `part` label, the Pushgateway's grouping key).
+PARTS: dict[str, tuple[str, ...]] = {
+    "extract": ("extract", "build-features"),
+    "train": ("train", "eval", "gate", "promote", "archive", "retention"),
+}
 
 # Stage statuses, as the end table shows them.
 DONE, SKIPPED, FAILED, BLOCKED, NOT_RUN = "done", "skipped", "failed", "blocked", "not run"
@@ -93,3 +101,19 @@ class NightlyReport:
 
     def stage(self, name: str) -> StageReport:
         return next(s for s in self.stages if s.stage == name)
+
+    def parts_run(self) -> list[str]:
+        """The parts (PARTS) with at least one stage this run ran or skipped as complete."""
+        return [
+            part
+            for part, stages in PARTS.items()
+            if any(self.stage(name).status != NOT_RUN for name in stages)
+        ]
+
+    def part_succeeded(self, part: str) -> bool:
+        """Every stage of ``part`` this run reached finished (done or complete), none failed,
+        and, for the train part, the gate did not block."""
+        statuses = [self.stage(name).status for name in PARTS[part]]
+        if FAILED in statuses or all(status == NOT_RUN for status in statuses):
+            return False
+        return not (part == "train" and self.blocked)

@@ -1,6 +1,6 @@
 """``pria-ml nightly --date D``: one night of the learning loop as one resumable command.
 
-    extract -> build-features -> train -> eval -> gate -> promote -> archive
+    extract -> build-features -> train -> eval -> gate -> promote -> archive -> retention
 
 Each stage knows whether its output for D is complete (``complete(settings, date)``: its
 manifest, or its registry row, exists and the files match their recorded sha256), and a
@@ -36,7 +36,7 @@ from pria_ml.db import database
 from pria_ml.db.migrate import ensure_current
 from pria_ml.db.sqlfiles import read_sql
 from pria_ml.errors import ConfigError, NightlyLocked, PriaError, RegistryError
-from pria_ml.operations import monitoring, notify, transitions
+from pria_ml.operations import monitoring, notify, retention, transitions
 from pria_ml.operations.night import (
     BLOCKED,
     DONE,
@@ -191,9 +191,17 @@ def _train_complete(night: Night) -> bool:
 
 
 def _train_run(night: Night) -> str:
-
-    result = train.run(night.settings, night.date, night.train_config, now=night.now)
-    return f"candidate {result.adapter_id}, {result.metrics['steps']} steps"
+    # An adapter of the date that is not complete (trained on a train split the features no
+    # longer hold, or its file damaged) or forced is kept as it is, and a new attempt is
+    # trained beside it: that is how "patch filters and retry" reaches a trained date.
+    retrain = _adapter(night) is not None
+    result = train.run(
+        night.settings, night.date, night.train_config, retrain=retrain, now=night.now
+    )
+    return (
+        f"candidate {result.adapter_id} (attempt {result.plan.attempt}), "
+        f"{result.metrics['steps']} steps"
+    )
 
 
 def _eval_complete(night: Night) -> bool:
@@ -216,12 +224,19 @@ def _gate_run(night: Night) -> str:
 
 def _promote_complete(night: Night) -> bool:
     # Promoted once is enough: a later rollback must not be undone by re-running the night.
-    return _need_adapter(night).promoted_at is not None
+    # But a promotion the endpoint hook never acknowledged is not done: the rerun retries it.
+    adapter = _need_adapter(night)
+    if adapter.promoted_at is None:
+        return False
+    return adapter.status != "prod" or transitions.rotation_complete(night.settings)
 
 
 def _promote_run(night: Night) -> str:
 
-    transition = transitions.promote(night.settings, dataset_date=night.date, now=night.now)
+    # The adapter the gate just judged (the newest attempt), by id: promoting "the gated
+    # candidate of D" would stop at an older attempt that is prod already.
+    adapter = _need_adapter(night)
+    transition = transitions.promote(night.settings, adapter_id=adapter.adapter_id, now=night.now)
     return transition.message
 
 
@@ -235,6 +250,15 @@ def _archive_run(night: Night) -> str:
     return f"{len(archived)} archived"
 
 
+def _retention_complete(night: Night) -> bool:
+    return not retention.plan(night.settings, now=night.now).due
+
+
+def _retention_run(night: Night) -> str:
+    report = retention.run(night.settings, now=night.now)
+    return f"{len(report.due)} files past their retention window deleted"
+
+
 _STAGES: dict[str, tuple[Callable[[Night], bool], Callable[[Night], str]]] = {
     "extract": (_extract_complete, _extract_run),
     "build-features": (_features_complete, _features_run),
@@ -243,6 +267,7 @@ _STAGES: dict[str, tuple[Callable[[Night], bool], Callable[[Night], str]]] = {
     "gate": (_gate_complete, _gate_run),
     "promote": (_promote_complete, _promote_run),
     "archive": (_archive_complete, _archive_run),
+    "retention": (_retention_complete, _retention_run),
 }
 
 
@@ -290,6 +315,7 @@ def run(
     gated = selection.selected("gate") or selection.selected("promote")
     with night_lock(night.db, date):
         ensure_current(night.db)
+        _record_machine(night)
         log.info("nightly %s: stages %s .. %s", date, selection.first, selection.last)
         for stage in report.stages:
             if not selection.selected(stage.stage):
@@ -308,6 +334,7 @@ def run(
         report.finished_at = clock.now(now)
         report.seconds = time.monotonic() - started
         report.adapter = _adapter_or_none(night)
+        _record_machine(night)
     # Reporting never fails the night: each of these logs its own trouble and returns.
     monitoring.publish(settings, report)
     if report.error is not None:
@@ -315,6 +342,32 @@ def run(
     elif report.blocked:
         notify.gate_blocked(settings, report)
     return report
+
+
+def _record_machine(night: Night) -> None:
+    """On a GPU machine (PRIA_GPU_MACHINE), record its run from boot to now as the night's
+    cost: at the start (so a killed run still bills its time so far) and at the end. Real
+    time, even in a simulated night: it is what the machine bills. Never fails the night."""
+    settings = night.settings
+    if not settings.gpu_machine:
+        return
+    booted = clock.machine_booted_at()
+    try:
+        usd = registry.record_machine_run(
+            night.db,
+            machine_id=f"{socket.gethostname()}@{booted.isoformat()}",
+            dataset_date=night.date,
+            booted_at=booted,
+            exited_at=clock.system(),
+            gpu_type=settings.tier.gpu_type,
+            gpus=settings.gpu_machine_gpus,
+            usd_per_gpu_hour=settings.tier.usd_per_gpu_hour,
+            now=night.now,
+        )
+    except PriaError as exc:
+        log.error("could not record this GPU machine's time for %s: %s", night.date, exc)
+        return
+    log.info("GPU machine since %s: $%.2f so far", booted.isoformat(), usd)
 
 
 def _run_stage(night: Night, stage: StageReport, *, force: bool) -> None:

@@ -76,11 +76,14 @@ def gate_blocked(settings: Settings, report: NightlyReport) -> bool:
 
 
 def rolled_back(settings: Settings, transition: Transition) -> bool:
-    """Tell #ml-ops that prod was rolled back, to what and from what."""
-    if not transition.changed:
+    """Tell #ml-ops that prod was rolled back, to what and from what, and what the endpoint
+    rotation hook said (acknowledged, failed, or not configured)."""
+    if not transition.changed and transition.rotation is None:
         return False
+    icon = ":rewind:" if (transition.rotation or "").startswith("acknowledged") else ":warning:"
+    rotation = transition.rotation or "no rotation was attempted"
     return send(
         settings,
-        f":rewind: pria-ml rollback: prod is now {transition.adapter_id} (was "
-        f"{transition.previous_prod}). {transition.message}",
+        f"{icon} pria-ml rollback: prod is now {transition.adapter_id} (was "
+        f"{transition.previous_prod}). {transition.message}\nMODEL_ENDPOINT: {rotation}",
     )

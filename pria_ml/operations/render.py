@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from pria_ml.extract import ExtractResult
     from pria_ml.features import FeatureBuild
     from pria_ml.operations.status import StatusReport
-    from pria_ml.registry import Adapter, Event, Transition
+    from pria_ml.operations.transitions import RollbackPlan
+    from pria_ml.quality.spotcheck import Recorded
+    from pria_ml.registry import Adapter, Event, SpotCheckWeek, Transition
     from pria_ml.train import TrainResult
     from pria_ml.world.seed import SeedReport
 
@@ -141,7 +143,8 @@ def trained(result: TrainResult) -> RenderableType:
 
     metrics = result.metrics
     return Text.from_markup(
-        f"[green]candidate {result.adapter_id}[/] {escape(result.artifact_uri)} "
+        f"[green]candidate {result.adapter_id}[/] (attempt {result.plan.attempt}) "
+        f"{escape(result.artifact_uri)} "
         f"sha256 {result.artifact_sha256[:12]} - {metrics['steps']} steps, "
         f"mean train loss {metrics['loss']['train_mean']:.3f}, "
         f"{metrics['trainable_params']:,} trainable params, ${metrics['cost_usd']:.2f}"
@@ -156,8 +159,26 @@ def transition(change: Transition) -> RenderableType:
     colour = "green" if change.changed else "yellow"
     lines = [f"[{colour}]{escape(change.message)}[/]"]
     if change.rotated:
-        lines.append("[green]MODEL_ENDPOINT rotated[/]")
+        lines.append(f"[green]MODEL_ENDPOINT rotated: {escape(change.rotation or '')}[/]")
+    elif change.rotation:
+        lines.append(f"[bold yellow]warning: MODEL_ENDPOINT {escape(change.rotation)}[/]")
     return Text.from_markup("\n".join(lines))
+
+
+def rollback_plan(plan: RollbackPlan) -> RenderableType:
+    """``pria-ml rollback --dry-run``: the target, why, its files, what the endpoint does."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    target = plan.target
+    action = "retry the rotation of" if plan.retry_rotation else "roll back to"
+    return Text.from_markup(
+        f"[bold]dry run[/]: would {action} {target.target} (prod now: {target.current_prod})\n"
+        f"why: {escape(target.why)}\n"
+        f"files: {escape(plan.files)}\n"
+        f"endpoint: {escape(plan.rotation)}\n"
+        "nothing was changed"
+    )
 
 
 def seeded(report: SeedReport) -> RenderableType:
@@ -168,4 +189,33 @@ def seeded(report: SeedReport) -> RenderableType:
         f"[green]seeded[/] {report.rows} expenses, traces and events "
         f"({report.first_day} .. {report.last_day}), {report.users} users in "
         f"{report.workspaces} workspaces, {report.overrides} human overrides"
+    )
+
+
+def spot_check_recorded(recorded: Recorded) -> RenderableType:
+    """``pria-ml spot-check record``: the counts, and whether the week now blocks promotion."""
+    from rich.text import Text
+
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(recorded.counts.items()))
+    text = Text.from_markup(f"[green]recorded[/] spot-check {recorded.week}: {counts}")
+    if recorded.blocks:
+        text.append_text(
+            Text.from_markup(
+                f"\n[bold red]{recorded.failure_share:.0%} wrong or unsafe[/], over the "
+                f"{recorded.max_failure_share:.0%} threshold: the gate blocks every promotion "
+                f"until `pria-ml spot-check ack --week {recorded.week} --by NAME`"
+            )
+        )
+    return text
+
+
+def spot_check_acknowledged(week: SpotCheckWeek, *, already: bool) -> RenderableType:
+    """``pria-ml spot-check ack``: who acknowledged the week, and what it held."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    state = "was already acknowledged" if already else "[green]acknowledged[/]"
+    return Text.from_markup(
+        f"spot-check {week.iso_week} {state} by {escape(week.acknowledged_by or '')} "
+        f"({week.failures} of {week.reviewed} wrong or unsafe); the gate no longer blocks on it"
     )

@@ -179,7 +179,7 @@ class ClauseRecord(_Record):
     """One clause of the gate as it was judged: ``value <op> threshold`` -> ``passed``."""
 
     name: str
-    op: Literal[">", "<", ">="]
+    op: Literal[">", "<", ">=", "<="]
     threshold: float
     unit: str
     value: Figure

@@ -5,8 +5,11 @@
     accuracy_delta  > 0.5  AND  override_delta < -1.0  AND
     safety_flag_pct < 0.1  AND  latency_delta  < 0.05  AND  no critical benchmark loses > 1 pp
 
-and one clause of pria-ml's own, judged when the baseline is an adapter with a recorded
-evaluation: ``baseline_accuracy_drift > -20 pp`` (``_baseline_drift_clause``).
+and two clauses of pria-ml's own: ``baseline_accuracy_drift > -20 pp``, judged when the
+baseline is an adapter with a recorded evaluation (``_baseline_drift_clause``), and
+``spot_check_failure_share <= PRIA_SPOT_CHECK_MAX_FAILURE_SHARE``, judged when a reviewed
+spot-check week is not acknowledged (``_spot_check_clause``): QA's weekly verdicts on live
+conversations block promotions until someone acknowledges a bad week.
 
 It fails closed: an input that is missing, NaN, infinite or not a number fails its clause, and
 a candidate with no benchmark results fails the benchmark clause. Every clause is evaluated
@@ -54,7 +57,9 @@ class Clause:
 
     @property
     def compare(self) -> Callable[[float, float], bool]:
-        return {">": operator.gt, "<": operator.lt, ">=": operator.ge}[self.symbol]
+        return {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}[
+            self.symbol
+        ]
 
     @property
     def rule(self) -> str:
@@ -180,6 +185,8 @@ def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
     results.extend(_benchmark_clauses(inputs.get("benchmarks")))
     if "baseline_accuracy_drift" in inputs:
         results.append(_baseline_drift_clause(inputs["baseline_accuracy_drift"]))
+    if SPOT_CHECK_KEY in inputs:
+        results.append(_spot_check_clause(inputs))
     failed = [r.describe() for r in results if not r.passed]
     return GateDecision(passed=not failed, inputs=dict(inputs), failed=failed, clauses=results)
 
@@ -227,6 +234,34 @@ def _baseline_drift_clause(value: Any) -> ClauseResult:
         "actions look corrupted (a labelling incident?); check them before promoting"
     )
     return ClauseResult(clause, judged.value, False, note)
+
+
+SPOT_CHECK_KEY = "spot_check_failure_share"
+
+
+def _spot_check_clause(inputs: Mapping[str, Any]) -> ClauseResult:
+    """QA's weekly spot-check of live conversations (spec section 6.4): the worst week not
+    yet acknowledged may have at most ``spot_check_max_failure_share`` of its reviewed samples
+    wrong or unsafe. Inputs (``quality.spotcheck.gate_inputs``): the share, the week, its
+    counts and the threshold; a missing threshold fails closed."""
+    threshold = _number(inputs.get("spot_check_max_failure_share"))
+    clause = Clause(SPOT_CHECK_KEY, "<=", threshold if threshold is not None else 0.0, "")
+    week = inputs.get("spot_check_week", "?")
+    judged = _judge(clause, inputs.get(SPOT_CHECK_KEY))
+    if threshold is None:
+        return ClauseResult(clause, judged.value, False, "no threshold: fails closed")
+    if judged.note:
+        return judged
+    counts = f"{inputs.get('spot_check_failures')} of {inputs.get('spot_check_reviewed')}"
+    if judged.passed:
+        return ClauseResult(clause, judged.value, True, f"spot-check {week}: {counts} failed")
+    return ClauseResult(
+        clause,
+        judged.value,
+        False,
+        f"spot-check {week}: {counts} reviewed conversations wrong or unsafe; blocks promotion "
+        f"until acknowledged: pria-ml spot-check ack --week {week} --by NAME",
+    )
 
 
 def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:

@@ -126,13 +126,27 @@ def estimate(
     )
 
 
-def check_budget(cost: CostEstimate) -> None:
-    """Raise ``BudgetExceeded`` when the estimate is over the nightly budget."""
-    if cost.usd > cost.budget_usd:
+def spent_on_night(settings: Settings, date: datetime.date) -> float:
+    """USD already recorded for the night of ``date`` by GPU machines (boot to now, this one
+    included when it recorded its start): what an earlier attempt or a retry of the night has
+    spent."""
+    return sum(
+        night.usd
+        for night in recorded_nights(settings)
+        if night.date == date and night.source == MACHINE_SOURCE
+    )
+
+
+def check_budget(cost: CostEstimate, *, spent_usd: float = 0.0) -> None:
+    """Raise ``BudgetExceeded`` when what the night already spent (``spent_usd``: its GPU
+    machines so far) plus the estimate is over the nightly budget."""
+    if spent_usd + cost.usd > cost.budget_usd:
+        spent = f"${spent_usd:.2f} already spent on this night + " if spent_usd else ""
         raise BudgetExceeded(
             f"training {cost.tokens:,} tokens on tier {cost.tier!r} ({cost.gpu_type}, "
             f"{cost.tokens_per_second:,.0f} tokens/s) is estimated at {cost.gpu_hours:.2f} "
-            f"GPU-hours = ${cost.usd:.2f}, over the nightly budget of ${cost.budget_usd:.2f}; "
+            f"GPU-hours = {spent}${cost.usd:.2f}, over the nightly budget of "
+            f"${cost.budget_usd:.2f}; "
             "raise PRIA_NIGHTLY_BUDGET_USD, use a faster tier (PRIA_GPU_TIER) or train on fewer "
             "tokens (--max-steps, --num-train-epochs)"
         )
@@ -143,6 +157,7 @@ def check_budget(cost: CostEstimate) -> None:
 # model_registry, where train records each run's cost_usd and gpu_hours in metrics_json.
 
 SPEND_WINDOW_DAYS = 30  # spec section 8: the budget alert is a 30-day roll-up
+MACHINE_SOURCE = "machine boot to exit"  # NightSpend.source of nights GPU machines recorded
 
 
 @dataclass(frozen=True)

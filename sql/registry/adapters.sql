@@ -2,7 +2,7 @@
 -- the newest %(limit)s. Columns in the order of registry.Adapter.
 SELECT adapter_id, created_at, metrics_json, safety_flags, status, dataset_date, artifact_uri,
        artifact_sha256, base_model, promoted_at, superseded_at, archived_at, gate_passed,
-       gate_reason, gate_decided_at
+       gate_reason, gate_decided_at, attempt
   FROM pria.model_registry
  WHERE (%(adapter_id)s::uuid IS NULL OR adapter_id = %(adapter_id)s::uuid)
    AND (NOT %(prod_only)s OR status = 'prod')

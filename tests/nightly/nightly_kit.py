@@ -46,6 +46,7 @@ class Received:
 
     requests: list[tuple[str, str, bytes]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # answered in order, then 200
+    body: bytes = b"ok"  # what a 200 answer carries (the rotation hook's JSON, say)
 
 
 @contextlib.contextmanager
@@ -61,7 +62,7 @@ def serve(received: Received) -> Iterator[str]:
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
-            self.wfile.write(b"ok" if status == 200 else b"unavailable")
+            self.wfile.write(received.body if status == 200 else b"unavailable")
 
         do_POST = do_PUT = do_GET = do_DELETE = _answer
 

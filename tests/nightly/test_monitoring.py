@@ -79,13 +79,21 @@ def test_run_metrics_carry_cost_stages_gate_and_latency() -> None:
     found = samples(generate_latest(registry).decode())
     assert found[("gpu_train_cost_usd_total", ())] == 312.25
     assert found[("pria_ml_train_cost_usd_30d", ())] == 41.5
-    assert found[("pria_ml_nightly_stage_duration_seconds", (("stage", "train"),))] == 3.0
-    assert found[("pria_ml_nightly_stage_status", (("stage", "extract"), ("status", "skipped")))]
+    assert found[
+        ("pria_ml_nightly_stage_duration_seconds", (("part", "train"), ("stage", "train")))
+    ] == (3.0)
+    extract = samples(generate_latest(monitoring.run_metrics(finished_night(), spend(), None,
+                                                             "extract")).decode())  # fmt: skip
+    assert extract[
+        ("pria_ml_nightly_stage_status", (("part", "extract"), ("stage", "extract"),
+                                          ("status", "skipped")))
+    ]  # fmt: skip
+    assert ("gpu_train_cost_usd_total", ()) not in extract  # cost is the train part's
     assert found[("pria_ml_gate_passed", ())] == 1
     assert found[("pria_ml_safety_flag_pct", ())] == 0.02
     assert found[("pria_ml_safety_flags", ())] == 1
     assert found[("pria_ml_latency_p95_delta_ratio", ())] == 0.031
-    assert found[("pria_ml_nightly_exit_code", ())] == 0
+    assert found[("pria_ml_nightly_exit_code", (("part", "train"),))] == 0
 
 
 def test_textfile_keeps_the_last_success_through_a_failed_night(
@@ -94,15 +102,19 @@ def test_textfile_keeps_the_last_success_through_a_failed_night(
     directory = tmp_path / "textfile"
     configured = registry_settings.model_copy(update={"metrics_textfile_dir": directory})
     good = finished_night()
-    assert len(monitoring.publish(configured, good)) == 2
+    assert len(monitoring.publish(configured, good)) == 4  # run + success, each part
     blocked = finished_night(passed=False)
     blocked.finished_at = good.finished_at + dt.timedelta(days=1)
-    assert monitoring.publish(configured, blocked) == [str(directory / monitoring.RUN_FILE)]
-    run = samples((directory / monitoring.RUN_FILE).read_text())
-    success = samples((directory / monitoring.SUCCESS_FILE).read_text())
-    assert run[("pria_ml_nightly_exit_code", ())] == 11
+    assert monitoring.publish(configured, blocked) == [
+        str(directory / monitoring.run_file("extract")),
+        str(directory / monitoring.success_file("extract")),
+        str(directory / monitoring.run_file("train")),
+    ]
+    run = samples((directory / monitoring.run_file("train")).read_text())
+    success = samples((directory / monitoring.success_file("train")).read_text())
+    assert run[("pria_ml_nightly_exit_code", (("part", "train"),))] == 11
     assert run[("pria_ml_gate_passed", ())] == 0
-    assert success[("pria_ml_nightly_last_success_timestamp_seconds", ())] == (
+    assert success[("pria_ml_nightly_last_success_timestamp_seconds", (("part", "train"),))] == (
         good.finished_at.timestamp()
     )
     assert run[("gpu_train_cost_usd_total", ())] == 0  # the registry has recorded no run yet
@@ -111,9 +123,12 @@ def test_textfile_keeps_the_last_success_through_a_failed_night(
 def test_pushgateway_receives_an_additive_push(settings, http_server) -> None:
     url, received = http_server
     configured = settings.model_copy(update={"pushgateway_url": url})
-    assert len(monitoring.publish(configured, finished_night())) == 2
+    assert len(monitoring.publish(configured, finished_night())) == 4
     methods = {(method, path) for method, path, _ in received.requests}
-    assert methods == {("POST", f"/metrics/job/{monitoring.JOB}")}
+    assert methods == {
+        ("POST", f"/metrics/job/{monitoring.JOB}/part/extract"),
+        ("POST", f"/metrics/job/{monitoring.JOB}/part/train"),
+    }
     bodies = b"".join(body for _, _, body in received.requests).decode()
     assert "pria_ml_nightly_last_success_timestamp_seconds" in bodies
     assert "pria_ml_nightly_stage_duration_seconds" in bodies
@@ -121,7 +136,7 @@ def test_pushgateway_receives_an_additive_push(settings, http_server) -> None:
 
 def test_an_unreachable_gateway_does_not_fail_the_night(settings, http_server, caplog) -> None:
     url, received = http_server
-    received.statuses = [500, 500]
+    received.statuses = [500, 500, 500, 500]
     configured = settings.model_copy(update={"pushgateway_url": url})
     assert monitoring.publish(configured, finished_night()) == []
     assert "cannot push" in caplog.text

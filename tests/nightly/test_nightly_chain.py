@@ -218,11 +218,12 @@ def test_eval_and_gate_run_and_a_blocked_gate_stops_promotion(evaluated: dict, h
 def test_a_blocked_night_tells_ml_ops_and_leaves_metrics(evaluated: dict, home) -> None:
     (message,) = [json.loads(body)["text"] for _, _, body in evaluated["slack"].requests]
     assert "gate blocked candidate" in message and str(adapter_of(home).adapter_id) in message
-    metrics = (evaluated["textfile"] / "pria_ml_nightly.prom").read_text()
+    metrics = (evaluated["textfile"] / "pria_ml_nightly_train.prom").read_text()
     assert "pria_ml_gate_passed 0.0" in metrics
     assert "pria_ml_latency_p95_delta_ratio" in metrics  # read from the evaluation record
-    assert 'pria_ml_nightly_stage_status{stage="eval",status="done"} 1.0' in metrics
-    assert not (evaluated["textfile"] / "pria_ml_nightly_success.prom").exists()
+    assert 'pria_ml_nightly_stage_status{part="train",stage="eval",status="done"} 1.0' in metrics
+    assert not (evaluated["textfile"] / "pria_ml_nightly_train_success.prom").exists()
+    assert (evaluated["textfile"] / "pria_ml_nightly_extract_success.prom").exists()
 
 
 def test_the_finished_night_run_again_skips_every_stage_and_keeps_its_result(

@@ -8,7 +8,9 @@ from pria_ml.operations.nightly import STAGES, Selection
 
 
 def test_stages_run_in_the_spec_order() -> None:
-    assert STAGES == ("extract", "build-features", "train", "eval", "gate", "promote", "archive")
+    assert STAGES == (
+        "extract", "build-features", "train", "eval", "gate", "promote", "archive", "retention"
+    )  # fmt: skip
     chosen = Selection(first="train", last="gate")
     assert [s for s in STAGES if chosen.selected(s)] == ["train", "eval", "gate"]
 

@@ -10,15 +10,23 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hookkit import Hook, serve_hook
 
 from pria_ml.db import Database
 from pria_ml.registry import record_gate_decision, register_candidate
 
 Register = Callable[..., uuid.UUID]
+
+
+@pytest.fixture
+def hook_server() -> Iterator[Hook]:
+    """A stand-in Edge Function on loopback (hookkit.py) that verifies signatures."""
+    with serve_hook() as hook:
+        yield hook
 
 
 @pytest.fixture

@@ -6,16 +6,18 @@ import os
 import subprocess
 import sys
 
+from hookkit import SECRET, Hook
+
 from pria_ml.db import Database
 from pria_ml.registry import current_prod, history
 
 HEAVY = ("torch", "transformers", "pyspark", "pandas", "peft", "lm_eval", "pyarrow")
 
 
-def pria_ml(db: Database, *args: str, **settings: str) -> subprocess.CompletedProcess:
+def pria_ml(db: Database, *args: str, **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIA_")}
+    env.update(extra)
     env["PRIA_DATABASE_URL"] = db.url
-    env.update({f"PRIA_{name.upper()}": value for name, value in settings.items()})
     env["PRIA_DB_RETRY_DEADLINE_S"] = "1"  # a database that is down in a test stays down
     env["COLUMNS"] = "200"
     return subprocess.run(
@@ -27,8 +29,15 @@ def pria_ml(db: Database, *args: str, **settings: str) -> subprocess.CompletedPr
     )
 
 
+def hook_env(hook: Hook) -> dict[str, str]:
+    return {
+        "PRIA_ENDPOINT_ROTATION_URL": hook.url,
+        "PRIA_ENDPOINT_ROTATION_SECRET": SECRET.decode(),
+    }
+
+
 def test_promote_twice_then_rollback_restores_previous_adapter(
-    registry_db: Database, candidate
+    registry_db: Database, candidate, hook_server: Hook
 ) -> None:
     first, second = candidate(), candidate()
     for adapter in (first, second):
@@ -37,11 +46,24 @@ def test_promote_twice_then_rollback_restores_previous_adapter(
         assert f"{adapter} is prod" in result.stdout
     assert current_prod(registry_db).adapter_id == second
 
-    result = pria_ml(registry_db, "rollback", "--reason", "3 a.m. page")
+    refused = pria_ml(registry_db, "rollback", "--reason", "3 a.m. page")
+    assert refused.returncode == 2 and "PRIA_ENDPOINT_ROTATION_URL" in refused.stderr
+    assert current_prod(registry_db).adapter_id == second  # a real database: nothing changed
+
+    planned = pria_ml(registry_db, "rollback", "--dry-run", **hook_env(hook_server))
+    assert planned.returncode == 0, planned.stderr
+    assert (
+        f"would roll back to {first}" in planned.stdout and "nothing was changed" in planned.stdout
+    )
+    assert current_prod(registry_db).adapter_id == second
+
+    result = pria_ml(registry_db, "rollback", "--reason", "3 a.m. page", **hook_env(hook_server))
     assert result.returncode == 0, result.stderr
     assert f"{first} is prod (rollback" in result.stdout
+    assert "MODEL_ENDPOINT rotated: acknowledged" in result.stdout
     assert current_prod(registry_db).adapter_id == first
-    assert history(registry_db)[0].reason == "3 a.m. page"
+    (rolled,) = [e for e in history(registry_db) if e.action == "rollback"]
+    assert rolled.reason == "3 a.m. page"
 
     again = pria_ml(registry_db, "promote", str(first))
     assert again.returncode == 0 and "already prod; nothing changed" in again.stdout
@@ -52,12 +74,14 @@ def test_promote_twice_then_rollback_restores_previous_adapter(
     assert "superseded" in shown.stdout and "rollback" in shown.stdout
 
 
-def test_refusals_exit_7_with_one_red_line(registry_db: Database, candidate) -> None:
+def test_refusals_exit_7_with_one_red_line(
+    registry_db: Database, candidate, hook_server: Hook
+) -> None:
     failed = candidate(gate=False)
     result = pria_ml(registry_db, "promote", str(failed))
     assert result.returncode == 7
     assert "failed the gate" in result.stderr and "Traceback" not in result.stderr
-    assert pria_ml(registry_db, "rollback").returncode == 7
+    assert pria_ml(registry_db, "rollback", **hook_env(hook_server)).returncode == 7
     forced = pria_ml(registry_db, "promote", str(failed), "--force", "--reason", "approved")
     assert forced.returncode == 0, forced.stderr
     assert history(registry_db)[0].forced
@@ -80,7 +104,13 @@ def test_promote_by_date_and_archive(registry_db: Database, candidate) -> None:
 def test_database_down_exits_3() -> None:
     down = Database(role="registry", url="postgresql://pria@127.0.0.1:9/pria", embedded=False)
     # local mode: a TCP URL alone would be production, which first asks for its other settings
-    result = pria_ml(down, "rollback", mode="local")
+    result = pria_ml(
+        down,
+        "rollback",
+        PRIA_MODE="local",
+        PRIA_ENDPOINT_ROTATION_URL="http://127.0.0.1:9/rotate",
+        PRIA_ENDPOINT_ROTATION_SECRET="s",
+    )
     assert result.returncode == 3
     assert "cannot connect to the registry database" in result.stderr
     assert "Traceback" not in result.stderr

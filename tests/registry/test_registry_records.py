@@ -18,7 +18,7 @@ from pria_ml.quality.rule import promote_if
 DAY = dt.date(2026, 11, 24)
 
 
-def test_the_adapters_of_a_date_come_newest_first_from_one_indexed_query(
+def test_the_adapters_of_a_date_come_newest_attempt_first_from_one_indexed_query(
     registry_db: Database, candidate
 ) -> None:
     first, second = candidate(DAY, gate=None), candidate(DAY, gate=None)
@@ -31,7 +31,8 @@ def test_the_adapters_of_a_date_come_newest_first_from_one_indexed_query(
         plan = conn.execute(
             "EXPLAIN " + read_sql("registry/adapters_of_date.sql"), {"date": DAY}
         ).fetchall()
-    assert "model_registry_dataset_date" in " ".join(row[0] for row in plan)
+    assert "model_registry_date_attempt" in " ".join(row[0] for row in plan)
+    assert [a.attempt for a in registry.adapters_of_date(registry_db, DAY)] == [2, 1]
 
 
 def test_the_evaluation_record_is_stored_as_written_and_read_back_validated(

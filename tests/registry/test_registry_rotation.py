@@ -2,67 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from hookkit import SECRET, Hook
 from pydantic import SecretStr
 
 from pria_ml.db import Database
 from pria_ml.errors import ConfigError, EndpointRotationFailed
 from pria_ml.registry import current_prod, history, promote, rollback
-from pria_ml.rotation import SIGNATURE_HEADER, TIMESTAMP_HEADER, EndpointHook
+from pria_ml.rotation import EndpointHook
 from pria_ml.settings import Settings
-
-SECRET = b"rotation-secret"
-
-
-@dataclass
-class Hook:
-    """A stand-in Edge Function: verifies signatures like the real one, answers as scripted."""
-
-    url: str
-    answers: list[int] = field(default_factory=list)
-    received: list[dict] = field(default_factory=list)
-    bad_signatures: int = 0
-
-
-@pytest.fixture
-def hook_server() -> Iterator[Hook]:
-    state = Hook(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            timestamp = self.headers[TIMESTAMP_HEADER]
-            expected = hmac.new(SECRET, f"{timestamp}.".encode() + body, hashlib.sha256)
-            if not hmac.compare_digest(
-                self.headers[SIGNATURE_HEADER], f"v1={expected.hexdigest()}"
-            ):
-                state.bad_signatures += 1
-                code = 401
-            else:
-                state.received.append(json.loads(body))
-                code = state.answers.pop(0) if state.answers else 200
-            self.send_response(code)
-            self.end_headers()
-            self.wfile.write(b'{"rotated": true}' if code == 200 else b"upstream error")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/functions/v1/rotate-model-endpoint"
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 def _hook(url: str, secret: bytes = SECRET, attempts: int = 3) -> EndpointHook:

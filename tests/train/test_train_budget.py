@@ -108,3 +108,50 @@ def test_next_estimate_uses_the_newest_measured_throughput_of_the_gpu_type(train
     assert measured is not None and measured[0] == 702.5 and "2026-09-02" in measured[1]
     h100 = GpuTier(gpu_type="H100", usd_per_gpu_hour=4.0)
     assert cost.throughput(h100, 44e9, measured).tokens_per_second == 702.5
+
+
+def test_budget_guard_refuses_once_the_nights_spend_so_far_plus_the_estimate_passes_it(
+    registry_settings,
+) -> None:
+    """An earlier attempt of the night (a GPU machine that ran 8 hours) has spent most of the
+    budget: an estimate that fits on its own is refused, and another night is not charged."""
+    import datetime
+
+    from pria_ml import registry
+    from pria_ml.db import database
+    from pria_ml.errors import BudgetExceeded
+
+    settings = registry_settings.model_copy(update={"nightly_budget_usd": 20.0})
+    tier, night = settings.tier, datetime.date(2026, 11, 24)
+    three_hours = cost.estimate(
+        3 * 3600 * 1000,
+        tier_name=settings.gpu_tier,
+        tier=tier,
+        rate=cost.Throughput(1000.0, "configured"),
+        budget_usd=settings.nightly_budget_usd,
+    )
+    assert three_hours.usd == pytest.approx(3 * tier.usd_per_gpu_hour) and three_hours.usd < 20
+    cost.check_budget(three_hours, spent_usd=cost.spent_on_night(settings, night))  # fits
+
+    booted = datetime.datetime(2026, 11, 25, 1, 30, tzinfo=datetime.UTC)
+    registry.record_machine_run(
+        database(settings),
+        machine_id="fly-machine-1",
+        dataset_date=night,
+        booted_at=booted,
+        exited_at=booted + datetime.timedelta(hours=8),
+        gpu_type=tier.gpu_type,
+        gpus=1,
+        usd_per_gpu_hour=tier.usd_per_gpu_hour,
+    )
+    spent = cost.spent_on_night(settings, night)
+    assert spent == pytest.approx(8 * tier.usd_per_gpu_hour) and spent < 20
+    assert spent + three_hours.usd > 20
+    with pytest.raises(BudgetExceeded) as refused:
+        cost.check_budget(three_hours, spent_usd=spent)
+    assert f"${spent:.2f} already spent on this night + ${three_hours.usd:.2f}" in str(
+        refused.value
+    )
+    assert "over the nightly budget of $20.00" in str(refused.value)
+    next_night = night + datetime.timedelta(days=1)
+    cost.check_budget(three_hours, spent_usd=cost.spent_on_night(settings, next_night))

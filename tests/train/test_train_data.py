@@ -240,7 +240,8 @@ def test_accelerate_command_parses_back_into_the_same_config(tmp_path, tiny_dir)
     train_args = args[args.index("train") + 1 :]
     command = typer.main.get_command(app).commands["train"]
     params = command.make_context("train", train_args).params
-    options = {k: v for k, v in params.items() if k not in ("date", "dry_run", "profile")}
+    command_only = ("date", "dry_run", "profile", "retrain")
+    options = {k: v for k, v in params.items() if k not in command_only}
     assert train.config_for(params["profile"], **options) == config
     assert params["date"] == DATE
 

@@ -324,7 +324,9 @@ BEGIN
                t.event_id),
         format($q$ VALUES ('rollback'::text, %L::uuid) $q$, c), 'a rollback event is written');
     t := pria_test.rollback();
-    RETURN NEXT is(t.adapter_id, c, 'a second rollback undoes the first (c was prod before b)');
+    RETURN NEXT is(t.adapter_id, a, 'a second rollback walks back to a (prod before b)');
+    t := pria_test.rollback(c);
+    RETURN NEXT is(t.adapter_id, c, 'rollback --to the adapter rolled back from');
     t := pria_test.rollback(a);
     RETURN NEXT is(t.adapter_id, a, 'rollback --to a former prod');
     t := pria_test.rollback(a);
@@ -349,12 +351,7 @@ BEGIN
                           'rollback --to an adapter that was never prod is refused');
     RETURN NEXT throws_ok('SELECT pria_test.rollback(gen_random_uuid())', 'PR002', NULL,
                           'rollback --to an unknown adapter is refused');
-    PERFORM pria_test.promote(b);
-    PERFORM pria_test.backdate_supersession(a, interval '30 days');
-    PERFORM pria.archive_superseded(interval '7 days', 'pgtap');
-    RETURN NEXT throws_ok('SELECT pria_test.rollback()', 'PR004', NULL,
-                          'rollback to an archived previous prod is refused');
-    RETURN NEXT is(pria_test.status(b), 'prod', 'prod is unchanged by every refusal');
+    RETURN NEXT is(pria_test.status(a), 'prod', 'prod is unchanged by every refusal');
 END
 $body$;
 
@@ -489,7 +486,7 @@ BEGIN
 END
 $body$;
 
-CREATE FUNCTION pria_test.test_target_row_refuses_archived_per_action() RETURNS SETOF text
+CREATE FUNCTION pria_test.test_target_row_refuses_archived_only_for_promote() RETURNS SETOF text
 LANGUAGE plpgsql AS $body$
 DECLARE
     a uuid := pria_test.candidate('2026-11-10');
@@ -502,9 +499,8 @@ BEGIN
     RETURN NEXT throws_like(format('SELECT pria._target_row(%L, ''promote'', true)', a),
                             '%archived adapters are never promoted',
                             'an archived adapter is never promoted, even forced');
-    RETURN NEXT throws_like(format('SELECT pria._target_row(%L, ''rollback'', false)', a),
-                            '%is no longer a rollback target',
-                            'nor a rollback target');
+    RETURN NEXT is((pria._target_row(a, 'rollback', false)).status, 'archived',
+                   'but an archived former prod is a rollback target');
 END
 $body$;
 
@@ -524,5 +520,109 @@ BEGIN
         'request_events returns what the call wrote');
     RETURN NEXT is_empty(format('SELECT * FROM pria.request_events(%L)', gen_random_uuid()),
                          'and nothing for a request that committed nothing');
+END
+$body$;
+
+-- Issue 22, point 1: rollback walks back the prod history.
+
+CREATE FUNCTION pria_test.test_double_rollback_walks_back_two_promotions() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    a uuid := pria_test.candidate('2026-11-01');
+    b uuid := pria_test.candidate('2026-11-02');
+    c uuid := pria_test.candidate('2026-11-03');
+    d uuid := pria_test.candidate('2026-11-04');
+BEGIN
+    PERFORM pria_test.promote(a);
+    PERFORM pria_test.promote(b);
+    PERFORM pria_test.promote(c);
+    PERFORM pria_test.promote(d);
+    RETURN NEXT is(pria.prod_stack(), ARRAY[a, b, c, d], 'the stack is the promotions in order');
+    RETURN NEXT is((pria_test.rollback()).adapter_id, c, 'first rollback: d -> c');
+    RETURN NEXT is((pria_test.rollback()).adapter_id, b, 'second rollback: c -> b, not back to d');
+    RETURN NEXT is((pria_test.rollback()).adapter_id, a, 'third rollback: b -> a');
+    RETURN NEXT throws_ok('SELECT pria_test.rollback()', 'PR007', NULL,
+                          'a is the first prod: nothing further back');
+    RETURN NEXT is((pria_test.rollback(d)).adapter_id, d, '--to reaches the one rolled back from');
+    RETURN NEXT is(pria.prod_stack(), ARRAY[a, d], '--to an adapter off the stack pushes it');
+    RETURN NEXT is((pria_test.rollback()).adapter_id, a, 'and the next rollback returns to a');
+    PERFORM pria_test.promote(b);
+    RETURN NEXT is((pria_test.rollback()).adapter_id, a, 'a new promotion pushes again');
+    RETURN NEXT is(pria_test.prod_count(), 1::bigint, 'exactly one prod throughout');
+    RETURN NEXT set_eq('SELECT adapter_id, status FROM pria.registry_replay',
+                       'SELECT adapter_id, status FROM pria.model_registry',
+                       'the log still replays to the table');
+END
+$body$;
+
+CREATE FUNCTION pria_test.test_rollback_after_eight_stable_days() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    a uuid := pria_test.candidate('2026-11-01');
+    b uuid := pria_test.candidate('2026-11-02');
+    t pria.transition;
+BEGIN
+    PERFORM pria_test.promote(a);
+    PERFORM pria_test.promote(b);
+    PERFORM pria_test.backdate_supersession(a, interval '8 days');
+    RETURN NEXT results_eq($$ SELECT pria.archive_superseded(interval '7 days', 'pgtap') $$,
+                           format('VALUES (%L::uuid)', a), 'a is archived after 7 days');
+    RETURN NEXT results_eq('SELECT target, archived FROM pria.rollback_target(NULL)',
+                           format('VALUES (%L::uuid, true)', a),
+                           'the archived former prod is still the rollback target');
+    RETURN NEXT matches((SELECT why FROM pria.rollback_target(NULL)),
+                        'was prod before the current prod .* still restorable',
+                        'and the reason says why and that it is archived');
+    t := pria_test.rollback();
+    RETURN NEXT is(t.adapter_id, a, 'rollback brings the archived adapter back');
+    RETURN NEXT is(pria_test.status(a), 'prod', 'it is prod again');
+    RETURN NEXT is(pria_test.status(b), 'candidate', 'b is superseded');
+END
+$body$;
+
+CREATE FUNCTION pria_test.test_rollback_to_an_archived_adapter() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    a uuid := pria_test.candidate('2026-11-01');
+    b uuid := pria_test.candidate('2026-11-02');
+    c uuid := pria_test.candidate('2026-11-03');
+BEGIN
+    PERFORM pria_test.promote(a);
+    PERFORM pria_test.promote(b);
+    PERFORM pria_test.promote(c);
+    PERFORM pria_test.backdate_supersession(a, interval '20 days');
+    PERFORM pria_test.backdate_supersession(b, interval '10 days');
+    PERFORM pria.archive_superseded(interval '7 days', 'pgtap');
+    RETURN NEXT is(pria_test.status(a), 'archived', 'a is archived');
+    RETURN NEXT is((pria_test.rollback(a)).adapter_id, a, 'rollback --to an archived adapter');
+    RETURN NEXT is(pria.prod_stack(), ARRAY[a], '--to pops the stack back to it');
+    RETURN NEXT throws_ok(format('SELECT pria.promote(%L, NULL, true, ''x'', ''p'')', b),
+                          'PR004', NULL, 'promote still refuses an archived adapter');
+    RETURN NEXT set_eq('SELECT adapter_id, status FROM pria.registry_replay',
+                       'SELECT adapter_id, status FROM pria.model_registry',
+                       'the log replays to the table');
+END
+$body$;
+
+CREATE FUNCTION pria_test.test_two_concurrent_rollbacks_step_back_once() RETURNS SETOF text
+LANGUAGE plpgsql AS $body$
+DECLARE
+    a uuid := pria_test.candidate('2026-11-01');
+    b uuid := pria_test.candidate('2026-11-02');
+    c uuid := pria_test.candidate('2026-11-03');
+    t pria.transition;
+BEGIN
+    PERFORM pria_test.promote(a);
+    PERFORM pria_test.promote(b);
+    PERFORM pria_test.promote(c);
+    -- Both callers looked at prod c; the registry lock runs them one after the other.
+    t := pria.rollback(NULL, 'first', 'oncall-1', NULL, c);
+    RETURN NEXT is(t.adapter_id, b, 'the first rollback steps back to b');
+    t := pria.rollback(NULL, 'second', 'oncall-2', NULL, c);
+    RETURN NEXT ok(NOT t.changed, 'the second, which also meant to leave c, changes nothing');
+    RETURN NEXT matches(t.message, 'prod is already .* not ', 'and says prod already moved');
+    RETURN NEXT is(pria_test.status(b), 'prod', 'b is prod, not a');
+    RETURN NEXT is((SELECT count(*) FROM pria.registry_event WHERE action = 'rollback'),
+                   1::bigint, 'one rollback event');
 END
 $body$;
