@@ -859,13 +859,15 @@ _DATE_CANDIDATE = re.compile(
     r"(?![\d]|[./-]\d)"
     # 14 March 1987, 14. März 1987, 14 de marzo de 1987, 1er avril 1987, 14-Mar-1987
     rf"|(?<!\w){_DAY}\s?(?:de\s+|of\s+|[-/]\s?)?{_MONTH}(?:\s+de|\s+del|,)?[\s/-]?\s?(?:\d{{4}}|'\d{{2}})(?!\d)"
-    # March 14, 1987; March 14th 1987
-    rf"|(?<!\w){_MONTH}\s+{_DAY},?\s+\d{{4}}(?!\d)"
+    # March 14, 1987; March 14th 1987 (the look-ahead spares the month names at every other word)
+    rf"|(?<!\w)(?=[^\W\d_]{{3,12}}\.?\s+\d){_MONTH}\s+{_DAY},?\s+\d{{4}}(?!\d)"
     # 1987年3月14日, 1987년 3월 14일
     r"|\d{4}\s?[年년]\s?\d{1,2}\s?[月월]\s?\d{1,2}\s?[日일]?"
     # 19870314 (only after a cue, see _dob_findings)
     r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"
 )
+# What every date candidate and a year alone hold: most texts with digits hold none of these.
+_DATE_HINT = re.compile(r"\d{4}|'\d\d|\d[./-]\d{1,2}[./-]\d")
 _BIRTH_CUE = re.compile(
     r"(?i:\b(?:d\.?o\.?b|date\s+of\s+birth|birth\s*date|birthdate|birthday|born(?:\s+on)?"
     r"|b\.|geb\.?|geboren(?:\s+(?:am|op|den))?|geburtsdatum|geburtstag|geb\.-?datum"
@@ -908,6 +910,8 @@ def _year_of(value: str) -> int | None:
 def _dob_findings(text: str, names: list[tuple[int, int]]) -> list[Finding]:
     """Dates next to a birth cue (before or after, in the product's languages) or right after a
     person; the latter only when the date is old enough to be no receipt or travel date."""
+    if _DATE_HINT.search(text) is None:
+        return []
     found = []
     for match in _DATE_CANDIDATE.finditer(text):
         value = match.group().rstrip(".,")
@@ -1070,13 +1074,18 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
             i += 1  # no run of ordinary lower-case words can start a name here
             continue
         last = _same_case_run(text, words, i, caps)
+        runs = [[w.group().rstrip(".") for w in words[i : end + 1]] for end in range(last, i - 1, -1)]
+        # A cue only ever makes a run a name (``_reads_as_name`` is monotone in them), so the
+        # cue patterns are searched only when some prefix would read as a name with every cue.
+        if not any(_reads_as_name(r, caps=caps, cued=True, chat=True, weak=True) for r in runs):
+            i += 1
+            continue
         before = text[max(0, words[i].start() - 40) : words[i].start()]
         cued = _OCR_CUE.search(before) is not None
         chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
         weak = not caps and _LOWER_CUE.search(before) is not None
         # The longest prefix of the run that reads as a name.
-        for end in range(last, i - 1, -1):
-            run = [w.group().rstrip(".") for w in words[i : end + 1]]
+        for end, run in zip(range(last, i - 1, -1), runs, strict=True):
             if _reads_as_name(run, caps=caps, cued=cued, chat=chat, weak=weak):
                 found.append(Finding(words[i].start(), words[end].end(), "NAME", ""))
                 i = end
@@ -1229,13 +1238,13 @@ def _detect(text: str, protected: frozenset[str]) -> list[Finding]:
     masked = pattern.sub(_mask, visible) if pattern is not None else visible
     has_digit = _DIGIT.search(visible) is not None
     taken: list[Finding] = []
-    people: list[Finding] = []
+    people: list[Finding] | None = None  # the name findings, computed once for DOB and NAME
     for kind in KINDS:
         if kind in _NEEDS_DIGIT and not has_digit:
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
-        if kind in ("DOB", "NAME") and not people:
+        if kind in ("DOB", "NAME") and people is None:
             people = _name_findings(masked)
         if kind == "NAME":
             found = people
