@@ -769,7 +769,8 @@ def _name_findings(text: str) -> list[Finding]:
     while i < len(words):
         first = words[i].group()
         before = text[max(0, words[i].start() - 30) : words[i].start()]
-        if _is_uncased(_POSSESSIVE.sub("", first.rstrip("."))):
+        # (A word starting with an ASCII letter is of a cased script: no need to look further.)
+        if not first.isascii() and _is_uncased(_POSSESSIVE.sub("", first.rstrip("."))):
             if latin or _PERSON_CUE.search(before) or _TITLES.search(before):
                 j = i
                 while (
@@ -813,7 +814,7 @@ def _name_findings(text: str) -> list[Finding]:
             i = last + 1
             continue
         if len(run) == 1 and (
-            _TITLES.search(before) or (_PERSON_CUE.search(before) and _is_uncommon(run[0]))
+            _TITLES.search(before) or (_is_uncommon(run[0]) and _PERSON_CUE.search(before))
         ):
             found.append(Finding(words[i].start(), words[i].end(), "NAME", ""))
         i += 1
