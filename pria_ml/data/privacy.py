@@ -102,8 +102,13 @@ _IPV6 = re.compile(
 _PHONE = re.compile(
     r"(?<![\w+])(?:\+|00)?\(?\d[\d \u00a0().\-/]{5,22}\d(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
 )
+# Cue patterns that end at "$" are searched in the few characters before a candidate. Each opens
+# with a look-ahead for the shape every one of its matches has (a cue word or two, then
+# separators, then the end), so the long list of alternatives is tried at a handful of
+# positions instead of at every one: the same matches, found faster.
 _PHONE_CUE = re.compile(
-    r"(?i)(?:tel|phone|mobile|cell|call|ring|fax|whatsapp|telefon|puhelin|numer|número|numero"
+    r"(?i)(?=\w{2,9}\W{0,12}$)"
+    r"(?:tel|phone|mobile|cell|call|ring|fax|whatsapp|telefon|puhelin|numer|número|numero"
     r"|téléphone|portable|celular|contact|nummer|nr)\W{0,12}$"
 )
 _DATE = re.compile(r"^\d{1,4}[-./]\d{1,2}[-./]\d{1,4}$")
@@ -268,7 +273,8 @@ _MARKS = (
 )
 _NAME_WORD = re.compile(rf"[^\W\d_][\w{_MARKS}'’-]*\.?")
 _TITLES = re.compile(
-    r"(?i)\b(?:mr|mrs|ms|miss|mx|dr|prof|herr|frau|mme|mlle|sr|sra|srta|srita|sig|sig\.ra|dott"
+    r"(?i)\b(?=\S+\s+(?:\S+\s+)?$)"
+    r"(?:mr|mrs|ms|miss|mx|dr|prof|herr|frau|mme|mlle|sr|sra|srta|srita|sig|sig\.ra|dott"
     r"|dott\.ssa|ing|arq|lic|mgr|bc|rndr|mudr|judr|pan|pani|bay|bayan|sayın|okt|uz|hr|fru|dhr"
     r"|mevr|shri|smt|don|doña|dña|univ\.prof|sir|dame|lord|lady|rev|revd|fr|sheikh|shaikh|haji"
     r"|hajji|datuk|dato'?|tan\s+sri|tun|pak|bu|ibu|bapak|mevrouw|meneer|mnr|signor|signora"
@@ -1021,7 +1027,8 @@ def _is_text_base64(token: str) -> bool:
 # Receipt and chat cues after which the next words are a person, whatever their case:
 # "SERVED BY: MARIA GONZALEZ", "Cardholder JOHN A SMITH", "guest: priya sharma".
 _OCR_CUE = re.compile(
-    r"(?i:\b(?:served\s+by|you\s+were\s+served\s+by|your\s+server(?:\s+today)?(?:\s+was)?|server"
+    r"(?i:\b(?=\S+(?:\s+\S+){0,4}\s*$)"
+    r"(?:served\s+by|you\s+were\s+served\s+by|your\s+server(?:\s+today)?(?:\s+was)?|server"
     r"|cashier|cardholder|card\s*holder|card\s+member|guest(?:\s+name)?|passenger(?:\s+name)?|pax"
     r"|travell?er(?:\s+name)?|customer(?:\s+name)?|client\s+name|attendant|host|waiter|waitress"
     r"|operator|clerk|driver(?:\s+name)?|bill\s+to|sold\s+to|member|employee(?:\s+name)?"
@@ -1075,7 +1082,9 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
             i += 1  # no run of ordinary lower-case words can start a name here
             continue
         last = _same_case_run(text, words, i, caps)
-        runs = [[w.group().rstrip(".") for w in words[i : end + 1]] for end in range(last, i - 1, -1)]
+        runs = [
+            [w.group().rstrip(".") for w in words[i : end + 1]] for end in range(last, i - 1, -1)
+        ]
         # A cue only ever makes a run a name (``_reads_as_name`` is monotone in them), so the
         # cue patterns are searched only when some prefix would read as a name with every cue.
         if not any(_reads_as_name(r, caps=caps, cued=True, chat=True, weak=True) for r in runs):
