@@ -1147,13 +1147,14 @@ def _family_name_first(text: str, words: list[re.Match], i: int) -> bool:
     if i + 1 >= len(words):
         return False
     word = words[i].group()
-    given = words[i + 1].group().rstrip(".")
     gap = text[words[i].end() : words[i + 1].start()]
     caps = word.isupper() and len(word) >= 2
-    surname = caps or (gap == ", " and _is_capitalised(word) and not _is_ordinary(word))
+    if not (gap == ", " or (caps and gap == " ")):
+        return False  # most words: neither in capitals nor before a comma
+    given = words[i + 1].group().rstrip(".")
+    surname = caps or (_is_capitalised(word) and not _is_ordinary(word))
     return (
-        gap in (" ", ", ")
-        and surname
+        surname
         and word.title() not in _NOT_NAMES
         and word.title() not in _PLACES
         and _is_capitalised(given)
