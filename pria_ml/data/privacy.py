@@ -774,9 +774,13 @@ def _name_findings(text: str) -> list[Finding]:
     i = 0
     while i < len(words):
         first = words[i].group()
-        before = text[max(0, words[i].start() - 30) : words[i].start()]
         # (A word starting with an ASCII letter is of a cased script: no need to look further.)
-        if not first.isascii() and _is_uncased(_POSSESSIVE.sub("", first.rstrip("."))):
+        uncased = not first.isascii() and _is_uncased(_POSSESSIVE.sub("", first.rstrip(".")))
+        if not uncased and not _is_capitalised(first):
+            i += 1
+            continue
+        before = text[max(0, words[i].start() - 30) : words[i].start()]
+        if uncased:
             if latin or _PERSON_CUE.search(before) or _TITLES.search(before):
                 j = i
                 while (
@@ -790,9 +794,6 @@ def _name_findings(text: str) -> list[Finding]:
                 found.append(Finding(words[i].start(), words[j].end(), "NAME", ""))
                 i = j + 1
                 continue
-            i += 1
-            continue
-        if not _is_capitalised(first):
             i += 1
             continue
         j, last = i + 1, i
@@ -954,7 +955,7 @@ def _dob_findings(text: str, names: list[tuple[int, int]]) -> list[Finding]:
 # --- vehicle plates ---------------------------------------------------------------------------
 
 _PLATE_CUE = re.compile(
-    r"(?i:\b(?:licen[cs]e\s+plates?|license|licence|number\s+plates?|plates?(?:\s+(?:no|number|nr))?"
+    r"(?i:\b(?=[^\W\d_])(?:licen[cs]e\s+plates?|license|licence|number\s+plates?|plates?(?:\s+(?:no|number|nr))?"
     r"|reg(?:istration)?(?:\s+(?:no|number|nr|mark|plate))?|car\s+reg|vrn|vrm|tags?|parking|parked"
     r"|park(?:ing)?\s+(?:permit|ticket|fine)|toll|congestion\s+charge|ulez|pcn|pay\s+by\s+plate"
     r"|vehicles?|car|van|truck|motorbike|motorcycle|rental|hire\s+car|rental\s+car|cab|taxi"
