@@ -197,9 +197,19 @@ class ExtractResult:
     manifest_uri: str
 
 
+# What the scrubber reads besides its own code: the word list its lexicon derives from, and the
+# libraries whose detectors, validators and name list it runs as they ship.
+_SCRUBBER_DATA = ["assets/cl100k_base.tiktoken"]
+_SCRUBBER_DISTRIBUTIONS = ("detect-secrets", "python-stdnum", "phonenumbers", "gender-guesser")
+
+
 def code_version() -> str:
-    """Package version plus a hash of the code and SQL that decide what an extract contains."""
-    return provenance.code_version(["extract.py", "data/privacy.py"], ("extract/*",))
+    """Package version plus a hash of what decides what an extract contains: extract.py, the
+    scrubber (data/privacy.py and every package module it imports: secrets, textview,
+    lexicon, ...), the word list it reads, the SQL, and the versions of the libraries its
+    detectors come from. A change to any of them is a new ``code_version``."""
+    modules = ["extract.py", *provenance.package_imports("data/privacy.py"), *_SCRUBBER_DATA]
+    return provenance.code_version(modules, ("extract/*",), _SCRUBBER_DISTRIBUTIONS)
 
 
 def run(

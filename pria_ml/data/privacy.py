@@ -102,8 +102,13 @@ _IPV6 = re.compile(
 _PHONE = re.compile(
     r"(?<![\w+])(?:\+|00)?\(?\d[\d \u00a0().\-/]{5,22}\d(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
 )
+# Cue patterns that end at "$" are searched in the few characters before a candidate. Each opens
+# with a look-ahead for the shape every one of its matches has (a cue word or two, then
+# separators, then the end), so the long list of alternatives is tried at a handful of
+# positions instead of at every one: the same matches, found faster.
 _PHONE_CUE = re.compile(
-    r"(?i)(?:tel|phone|mobile|cell|call|ring|fax|whatsapp|telefon|puhelin|numer|número|numero"
+    r"(?i)(?=\w{2,9}\W{0,12}$)"
+    r"(?:tel|phone|mobile|cell|call|ring|fax|whatsapp|telefon|puhelin|numer|número|numero"
     r"|téléphone|portable|celular|contact|nummer|nr)\W{0,12}$"
 )
 _DATE = re.compile(r"^\d{1,4}[-./]\d{1,2}[-./]\d{1,4}$")
@@ -268,7 +273,8 @@ _MARKS = (
 )
 _NAME_WORD = re.compile(rf"[^\W\d_][\w{_MARKS}'’-]*\.?")
 _TITLES = re.compile(
-    r"(?i)\b(?:mr|mrs|ms|miss|mx|dr|prof|herr|frau|mme|mlle|sr|sra|srta|srita|sig|sig\.ra|dott"
+    r"(?i)\b(?=\S+\s+(?:\S+\s+)?$)"
+    r"(?:mr|mrs|ms|miss|mx|dr|prof|herr|frau|mme|mlle|sr|sra|srta|srita|sig|sig\.ra|dott"
     r"|dott\.ssa|ing|arq|lic|mgr|bc|rndr|mudr|judr|pan|pani|bay|bayan|sayın|okt|uz|hr|fru|dhr"
     r"|mevr|shri|smt|don|doña|dña|univ\.prof|sir|dame|lord|lady|rev|revd|fr|sheikh|shaikh|haji"
     r"|hajji|datuk|dato'?|tan\s+sri|tun|pak|bu|ibu|bapak|mevrouw|meneer|mnr|signor|signora"
@@ -768,8 +774,13 @@ def _name_findings(text: str) -> list[Finding]:
     i = 0
     while i < len(words):
         first = words[i].group()
+        # (A word starting with an ASCII letter is of a cased script: no need to look further.)
+        uncased = not first.isascii() and _is_uncased(_POSSESSIVE.sub("", first.rstrip(".")))
+        if not uncased and not _is_capitalised(first):
+            i += 1
+            continue
         before = text[max(0, words[i].start() - 30) : words[i].start()]
-        if _is_uncased(_POSSESSIVE.sub("", first.rstrip("."))):
+        if uncased:
             if latin or _PERSON_CUE.search(before) or _TITLES.search(before):
                 j = i
                 while (
@@ -783,9 +794,6 @@ def _name_findings(text: str) -> list[Finding]:
                 found.append(Finding(words[i].start(), words[j].end(), "NAME", ""))
                 i = j + 1
                 continue
-            i += 1
-            continue
-        if not _is_capitalised(first):
             i += 1
             continue
         j, last = i + 1, i
@@ -813,7 +821,7 @@ def _name_findings(text: str) -> list[Finding]:
             i = last + 1
             continue
         if len(run) == 1 and (
-            _TITLES.search(before) or (_PERSON_CUE.search(before) and _is_uncommon(run[0]))
+            _TITLES.search(before) or (_is_uncommon(run[0]) and _PERSON_CUE.search(before))
         ):
             found.append(Finding(words[i].start(), words[i].end(), "NAME", ""))
         i += 1
@@ -859,13 +867,15 @@ _DATE_CANDIDATE = re.compile(
     r"(?![\d]|[./-]\d)"
     # 14 March 1987, 14. März 1987, 14 de marzo de 1987, 1er avril 1987, 14-Mar-1987
     rf"|(?<!\w){_DAY}\s?(?:de\s+|of\s+|[-/]\s?)?{_MONTH}(?:\s+de|\s+del|,)?[\s/-]?\s?(?:\d{{4}}|'\d{{2}})(?!\d)"
-    # March 14, 1987; March 14th 1987
-    rf"|(?<!\w){_MONTH}\s+{_DAY},?\s+\d{{4}}(?!\d)"
+    # March 14, 1987; March 14th 1987 (the look-ahead spares the month names at every other word)
+    rf"|(?<!\w)(?=[^\W\d_]{{3,12}}\.?\s+\d){_MONTH}\s+{_DAY},?\s+\d{{4}}(?!\d)"
     # 1987年3月14日, 1987년 3월 14일
     r"|\d{4}\s?[年년]\s?\d{1,2}\s?[月월]\s?\d{1,2}\s?[日일]?"
     # 19870314 (only after a cue, see _dob_findings)
     r"|(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"
 )
+# What every date candidate and a year alone hold: most texts with digits hold none of these.
+_DATE_HINT = re.compile(r"\d{4}|'\d\d|\d[./-]\d{1,2}[./-]\d")
 _BIRTH_CUE = re.compile(
     r"(?i:\b(?:d\.?o\.?b|date\s+of\s+birth|birth\s*date|birthdate|birthday|born(?:\s+on)?"
     r"|b\.|geb\.?|geboren(?:\s+(?:am|op|den))?|geburtsdatum|geburtstag|geb\.-?datum"
@@ -908,6 +918,8 @@ def _year_of(value: str) -> int | None:
 def _dob_findings(text: str, names: list[tuple[int, int]]) -> list[Finding]:
     """Dates next to a birth cue (before or after, in the product's languages) or right after a
     person; the latter only when the date is old enough to be no receipt or travel date."""
+    if _DATE_HINT.search(text) is None:
+        return []
     found = []
     for match in _DATE_CANDIDATE.finditer(text):
         value = match.group().rstrip(".,")
@@ -943,7 +955,7 @@ def _dob_findings(text: str, names: list[tuple[int, int]]) -> list[Finding]:
 # --- vehicle plates ---------------------------------------------------------------------------
 
 _PLATE_CUE = re.compile(
-    r"(?i:\b(?:licen[cs]e\s+plates?|license|licence|number\s+plates?|plates?(?:\s+(?:no|number|nr))?"
+    r"(?i:\b(?=[^\W\d_])(?:licen[cs]e\s+plates?|license|licence|number\s+plates?|plates?(?:\s+(?:no|number|nr))?"
     r"|reg(?:istration)?(?:\s+(?:no|number|nr|mark|plate))?|car\s+reg|vrn|vrm|tags?|parking|parked"
     r"|park(?:ing)?\s+(?:permit|ticket|fine)|toll|congestion\s+charge|ulez|pcn|pay\s+by\s+plate"
     r"|vehicles?|car|van|truck|motorbike|motorcycle|rental|hire\s+car|rental\s+car|cab|taxi"
@@ -1016,7 +1028,8 @@ def _is_text_base64(token: str) -> bool:
 # Receipt and chat cues after which the next words are a person, whatever their case:
 # "SERVED BY: MARIA GONZALEZ", "Cardholder JOHN A SMITH", "guest: priya sharma".
 _OCR_CUE = re.compile(
-    r"(?i:\b(?:served\s+by|you\s+were\s+served\s+by|your\s+server(?:\s+today)?(?:\s+was)?|server"
+    r"(?i:\b(?=\S+(?:\s+\S+){0,4}\s*$)"
+    r"(?:served\s+by|you\s+were\s+served\s+by|your\s+server(?:\s+today)?(?:\s+was)?|server"
     r"|cashier|cardholder|card\s*holder|card\s+member|guest(?:\s+name)?|passenger(?:\s+name)?|pax"
     r"|travell?er(?:\s+name)?|customer(?:\s+name)?|client\s+name|attendant|host|waiter|waitress"
     r"|operator|clerk|driver(?:\s+name)?|bill\s+to|sold\s+to|member|employee(?:\s+name)?"
@@ -1070,13 +1083,20 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
             i += 1  # no run of ordinary lower-case words can start a name here
             continue
         last = _same_case_run(text, words, i, caps)
+        runs = [
+            [w.group().rstrip(".") for w in words[i : end + 1]] for end in range(last, i - 1, -1)
+        ]
+        # A cue only ever makes a run a name (``_reads_as_name`` is monotone in them), so the
+        # cue patterns are searched only when some prefix would read as a name with every cue.
+        if not any(_reads_as_name(r, caps=caps, cued=True, chat=True, weak=True) for r in runs):
+            i += 1
+            continue
         before = text[max(0, words[i].start() - 40) : words[i].start()]
         cued = _OCR_CUE.search(before) is not None
         chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
         weak = not caps and _LOWER_CUE.search(before) is not None
         # The longest prefix of the run that reads as a name.
-        for end in range(last, i - 1, -1):
-            run = [w.group().rstrip(".") for w in words[i : end + 1]]
+        for end, run in zip(range(last, i - 1, -1), runs, strict=True):
             if _reads_as_name(run, caps=caps, cued=cued, chat=chat, weak=weak):
                 found.append(Finding(words[i].start(), words[end].end(), "NAME", ""))
                 i = end
@@ -1128,13 +1148,14 @@ def _family_name_first(text: str, words: list[re.Match], i: int) -> bool:
     if i + 1 >= len(words):
         return False
     word = words[i].group()
-    given = words[i + 1].group().rstrip(".")
     gap = text[words[i].end() : words[i + 1].start()]
     caps = word.isupper() and len(word) >= 2
-    surname = caps or (gap == ", " and _is_capitalised(word) and not _is_ordinary(word))
+    if not (gap == ", " or (caps and gap == " ")):
+        return False  # most words: neither in capitals nor before a comma
+    given = words[i + 1].group().rstrip(".")
+    surname = caps or (_is_capitalised(word) and not _is_ordinary(word))
     return (
-        gap in (" ", ", ")
-        and surname
+        surname
         and word.title() not in _NOT_NAMES
         and word.title() not in _PLACES
         and _is_capitalised(given)
@@ -1229,13 +1250,13 @@ def _detect(text: str, protected: frozenset[str]) -> list[Finding]:
     masked = pattern.sub(_mask, visible) if pattern is not None else visible
     has_digit = _DIGIT.search(visible) is not None
     taken: list[Finding] = []
-    people: list[Finding] = []
+    people: list[Finding] | None = None  # the name findings, computed once for DOB and NAME
     for kind in KINDS:
         if kind in _NEEDS_DIGIT and not has_digit:
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
-        if kind in ("DOB", "NAME") and not people:
+        if kind in ("DOB", "NAME") and people is None:
             people = _name_findings(masked)
         if kind == "NAME":
             found = people
