@@ -29,7 +29,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -572,7 +572,8 @@ def _prepare_run_dir(train_plan: TrainPlan) -> Path | None:
 class TrainResult:
     """A finished run: where the adapter went and what was registered."""
 
-    adapter_id: Any  # uuid.UUID; None on non-main processes of a multi-GPU run
+    adapter_id: Any  # uuid.UUID; None on non-main processes of a multi-GPU run, whose
+    # metrics hold only steps, process_index, processes and loss.eval
     artifact_uri: str
     artifact_sha256: str
     config_uri: str
@@ -627,7 +628,14 @@ def run(
         wall_s = time.monotonic() - started
     eval_loss = _eval_loss(trainer, storage, train_plan)
     if not trainer.accelerator.is_main_process:
-        return TrainResult(None, "", "", "", {}, train_plan)
+        # What this process did; the main process uploads, registers and reports the rest.
+        done = {
+            "steps": trainer.state.global_step,
+            "process_index": trainer.accelerator.process_index,
+            "processes": trainer.accelerator.num_processes,
+            "loss": {"eval": eval_loss},
+        }
+        return TrainResult(None, "", "", "", done, train_plan, model)
 
     metrics = _metrics(
         settings, storage, train_plan, trainer, output, wall_s, eval_loss,
@@ -711,6 +719,12 @@ def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int,
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
+        # Every adapter parameter takes part in every forward: searching the graph for unused
+        # ones costs a traversal per step, and Trainer would switch it on for a PeftModel.
+        ddp_find_unused_parameters=False,
+        # DDP broadcasts buffers (the rotary frequencies: constant) on every forward; ranks
+        # run different numbers of forward passes when their micro-batches split unevenly.
+        ddp_broadcast_buffers=False,
     )
     collator = PackingCollator(
         tokenizer.pad_token_id,
@@ -740,6 +754,15 @@ def completion_loss(
     Logits are computed only at positions whose next token is labelled (``logits_to_keep``,
     the union over the rows of the pass), not for every prompt token.
     """
+    summed, labelled, outputs = summed_completion_loss(model, inputs)
+    if num_items_in_batch is None:
+        return summed / labelled.clamp(min=1), outputs
+    return summed / num_items_in_batch, outputs
+
+
+def summed_completion_loss(model: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """``(summed cross-entropy, labelled tokens, outputs)`` of one pass, both on the model's
+    device: nothing here waits for the device or moves a value to the host."""
     import torch
 
     targets = inputs["labels"][..., 1:]
@@ -751,15 +774,24 @@ def completion_loss(
     outputs = model(**model_inputs, logits_to_keep=keep)
     logits = outputs.logits.float()
     kept = targets[:, keep]
-    loss = torch.nn.functional.cross_entropy(
+    summed = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]),
         kept.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
-    if num_items_in_batch is None:
-        return loss / (kept != IGNORE_INDEX).sum().clamp(min=1), outputs
-    return loss / num_items_in_batch, outputs
+    return summed, (kept != IGNORE_INDEX).sum(), outputs
+
+
+def pass_weighted_mean(sums: list[Any], counts: list[Any]) -> Any:
+    """The labelled-token mean loss of a batch evaluated in several passes, from each pass's
+    summed loss and labelled-token count. Tensor arithmetic only, so the result stays on the
+    device (and in the graph-free form) of its inputs: a float() round trip here put split
+    batches' losses on the CPU and unsplit ones on the GPU, which the evaluation loop cannot
+    concatenate."""
+    import torch
+
+    return torch.stack(sums).sum() / torch.stack(counts).sum().clamp(min=1)
 
 
 def additive_mask(model: Any, mask: Any) -> Any:
@@ -795,23 +827,29 @@ def _trainer_class() -> type:
 
     class QLoRATrainer(Trainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
-            if "chunks" not in inputs:
-                return super().training_step(model, inputs, num_items_in_batch)
-            losses = [
-                super(QLoRATrainer, self).training_step(model, chunk, num_items_in_batch)
-                for chunk in inputs["chunks"]
-            ]
+            passes = inputs.get("chunks", [inputs])
+            losses = []
+            for i, part in enumerate(passes):
+                # Under DDP every backward outside no_sync all-reduces the gradients. Only the
+                # last pass of a micro-batch may: ranks split their micro-batches into
+                # different numbers of passes, and unequal collectives hang the group.
+                last = i == len(passes) - 1
+                sync = nullcontext() if last else self.accelerator.no_sync(model)
+                with sync:
+                    losses.append(super().training_step(model, part, num_items_in_batch))
             return torch.stack(losses).sum()
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-            if "chunks" not in inputs:
-                return super().prediction_step(model, inputs, True, ignore_keys)
-            total, count = 0.0, 0
-            for chunk in inputs["chunks"]:
-                loss, _, _ = super().prediction_step(model, chunk, True, ignore_keys)
-                labelled = int((chunk["labels"][..., 1:] != IGNORE_INDEX).sum())
-                total, count = total + float(loss) * labelled, count + labelled
-            return torch.tensor(total / max(count, 1)), None, None
+            # Not Trainer.prediction_step: it gathers the labelled-token count across
+            # processes on every call, i.e. once per pass of a split batch (unequal across
+            # ranks). The evaluation loop's own gather of the loss is the one per batch.
+            sums, counts = [], []
+            with torch.no_grad(), self.compute_loss_context_manager():
+                for part in inputs.get("chunks", [inputs]):
+                    summed, labelled, _ = summed_completion_loss(model, self._prepare_inputs(part))
+                    sums.append(summed.detach())
+                    counts.append(labelled)
+            return pass_weighted_mean(sums, counts), None, None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = completion_loss(model, inputs, num_items_in_batch)
