@@ -6,7 +6,8 @@ observed from the outside.
 Observation only, nothing replaced: every gradient all-reduce DDP issues goes through a
 counting comm hook (PyTorch's own ``allreduce_hook`` does the work), the arguments DDP is
 built with are recorded, and the trainer's training and prediction steps record how many
-forward passes each micro-batch arrived in. Each rank then writes its adapter weights and what it saw to OUT.
+forward passes each micro-batch arrived in. Each rank then writes its adapter weights and
+what it saw to OUT.
 """
 
 from __future__ import annotations

@@ -330,12 +330,29 @@ def test_a_night_that_drops_too_many_examples_as_too_long_fails(tmp_path, tiny_d
         train.plan(settings, DATE, short)
 
 
-def test_plan_that_cannot_fit_the_tier_gpu_is_refused(tmp_path, tiny_dir) -> None:
+def test_plan_that_cannot_fit_the_tier_gpu_is_refused_naming_a_knob_that_fits(
+    tmp_path, tiny_dir
+) -> None:
+    import re
+
     from pria_ml.errors import TrainingError
     from pria_ml.settings import GpuTier
 
-    tiny_gpu = GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13, gpu_memory_gib=0.001)
-    settings = _settings(tmp_path, tiny_dir, gpu_tiers={"pilot": tiny_gpu})
+    demo = train.PROFILES["demo"]
+    # A GPU between the upper ends of the band at a quarter and at the whole per-pass budget.
+    settings = _settings(tmp_path, tiny_dir)
     write_features(open_storage(settings), train=64, val=1)
-    with pytest.raises(TrainingError, match="does not fit the 0.001 GiB of a A10G: lower"):
-        train.plan(settings, DATE, train.PROFILES["demo"])
+    whole = train.plan(settings, DATE, demo).memory.high
+    quarter = demo.max_tokens_per_micro_batch // 4
+    smaller = demo.with_overrides(max_tokens_per_micro_batch=quarter)
+    fitting = train.plan(settings, DATE, smaller).memory.high
+    gpu = GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13, gpu_memory_gib=(whole + fitting) / 2)
+    settings = _settings(tmp_path, tiny_dir, gpu_tiers={"pilot": gpu})
+    with pytest.raises(TrainingError, match=r"band .* does not fit .* at its upper end") as refused:
+        train.plan(settings, DATE, demo)
+    knob = re.search(
+        r"--max-tokens-per-micro-batch (\d+)(?: or --lora-r \d+)? would fit", str(refused.value)
+    )
+    assert knob is not None, refused.value
+    # The named value does fit: the same plan with it passes.
+    train.plan(settings, DATE, demo.with_overrides(max_tokens_per_micro_batch=int(knob[1])))
