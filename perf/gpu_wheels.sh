@@ -12,7 +12,9 @@ pip=${PIP:-pip}
 mkdir -p "$dir"
 "$pip" download --dest "$dir" --no-deps --only-binary=:all: \
   --python-version "$python_version" --implementation cp \
-  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux_2_34_x86_64 --platform manylinux_2_31_x86_64 \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+  --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform linux_x86_64 --platform any \
   -r "$here/gpu_requirements.txt"
 echo "wheels for Python $python_version in $dir: $(ls "$dir" | wc -l) files, $(du -sh "$dir" | cut -f1)"

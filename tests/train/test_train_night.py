@@ -74,3 +74,81 @@ def test_nightly_reports_a_non_main_process_without_registry_fields() -> None:
     assert nightly.train_detail(result) == (
         "process 1 trained 12 steps; the main process registers the candidate"
     )
+
+
+# A warm start, end to end, on a registry of its own (it promotes) ----------------------------
+NIGHT_1, NIGHT_2 = datetime.date(2026, 11, 10), datetime.date(2026, 11, 11)
+SHORT = {
+    "max_steps": 2,
+    "per_device_train_batch_size": 8,
+    "max_length": 256,
+    "lora_dropout": 0.0,
+    "save_steps": 50,
+}
+
+
+def publish(storage, date, old: int, new: int) -> None:
+    import pyarrow as pa
+    from train_task import task_rows
+
+    from pria_ml import features
+    from pria_ml.data.contract import FEATURE_SCHEMA
+
+    rows = task_rows(old, 1, OLD) + task_rows(new, 5, NEW)
+    tables = {
+        "train": pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA),
+        "val": pa.Table.from_pylist(task_rows(4, 2, NEW), schema=FEATURE_SCHEMA),
+        "test": pa.Table.from_pylist(task_rows(4, 3, NEW), schema=FEATURE_SCHEMA),
+    }
+    features.publish_tables(storage, date, tables)
+
+
+@pytest.mark.slow
+def test_warm_start_continues_the_prod_adapter_on_new_days_plus_replay(
+    new_database, settings_for, tmp_path
+) -> None:
+    from safetensors.torch import load_file
+
+    from pria_ml import registry
+    from pria_ml.data.storage import open_storage
+    from pria_ml.errors import DataError
+    from pria_ml.model import loading
+
+    with new_database("registry", "warm") as db:
+        settings = settings_for(db, tmp_path / "storage")
+        storage = open_storage(settings)
+        publish(storage, NIGHT_1, old=24, new=0)
+        demo = train.PROFILES["demo"].with_overrides(**SHORT)
+        first = train.run(settings, NIGHT_1, demo)
+        assert first.metrics["night"]["mode"] == "full"
+        assert first.metrics["dataset"]["trained_through"] == OLD.isoformat()
+        registry.promote(db, adapter_id=first.adapter_id, force=True, reason="test prod")
+
+        warm = demo.with_overrides(warm_start=True, replay_ratio=0.5)
+        publish(storage, NIGHT_2, old=24, new=0)
+        with pytest.raises(DataError, match="no example .* newer than 2026-11-01.*--no-warm-start"):
+            train.plan(settings, NIGHT_2, warm)
+        # Another rank cannot continue the prod adapter: full retraining, and the plan says why.
+        other = train.plan(settings, NIGHT_2, warm.with_overrides(lora_r=8))
+        assert other.mode == "full" and "rank 64" in other.full_retrain_reason
+
+        publish(storage, NIGHT_2, old=24, new=8)
+        planned = train.plan(settings, NIGHT_2, warm)
+        assert planned.mode == "warm-start"
+        chosen = planned.selection
+        replayed = chosen.replay_examples
+        assert chosen.new_examples == 8 and 1 <= replayed <= 4  # about half the new tokens
+        assert chosen.tokens_per_epoch == sum(len(e.input_ids) for e in planned.examples)
+        assert f"warm start from {first.adapter_id} (8 new + {replayed} replayed" in planned.line()
+        assert "warm-up 0 | ETA " in planned.line() and "$" in planned.line()
+
+        # A learning rate too small to move anything: the trained adapter is the prod one.
+        second = train.run(settings, NIGHT_2, warm.with_overrides(learning_rate=1e-12))
+        assert second.metrics["night"]["warm_start_from"] == str(first.adapter_id)
+        prod = load_file(loading.download_adapter(storage, NIGHT_1, tmp_path / "prod") / (
+            "adapter_model.safetensors"
+        ))  # fmt: skip
+        now = dict(second.model.named_parameters())
+        for name, weight in prod.items():
+            trained = now[name.replace(".weight", ".default.weight")].detach()
+            torch.testing.assert_close(trained, weight, rtol=0, atol=1e-6)
