@@ -7,7 +7,9 @@ Mistral-7B-Instruct (``accelerate launch`` for several GPUs). Read top to bottom
    the base model's chat template, count tokens, work out steps and warm-up, estimate the cost
    and refuse a run over the nightly budget. ``--dry-run`` stops here and prints the plan.
 2. Load the base model in 4-bit NF4 with double quantisation, prepare it for k-bit training and
-   add a LoRA adapter (rank 64 on every linear layer by default).
+   add a LoRA adapter (rank 32 on every linear layer in the spec profile, ~84 M parameters),
+   or continue the prod adapter (warm start) on the days it has not seen plus a replay sample,
+   sized by the night's token budget.
 3. Train with ``transformers.Trainer``: loss on completion tokens only, examples packed into
    rows with a block-diagonal causal mask (no attention across examples), gradient accumulation
    to the effective batch, checkpoints in a local run directory that a restarted run resumes.
@@ -1015,11 +1017,13 @@ def additive_mask(model: Any, mask: Any) -> Any:
 
 
 def _trainer_class() -> type:
-    """``transformers.Trainer`` with the two changes QLoRA on one A10G needs.
+    """``transformers.Trainer`` with the changes QLoRA on one A10G (or several) needs.
 
     - A micro-batch over the token budget arrives from ``PackingCollator`` as several passes;
       each pass is one forward/backward into the same gradient, so the worst micro-batch
-      (8 x 2,048 tokens) costs the memory of 2,048.
+      (8 x 2,048 tokens) costs the memory of 2,048. Under DDP all passes but the last run
+      under ``no_sync``, and evaluation computes each pass's loss itself: the collectives per
+      step and per evaluation batch are the same on every rank however its batches split.
     - Logits are computed only at positions whose next token is labelled (the completion):
       the model gets ``logits_to_keep`` with those positions, and the loss is the summed
       cross-entropy over labelled tokens divided by the step's labelled-token count
