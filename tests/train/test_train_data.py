@@ -198,13 +198,20 @@ def test_dry_run_of_the_spec_profile_on_the_pilot_tier(tmp_path, mistral_7b_shap
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    plan_json, command = done.stdout.rsplit("}\n", 1)
+    plan_json, rest = done.stdout.rsplit("}\n", 1)
+    line, command = rest.strip().split("\n")
     plan = json.loads(plan_json + "}")
     assert plan["examples"] == 256 and plan["optimizer_steps"] == 2 and plan["warmup_steps"] == 0
-    assert plan["config"]["learning_rate"] == 8e-5 and plan["config"]["lora_r"] == 64
+    assert plan["config"]["learning_rate"] == 8e-5 and plan["config"]["lora_r"] == 32
+    assert plan["adapter_parameters"] == 83_886_080  # the spec's "~85 M"
+    assert plan["mode"] == "full" and plan["full_retrain_reason"] == "no prod adapter yet"
     memory = plan["peak_memory_gib"]
     assert memory["gpu_memory_gib"] == 22.0  # pilot: A10G
-    assert memory["total"] * 2**30 < 8e9  # spec section 4: "fits A10G 24 GB in < 8 GB"
+    low, high = memory["band"]
+    assert low < memory["total"] < high
+    assert high * 2**30 < 8e9  # spec section 4: "fits A10G 24 GB in < 8 GB", at the upper end
+    assert line.startswith("plan: full retraining (256 of 256 examples; no prod adapter yet) | ")
+    assert "| 2 steps, warm-up 0 | ETA 0:" in line and "83,886,080 adapter parameters" in line
     estimate = plan["estimate"]
     assert estimate["throughput_source"].startswith("physics")
     assert 400 < estimate["tokens_per_second"] < 550  # 70 TFLOPS x 30 % / ~44 GFLOP per token

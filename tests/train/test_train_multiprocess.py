@@ -28,7 +28,7 @@ from pria_ml.data.storage import open_storage
 from pria_ml.model import tiny as tinymodel
 
 TWO_PROCESSES = datetime.date(2026, 11, 2)
-ONE_PROCESS = datetime.date(2026, 11, 3)
+ONE_PROCESS = datetime.date(2026, 11, 4)  # dates are unique across the training tests
 MICRO_BATCHES_PER_RANK = 4  # 2 steps x (4 accumulation steps / 2 processes)
 # Examples of 52-200 tokens, 3 per micro-batch, one packed row of <= 256 tokens per pass:
 # a micro-batch runs in 1, 2 or 3 passes depending on its examples.
