@@ -87,7 +87,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
+    parser.add_argument("--tiny", action="store_true", help="4 prompts, 1 trial (seconds)")
     args = parser.parse_args()
+    if args.tiny:
+        args.prompts, args.latency_prompts, args.repeats, args.trials = 4, 4, 2, 1
+        args.new_tokens = 2
 
     import torch
 

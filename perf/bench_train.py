@@ -81,7 +81,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--max-length", type=int, default=512, help="packed row length")
+    parser.add_argument("--tiny", action="store_true", help="2 steps of 4 examples (seconds)")
     args = parser.parse_args()
+    if args.tiny:
+        args.examples, args.batch, args.steps = 12, 4, 2
 
     import torch
 
