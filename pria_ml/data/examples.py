@@ -180,20 +180,50 @@ NARROW_COLUMNS = (
 )
 
 
+def read_units(row_groups: list[int], tasks: int) -> list[tuple[int, int, int]]:
+    """How the examples pass divides raw.parquet: ``(row group, first row, end row)`` slices,
+    whole row groups when there are at least ``tasks`` of them, else each group cut into equal
+    slices so that every core gets work (``row_groups``: the rows of each group)."""
+    pieces = max(1, -(-tasks // max(len(row_groups), 1)))
+    units = []
+    for group, rows in enumerate(row_groups):
+        step = max(1, -(-rows // pieces))
+        units += [(group, begin, min(begin + step, rows)) for begin in range(0, rows, step)]
+    return units
+
+
 def narrow_partition(
-    batches: Iterator[pa.RecordBatch], *, max_tokens: int, encoding_file: str | None
+    ids: Iterator[pa.RecordBatch],
+    *,
+    raw_path: str,
+    units: list[tuple[int, int, int]],
+    max_tokens: int,
+    encoding_file: str | None,
 ) -> Iterator[pa.RecordBatch]:
-    """Spark's examples pass (``mapInArrow``): raw rows with their file row index ``row`` ->
-    ``NARROW_DDL`` rows. The encoding is parsed once per Python worker."""
+    """Spark's examples pass (``mapInArrow`` over unit ids): each unit's raw rows, read here
+    from raw.parquet with pyarrow (the JVM never decodes the wide text columns), ->
+    ``NARROW_DDL`` rows, in batches of 10,000. The encoding is parsed once per Python worker."""
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     encoding = tokens.encoding(encoding_file)
-    for batch in batches:
-        example = example_batch(batch, encoding, max_tokens=max_tokens)
-        yield pa.RecordBatch.from_arrays(
-            [batch.column("row"), *(example.column(name) for name in NARROW_COLUMNS)],
-            names=["row", *NARROW_COLUMNS],
-        )
+    parquet = pq.ParquetFile(raw_path)
+    meta = parquet.metadata
+    starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+    for batch in ids:
+        for unit in batch.column(0).to_pylist():
+            group, begin, end = units[unit]
+            rows = parquet.read_row_group(group, columns=list(RAW_INPUT)).slice(begin, end - begin)
+            offset = int(starts[group]) + begin
+            for piece in rows.to_batches(max_chunksize=10_000):
+                example = example_batch(piece, encoding, max_tokens=max_tokens)
+                row = pa.array(np.arange(offset, offset + piece.num_rows), pa.int64())
+                offset += piece.num_rows
+                yield pa.RecordBatch.from_arrays(
+                    [row, *(example.column(name) for name in NARROW_COLUMNS)],
+                    names=["row", *NARROW_COLUMNS],
+                )
 
 
 def warm_worker(encoding_file: str | None) -> int:

@@ -22,6 +22,7 @@ from pria_ml.data.examples import (
     MISSING_KEY,
     OVER_LENGTH,
     example_batch,
+    read_units,
 )
 from pria_ml.data.splits import (
     PROMPT_CONFLICT,
@@ -344,3 +345,10 @@ def test_repeated_example_ids_are_named():
     with pytest.raises(DataError, match="1 rows repeat the key"):
         splits.check_unique(pa.array(["a", "b", "a"]))
     splits.check_unique(pa.array(["a", "b"]))
+
+
+def test_examples_pass_reads_whole_row_groups_or_cuts_few_into_slices():
+    assert read_units([5, 5, 5, 5], tasks=4) == [(0, 0, 5), (1, 0, 5), (2, 0, 5), (3, 0, 5)]
+    # One group, four tasks: four slices that cover every row once.
+    assert read_units([10], tasks=4) == [(0, 0, 3), (0, 3, 6), (0, 6, 9), (0, 9, 10)]
+    assert read_units([3, 1], tasks=4) == [(0, 0, 2), (0, 2, 3), (1, 0, 1)]
