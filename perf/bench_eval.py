@@ -102,7 +102,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        base = str(tinymodel.build(Path(scratch) / "tiny"))
+        # --tiny: the random-initialised base (no pre-training run), same code path after it
+        steps = 0 if args.tiny else tinymodel.PRETRAIN_STEPS
+        base = str(tinymodel.build(Path(scratch) / "tiny", pretrain_steps=steps))
         tokenizer = load_tokenizer(base)
         batch = prompts(args.prompts)
         print(f"torch threads: {torch.get_num_threads()}")

@@ -94,7 +94,9 @@ def main() -> None:
     from pria_ml.training import packing
 
     torch.manual_seed(0)
-    directory = tinymodel.build(Path(tempfile.mkdtemp()) / "tiny-mistral")
+    # --tiny: the random-initialised base (no pre-training run), same code path after it
+    steps = 0 if args.tiny else tinymodel.PRETRAIN_STEPS
+    directory = tinymodel.build(Path(tempfile.mkdtemp()) / "tiny-mistral", pretrain_steps=steps)
     tokenizer = loading.load_tokenizer(str(directory))
     features = examples(tokenizer, max(args.examples, (args.steps + 1) * args.batch))
     lengths = sorted(len(f["input_ids"]) for f in features)
