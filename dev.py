@@ -69,10 +69,10 @@ def test(args: list[str]) -> None:
     run([BIN / "ruff", "check", "."])
     run([BIN / "ruff", "format", "--check", "."])
     # Every core, a whole test file (or a folder sharing trained fixtures) per worker; the
-    # grouping is in tests/conftest.py. `python3 dev.py test -n 0 ...` runs in one process.
+    # scheduling is in tests/conftest.py. `python3 dev.py test -n 0 ...` runs in one process.
     parallel = [] if any(a == "-n" or a.startswith("-n") for a in args) else ["-n", "auto"]
     result = subprocess.run(
-        [str(BIN / "python"), "-m", "pytest", *parallel, "--dist", "loadgroup", *args],
+        [str(BIN / "python"), "-m", "pytest", *parallel, *args],
         cwd=ROOT,
         env=offline_env(),
     )

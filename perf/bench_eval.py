@@ -87,7 +87,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
+    parser.add_argument("--tiny", action="store_true", help="4 prompts, 1 trial (seconds)")
     args = parser.parse_args()
+    if args.tiny:
+        args.prompts, args.latency_prompts, args.repeats, args.trials = 4, 4, 2, 1
+        args.new_tokens = 2
 
     import torch
 
@@ -98,7 +102,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        base = str(tinymodel.build(Path(scratch) / "tiny"))
+        # --tiny: the random-initialised base (no pre-training run), same code path after it
+        steps = 0 if args.tiny else tinymodel.PRETRAIN_STEPS
+        base = str(tinymodel.build(Path(scratch) / "tiny", pretrain_steps=steps))
         tokenizer = load_tokenizer(base)
         batch = prompts(args.prompts)
         print(f"torch threads: {torch.get_num_threads()}")

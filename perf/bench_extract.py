@@ -140,7 +140,11 @@ def main() -> None:
     parser.add_argument("--child", choices=["stream", "naive"])
     parser.add_argument("--home", type=Path)
     parser.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--tiny", action="store_true", help="200 rows, one worker (seconds)")
     args = parser.parse_args()
+    if args.tiny:
+        args.sizes, args.workers = [200], [1]
+        args.root = Path(tempfile.mkdtemp(prefix="pria-bench-extract-"))
     if args.child:
         child(args.child, args.home, args.n)
         return

@@ -1,94 +1,80 @@
-"""Benchmark build-features: Spark vs a single-process pyarrow/pandas run of the same logic.
+"""build-features on Spark against the best single-machine engines, every output checked equal.
 
-    .venv/bin/python perf/bench_features.py [--rows 100000 1000000] [--seed 0]
+    .venv/bin/python perf/bench_features.py [--rows 1000000] [--rounds 3] [--standalone]
+    .venv/bin/python perf/bench_features.py --tiny      # seconds: the suite runs this
 
-For each size it generates raw.parquet synthetically (about 45 words of text per row, as the
-extract writes it: zstd, one row group per 50k rows), then times
+For each size it writes one seeded raw.parquet (333 characters of message text per row, 60
+days, 20 % overrides, recurring prompts, traces crossing midnight; zstd, 50k-row groups, as
+extract writes it) and times, each in a fresh process, in rotated order for ``--rounds``:
 
-- ``features.build`` on the Spark session of ``PRIA_SPARK_MASTER`` (default local[*]), the
-  session started once and warmed up by one tiny build; both fixed costs are reported on their
-  own and counted in a second ratio;
-- ``baseline``: the same rules in one Python process - pyarrow for I/O, the very same
-  ``example_batch`` (tiktoken's batch encoder on all cores), pandas group-bys for the leakage
-  rules, pyarrow's sort - ending in the same ``write_split``;
+- ``spark``: ``features.build`` exactly as ``pria-ml build-features`` calls it: no session
+  given, so it starts its own JVM (``PRIA_SPARK_MASTER``, default local[*]) and stops it;
+- ``polars``: Polars, lazy, for the plan (group-bys, windows, the sort); tokenising with the
+  shared per-batch code (``pria_ml.data.examples.example_batch``), one plain loop per chunk, a
+  thread per core (tiktoken releases the GIL while it encodes);
+- ``baseline``: the project's single-process reference, pyarrow and pandas, with the same
+  tokenising loop.
 
-checks the two produced byte-identical split files, and prints rows/s, the Spark / baseline
-ratio, where Spark's time went, and how each scales from the first size to the last.
+Every engine writes its splits through the same ``SplitWriter``; each engine's three files
+must have the same sha256 as Spark's (same rows, token sums and contents), or the run fails.
+Printed per engine: wall seconds min / median, peak RSS of the whole process tree (the JVM and
+its Python workers included), and the ratio of its median to the best median. ``--standalone``
+adds one run of the Spark engine on a standalone master and worker started on loopback.
+``--tiny`` runs every engine once on 3,000 rows with 30 % overrides, so the seeded last copies
+are exercised too (the suite's check that this script still runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from pria_ml import features
-from pria_ml.data import tokens
-from pria_ml.data.contract import RAW_SCHEMA
-from pria_ml.data.storage import sha256_file
-from pria_ml.features import (
-    CONFLICT_REASONS,
-    PROMPT_CONFLICT,
-    SPLITS,
-    TRACE_CONFLICT,
-    SplitWriter,
-    copy_key,
-    date_cut_points,
-    example_batch,
-    upsample_plan,
-)
-from pria_ml.settings import Settings
-
+ROOT = Path(__file__).resolve().parents[1]
 DATE = dt.date(2026, 11, 24)
-WARM_UP_ROWS = 2_000
+ENGINES = ("spark", "polars", "baseline")
+TINY_ROWS = 3_000
+BATCH_ROWS = 50_000
 SYSTEM = (
     "You are PRIA, an expense assistant. Read the expense and the tool results, then answer "
     "with the category id and one short reason."
 )
-WORDS = np.array(
-    [f"{a}{b}" for a in ("ta", "ro", "mi", "ke", "lu", "sa", "po", "ne") for b in range(250)]
-)
-MERCHANTS = np.array(["Uber", "Lufthansa", "Pret", "AWS", "Staples", "Hilton", "Shell", "Zoom"])
+MERCHANTS = ("Uber", "Lufthansa", "Pret", "AWS", "Staples", "Hilton", "Shell", "Zoom")
 
 
-# The single-process baseline's own helpers (the Spark path does the same in its plan).
-def remainder_threshold(keys: Iterable[str], remainder: int) -> str | None:
-    """The largest copy key that still gets a remainder copy (None when none does)."""
-    if remainder == 0:
-        return None
-    return sorted(keys)[remainder - 1]
+# ---------------------------------------------------------------------------------------------
+# Input
 
 
-def write_split(batches: Iterable[pa.RecordBatch], path: Path) -> int:
-    """Write rows, already in their final order, as one split file; return the row count."""
-    writer = SplitWriter(path)
-    try:
-        for batch in batches:
-            writer.write(batch)
-    finally:
-        rows = writer.close()
-    return rows
+def synthetic_raw(rows: int, seed: int, override_rate: float = 0.2):
+    """``rows`` raw rows over 60 days: traces of 1-3 events, ``override_rate`` overridden, some
+    recurring prompts, a few traces crossing midnight."""
+    import numpy as np
+    import pyarrow as pa
 
+    from pria_ml.data.contract import RAW_SCHEMA
 
-def synthetic_raw(rows: int, seed: int) -> pa.Table:
-    """``rows`` raw rows over 60 days: traces of 1-3 events, 20 % overrides, some recurring
-    prompts, a few traces crossing midnight."""
+    words = np.array(
+        [f"{a}{b}" for a in ("ta", "ro", "mi", "ke", "lu", "sa", "po", "ne") for b in range(250)]
+    )
+    merchants = np.array(MERCHANTS)
     rng = np.random.default_rng(seed)
-    trace = np.sort(rng.integers(0, int(rows / 1.6), rows))
+    traces = max(int(rows / 1.6), 1)
+    trace = np.sort(rng.integers(0, traces, rows))
     step = np.arange(rows) - np.searchsorted(trace, trace)
-    day = (trace * 60 // int(rows / 1.6)) + ((trace % 50 == 0) & (step > 0) & (trace < rows // 2))
-    merchant = MERCHANTS[trace % len(MERCHANTS)]
-    notes = [" ".join(ws) for ws in WORDS[rng.integers(0, len(WORDS), (rows, 24))]]
+    day = (trace * 60 // traces) + ((trace % 50 == 0) & (step > 0) & (trace < rows // 2))
+    merchant = merchants[trace % len(merchants)]
+    notes = [" ".join(ws) for ws in words[rng.integers(0, len(words), (rows, 24))]]
     recurring = trace % 9 == 0
     user = np.where(
         recurring,
@@ -103,7 +89,7 @@ def synthetic_raw(rows: int, seed: int) -> pa.Table:
         for m, c in zip(merchant, rng.integers(4000, 6000, rows), strict=True)
     ]
     category = rng.integers(0, 40, rows)
-    overridden = rng.random(rows) < 0.2
+    overridden = rng.random(rows) < override_rate
     contents = np.stack([np.full(rows, SYSTEM), user, np.array(tool)], axis=1).ravel()
     messages = pa.StructArray.from_arrays(
         [
@@ -140,133 +126,478 @@ def synthetic_raw(rows: int, seed: int) -> pa.Table:
     )
 
 
-def baseline(raw_path: Path, out: Path, *, seed: int, max_tokens: int) -> dict[str, Path]:
-    """build-features' rules in one process, without Spark; returns the split files."""
+def write_raw(home: Path, rows: int, seed: int, override_rate: float = 0.2) -> Path:
+    """raw.parquet plus extract's manifest in ``home``'s storage, in 1M-row slices (bounded
+    memory at 10M rows); returns the file."""
+    import pyarrow.parquet as pq
+
+    from pria_ml.data.contract import RAW_SCHEMA, dataset_key, write_manifest
+    from pria_ml.data.storage import open_storage, sha256_file
+
+    storage = open_storage(settings_for(home))
+    path = storage.path(dataset_key(DATE, "raw.parquet"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(path, RAW_SCHEMA, compression="zstd") as writer:
+        for begin in range(0, rows, 1_000_000):
+            part = synthetic_raw(min(1_000_000, rows - begin), seed + begin, override_rate)
+            if begin:  # distinct ids and traces across slices
+                part = _renumber(part, begin)
+            writer.write_table(part, row_group_size=BATCH_ROWS)
+    files = {"raw.parquet": {"sha256": sha256_file(path), "bytes": path.stat().st_size}}
+    write_manifest(storage, dataset_key(DATE, "manifest.json"), {"files": files})
+    return path
+
+
+def _renumber(table, offset: int):
+    import pyarrow.compute as pc
+
+    for name, prefix in (("event_id", "ev-"), ("trace_id", "tr-")):
+        renamed = pc.binary_join_element_wise(
+            prefix, f"{offset}-", pc.utf8_slice_codeunits(table[name], len(prefix)), ""
+        )
+        table = table.set_column(table.schema.get_field_index(name), name, renamed)
+    return table
+
+
+def settings_for(home: Path):
+    from pria_ml.settings import Settings
+
+    return Settings(home=home, storage_url=(home / "storage").as_uri())
+
+
+# ---------------------------------------------------------------------------------------------
+# The engines (each runs in a child process: ``--engine NAME --home DIR --out DIR``)
+
+
+def examples_in_threads(raw_path: Path, *, max_tokens: int, columns: Iterable[str]):
+    """Example rows of every raw row (``example_schema``), tokenised by one plain loop per
+    chunk, a thread per core."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pria_ml.data import tokens
+    from pria_ml.data.examples import RAW_INPUT, example_batch
+
     encoding = tokens.encoding()
-    threads = os.cpu_count() or 1
     parquet = pq.ParquetFile(raw_path)
-    examples = pa.Table.from_batches(
-        [
-            example_batch(batch, encoding, max_tokens=max_tokens, num_threads=threads)
-            for batch in parquet.iter_batches(batch_size=50_000, columns=list(features.RAW_INPUT))
-        ]
+    batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(RAW_INPUT))
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        done = pool.map(
+            lambda b: example_batch(b, encoding, max_tokens=max_tokens).select(list(columns)),
+            batches,
+        )
+        return pa.Table.from_batches(list(done))
+
+
+def write_sorted(rows, paths: dict, split_column: str = "split") -> None:
+    """Rows in (example_id, upsample_copy) order -> the three split files."""
+    import pyarrow.compute as pc
+
+    from pria_ml.data.splits import ROW_GROUP_ROWS, SPLITS, SplitWriter
+
+    for number, name in enumerate(SPLITS):
+        writer = SplitWriter(paths[name])
+        try:
+            chosen = rows.filter(pc.equal(rows[split_column], number))
+            for batch in chosen.to_batches(max_chunksize=ROW_GROUP_ROWS):
+                writer.write(batch)
+        finally:
+            writer.close()
+
+
+def polars_engine(raw_path: Path, out: Path, *, seed: int, max_tokens: int) -> dict:
+    import polars as pl
+
+    from pria_ml.data import splits
+    from pria_ml.data.examples import example_schema
+    from pria_ml.data.splits import PROMPT_CONFLICT, TRACE_CONFLICT
+
+    timings = {}
+    start = time.perf_counter()
+    examples = pl.from_arrow(
+        examples_in_threads(raw_path, max_tokens=max_tokens, columns=example_schema().names)
     )
+    timings["examples"] = time.perf_counter() - start
+    start = time.perf_counter()
+    usable = examples.lazy().filter(pl.col("drop_reason").is_null())
+    per_date = usable.group_by("record_date").len().collect()
+    cuts = splits.date_cut_points(dict(zip(*per_date.get_columns(), strict=True)))
+    split = (
+        pl.when(pl.col("record_date") <= cuts[0])
+        .then(0)
+        .when(pl.col("record_date") <= cuts[1])
+        .then(1)
+        .otherwise(2)
+        .cast(pl.Int8)
+    )
+    trace_conflict = pl.col("split") > pl.col("split").min().over("trace_id")
+    prompt_first = pl.when(pl.col("conflict").is_null()).then(pl.col("split"))
+    planned = (
+        usable.with_columns(split.alias("split"))
+        .with_columns(pl.when(trace_conflict).then(pl.lit(TRACE_CONFLICT)).alias("conflict"))
+        .with_columns(
+            pl.coalesce(
+                "conflict",
+                pl.when(pl.col("split") > prompt_first.min().over("prompt_hash")).then(
+                    pl.lit(PROMPT_CONFLICT)
+                ),
+            ).alias("conflict")
+        )
+        .filter(pl.col("conflict").is_null())
+        .drop("conflict", "prompt_hash", "drop_reason")
+        .collect()
+    )
+    train = planned.filter(pl.col("split") == 0).group_by("reward").len()
+    plan = splits.upsample_plan(dict(zip(*train.get_columns(), strict=True)))
+    # Copy keys (a sha256 each) only for train's minority rows, and only when some get a
+    # last copy: Polars would evaluate a when/then branch on every row.
+    keys = pl.Series("copy_key", [None] * planned.height, dtype=pl.String)
+    if plan.remainder:
+        mask = planned.select(
+            (pl.col("split") == 0) & (pl.col("reward") == plan.minority_reward)
+        ).to_series()
+        ids = planned["example_id"].filter(mask).to_list()
+        keys = keys.scatter(mask.arg_true(), [splits.copy_key(seed, i) for i in ids])
+    planned = planned.with_columns(keys)
+    extra = splits.copies(
+        planned["split"].to_numpy(),
+        planned["reward"].to_numpy(),
+        planned["copy_key"].to_arrow(),
+        plan,
+    )
+    rows = (
+        planned.lazy()
+        .with_columns(pl.Series("extra", extra))
+        .with_columns(pl.int_ranges(0, pl.col("extra") + 1, dtype=pl.Int16).alias("upsample_copy"))
+        .explode("upsample_copy")
+        .sort("example_id", "upsample_copy")
+        .collect()
+    )
+    timings["plan"] = time.perf_counter() - start
+    start = time.perf_counter()
+    write_sorted(rows.to_arrow(), split_paths(out))
+    timings["write"] = time.perf_counter() - start
+    return timings
+
+
+def baseline_engine(raw_path: Path, out: Path, *, seed: int, max_tokens: int) -> dict:
+    """build-features' rules in one process with pyarrow and pandas."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pria_ml.data import splits
+    from pria_ml.data.examples import example_schema
+    from pria_ml.data.splits import PROMPT_CONFLICT, TRACE_CONFLICT
+
+    timings = {}
+    start = time.perf_counter()
+    examples = examples_in_threads(raw_path, max_tokens=max_tokens, columns=example_schema().names)
+    timings["examples"] = time.perf_counter() - start
+    start = time.perf_counter()
     usable = examples.filter(pc.is_null(examples["drop_reason"]))
-    narrow = usable.select(["example_id", "trace_id", "prompt_hash", "record_date", "reward"])
-    frame = narrow.to_pandas()
-    per_date = frame.groupby("record_date").size()
-    cuts = date_cut_points(per_date.to_dict())
-    dates = frame["record_date"].to_numpy()
-    frame["split"] = np.where(dates <= cuts[0], 0, np.where(dates <= cuts[1], 1, 2))
+    frame = usable.select(["trace_id", "prompt_hash", "record_date", "reward"]).to_pandas()
+    cuts = splits.date_cut_points(frame.groupby("record_date").size().to_dict())
+    frame["split"] = splits.split_of(usable["record_date"], cuts)
     frame["conflict"] = None
     for key, reason in (("trace_id", TRACE_CONFLICT), ("prompt_hash", PROMPT_CONFLICT)):
         live = frame["conflict"].isna()
         first = frame[live].groupby(key)["split"].transform("min")
         frame.loc[live & (frame["split"] > first.reindex(frame.index)), "conflict"] = reason
-    assert set(CONFLICT_REASONS) >= set(frame["conflict"].dropna())
     kept = frame["conflict"].isna().to_numpy()
-    train = kept & (frame["split"].to_numpy() == 0)
-    plan = upsample_plan(frame[train].groupby("reward").size().to_dict())
-    copies = np.zeros(len(frame), dtype=np.int64)
-    if plan.minority_reward is not None:
-        minority = train & (frame["reward"].to_numpy() == plan.minority_reward)
-        copies[minority] = plan.full_copies
-        if plan.remainder:
-            keys = np.array([copy_key(seed, i) for i in frame["example_id"][minority]])
-            threshold = remainder_threshold(keys, plan.remainder)
-            copies[np.flatnonzero(minority)[keys <= threshold]] += 1
-    index = np.repeat(np.flatnonzero(kept), copies[kept] + 1)
-    copy_number = np.arange(len(index)) - np.repeat(
-        np.cumsum(copies[kept] + 1) - (copies[kept] + 1), copies[kept] + 1
+    split = frame["split"].to_numpy()[kept]
+    reward = frame["reward"].to_numpy()[kept]
+    rows = usable.filter(pa.array(kept))
+    plan = splits.upsample_plan({r: int(((split == 0) & (reward == r)).sum()) for r in (0.0, 1.0)})
+    minority = (split == 0) & (reward == plan.minority_reward)
+    keys = pa.array(
+        [
+            splits.copy_key(seed, i) if m and plan.remainder else None
+            for i, m in zip(rows["example_id"].to_pylist(), minority, strict=True)
+        ],
+        pa.string(),
     )
-    rows = usable.take(pa.array(index)).append_column(
+    extra = splits.copies(split, reward, keys, plan).astype(np.int64)
+    index = np.repeat(np.arange(rows.num_rows), extra + 1)
+    copy_number = np.arange(len(index)) - np.repeat(np.cumsum(extra + 1) - (extra + 1), extra + 1)
+    rows = rows.take(pa.array(index)).append_column(
         "upsample_copy", pa.array(copy_number.astype(np.int16))
     )
-    rows = rows.append_column("split", pa.array(frame["split"].to_numpy()[index]))
+    rows = rows.append_column("split", pa.array(split[index]))
     rows = rows.sort_by([("example_id", "ascending"), ("upsample_copy", "ascending")])
-    paths = {}
-    for number, name in enumerate(SPLITS):
-        paths[name] = out / f"{name}.parquet"
-        split_rows = rows.filter(pc.equal(rows["split"], number))
-        write_split(split_rows.to_batches(max_chunksize=features.ROW_GROUP_ROWS), paths[name])
-    return paths
+    timings["plan"] = time.perf_counter() - start
+    start = time.perf_counter()
+    write_sorted(rows, split_paths(out))
+    timings["write"] = time.perf_counter() - start
+    return timings
 
 
-def write_raw(path: Path, rows: int, seed: int) -> float:
-    """Write ``rows`` synthetic raw rows as extract does (zstd, 50k-row groups); chars/row."""
-    table = synthetic_raw(rows, seed)
-    pq.write_table(table, path, compression="zstd", row_group_size=50_000)
-    contents = pc.struct_field(pc.list_flatten(table["prompt_messages"]), "content")
-    return pc.sum(pc.utf8_length(contents)).as_py() / rows
+def spark_engine(home: Path, out: Path, *, seed: int, max_tokens: int) -> dict:
+    """``features.build`` as the CLI calls it: no session given, a fresh JVM."""
+    from pria_ml import features
+    from pria_ml.data.contract import features_key
+    from pria_ml.data.splits import SPLITS
+    from pria_ml.data.storage import open_storage
+
+    built = features.build(settings_for(home), DATE, seed=seed, max_tokens=max_tokens)
+    storage = open_storage(settings_for(home))
+    for name, path in split_paths(out).items():
+        key = built.manifest["files"][f"{name}.parquet"]["key"]
+        shutil.copyfile(storage.path(key), path)
+    assert set(SPLITS) == set(split_paths(out))
+    storage.delete(features_key(DATE, "manifest.json"))
+    return built.timings
+
+
+def split_paths(out: Path) -> dict[str, Path]:
+    from pria_ml.data.splits import SPLITS
+
+    return {name: out / f"{name}.parquet" for name in SPLITS}
+
+
+def child(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    raw_path = Path(args.home) / "storage" / "datasets" / DATE.isoformat() / "raw.parquet"
+    options = {"seed": args.seed, "max_tokens": args.max_tokens}
+    if args.engine == "spark":
+        timings = spark_engine(Path(args.home), out, **options)
+    elif args.engine == "polars":
+        timings = polars_engine(raw_path, out, **options)
+    else:
+        timings = baseline_engine(raw_path, out, **options)
+    print("TIMINGS " + json.dumps({k: round(v, 2) for k, v in timings.items()}))
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent: rounds, peak RSS of each process tree, verification, the table
+
+
+def run_engine(engine: str, home: Path, out: Path, args, env: dict | None = None) -> dict:
+    """One engine in a fresh process; wall seconds and the peak RSS of its process tree."""
+    import psutil
+
+    command = [
+        sys.executable,
+        __file__,
+        "--engine",
+        engine,
+        "--home",
+        str(home),
+        "--out",
+        str(out),
+        "--seed",
+        str(args.seed),
+        "--max-tokens",
+        str(args.max_tokens),
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True)
+    peak = 0
+    tree = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            members = [tree, *tree.children(recursive=True)]
+            peak = max(peak, sum(_rss(p) for p in members))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    output = process.stdout.read()
+    if process.returncode:
+        raise SystemExit(f"{engine} failed (exit {process.returncode}):\n{output}")
+    timings = next(
+        json.loads(line[len("TIMINGS ") :])
+        for line in output.splitlines()
+        if line.startswith("TIMINGS ")
+    )
+    return {"wall": wall, "rss": peak, "timings": timings}
+
+
+def _rss(process) -> int:
+    import psutil
+
+    try:
+        return process.memory_info().rss
+    except psutil.NoSuchProcess:
+        return 0
+
+
+def digests(out: Path) -> dict[str, str]:
+    from pria_ml.data.storage import sha256_file
+
+    return {name: sha256_file(path) for name, path in split_paths(out).items()}
+
+
+def standalone_cluster(work: Path):
+    """A Spark master and one worker on loopback (the pyspark package's own launcher)."""
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(work / "logs"),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYTHONPATH": str(ROOT),
+    }
+    cls = str(spark_home / "bin" / "spark-class")
+    master = subprocess.Popen(
+        [
+            cls,
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "7077",
+            "--webui-port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(4)
+    worker = subprocess.Popen(
+        [
+            cls,
+            "org.apache.spark.deploy.worker.Worker",
+            "spark://127.0.0.1:7077",
+            "--host",
+            "127.0.0.1",
+            "--webui-port",
+            "0",
+            "--cores",
+            str(os.cpu_count()),
+            "--work-dir",
+            str(work / "worker"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(4)
+    return [worker, master]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-tokens", type=int, default=4096)
+    parser.add_argument("--override-rate", type=float, default=0.2)
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--standalone", action="store_true", help="one run on a loopback cluster")
+    parser.add_argument("--tiny", action="store_true", help=f"{TINY_ROWS:,} rows, one round")
+    parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from pria_ml.data.spark import session
-
+    if args.engine:
+        child(args)
+        return
+    if args.tiny:
+        # 30 % overrides: the seed picks the last copies, so the tiny run covers that path too
+        args.rows, args.rounds, args.override_rate = [TINY_ROWS], 1, 0.3
+    engines = list(args.engines)
+    if "polars" in engines and not _has_polars():
+        engines.remove("polars")
+        print("polars is not installed (pip install 'pria-ml[perf]'): its engine is skipped")
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown"
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "pria_ml", "perf"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    master = os.environ.get("PRIA_SPARK_MASTER", "local[*]")
+    print(f"commit {commit}{' (modified)' if dirty else ''}; command: {' '.join(sys.argv)}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, spark master {master}")
     work = Path(tempfile.mkdtemp(prefix="pria-bench-features-"))
-    settings = Settings(home=work / "home", storage_url=(work / "storage").as_uri())
-    print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, master {settings.spark_master}"
-    )
-    raw_path = work / "storage" / "datasets" / DATE.isoformat() / "raw.parquet"
-    raw_path.parent.mkdir(parents=True)
+    try:
+        for rows in args.rows:
+            bench_size(work, rows, engines, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    start = time.perf_counter()
-    spark = session(settings, app_name="bench-features")
-    spark_start = time.perf_counter() - start
-    # The first job of a fresh JVM also pays for Python workers (imports, the encoding file),
-    # JIT compilation and code generation: measured on a tiny input, reported apart.
-    write_raw(raw_path, WARM_UP_ROWS, args.seed)
-    start = time.perf_counter()
-    features.build(settings, DATE, seed=args.seed, spark=spark)
-    warm_up = time.perf_counter() - start
-    fixed = spark_start + warm_up
-    print(
-        f"spark fixed costs: session start {spark_start:.1f} s + first job warm-up "
-        f"{warm_up:.1f} s ({WARM_UP_ROWS:,} rows) = {fixed:.1f} s, paid once per run"
-    )
-    results = []
-    for rows in args.rows:
-        start = time.perf_counter()
-        chars = write_raw(raw_path, rows, args.seed)
-        print(
-            f"\n{rows:,} raw rows generated in {time.perf_counter() - start:.1f} s "
-            f"({raw_path.stat().st_size / 1e6:.0f} MB, {chars:.0f} chars/row)"
-        )
 
-        start = time.perf_counter()
-        built = features.build(settings, DATE, seed=args.seed, spark=spark)
-        spark_s = time.perf_counter() - start
-        start = time.perf_counter()
-        out = work / f"baseline-{rows}"
-        out.mkdir()
-        paths = baseline(raw_path, out, seed=args.seed, max_tokens=features.DEFAULT_MAX_TOKENS)
-        base_s = time.perf_counter() - start
-        same = all(
-            sha256_file(paths[name]) == built.manifest["splits"][name]["sha256"] for name in SPLITS
-        )
-        results.append((rows, spark_s, base_s))
-        phases = ", ".join(f"{name} {secs:.1f}" for name, secs in built.timings.items())
-        print(f"  spark     {spark_s:6.1f} s  {rows / spark_s:9,.0f} rows/s   [{phases}]")
-        print(f"  baseline  {base_s:6.1f} s  {rows / base_s:9,.0f} rows/s")
+def bench_size(work: Path, rows: int, engines: list[str], args) -> None:
+    home = work / f"home-{rows}"
+    start = time.perf_counter()
+    raw = write_raw(home, rows, args.seed, args.override_rate)
+    print(
+        f"\n{rows:,} raw rows: {raw.stat().st_size / 1e6:.0f} MB, written in "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    results: dict[str, list[dict]] = {engine: [] for engine in engines}
+    reference = None
+    for round_number in range(args.rounds):
+        order = engines[round_number % len(engines) :] + engines[: round_number % len(engines)]
+        for engine in order:
+            out = work / f"out-{rows}-{engine}-{round_number}"
+            run = run_engine(engine, home, out, args)
+            run["sha256"] = digests(out)
+            shutil.rmtree(out)
+            results[engine].append(run)
+            reference = reference or (run["sha256"] if engine == "spark" else None)
+            print(
+                f"  round {round_number + 1} {engine:9} {run['wall']:6.1f} s "
+                f"{run['rss'] / 2**30:5.2f} GB  {run['timings']}",
+                flush=True,
+            )
+    reference = reference or results[engines[0]][0]["sha256"]
+    same = {e: all(r["sha256"] == reference for r in runs) for e, runs in results.items()}
+    best = min(statistics.median(r["wall"] for r in runs) for runs in results.values())
+    print(
+        f"\n| engine, {rows:,} rows | wall min / median | peak RSS (process tree) | "
+        "median / best | splits equal to Spark's |"
+    )
+    print("|---|---|---|---|---|")
+    for engine, runs in results.items():
+        walls = [r["wall"] for r in runs]
         print(
-            f"  ratio baseline/spark {base_s / spark_s:.2f} (>1: Spark faster); with Spark's "
-            f"fixed costs counted {base_s / (spark_s + fixed):.2f}; identical splits: {same}"
+            f"| {engine} | {min(walls):.1f} / {statistics.median(walls):.1f} s | "
+            f"{max(r['rss'] for r in runs) / 2**30:.2f} GB | "
+            f"{statistics.median(walls) / best:.2f} | {same[engine]} |"
         )
-        print(
-            f"  examples written: {built.manifest['examples']:,}, drops {built.manifest['drops']}"
-        )
-    if len(results) > 1:
-        (r0, s0, b0), (r1, s1, b1) = results[0], results[-1]
-        print(
-            f"\nscaling {r0:,} -> {r1:,} rows ({r1 / r0:.0f}x): spark time x{s1 / s0:.1f}, "
-            f"baseline time x{b1 / b0:.1f}"
-        )
-    spark.stop()
+    if args.standalone:
+        cluster = standalone_cluster(work)
+        try:
+            out = work / f"out-{rows}-standalone"
+            run = run_engine(
+                "spark",
+                home,
+                out,
+                args,
+                env={"PRIA_SPARK_MASTER": "spark://127.0.0.1:7077", "SPARK_LOCAL_IP": "127.0.0.1"},
+            )
+            equal = digests(out) == reference
+            same["standalone"] = equal
+            print(
+                f"| spark standalone (master + worker on loopback) | {run['wall']:.1f} s | "
+                f"{run['rss'] / 2**30:.2f} GB (driver tree) | | {equal} |"
+            )
+        finally:
+            for process in cluster:
+                process.terminate()
+                process.wait(timeout=30)
+    if not all(same.values()):
+        raise SystemExit(f"outputs differ from Spark's: {same}")
+
+
+def _has_polars() -> bool:
+    try:
+        import polars  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -3,15 +3,17 @@
 Each call is what `pria-ml promote` / `rollback` does: open a connection, run the registry
 function in one transaction (advisory lock, supersede, promote, event, NOTIFY), commit. The
 baseline opens a connection and commits a single-row UPDATE, so the ratio is the cost of the
-registry's logic over the bare round trip. Run: .venv/bin/python perf/bench_registry.py [N]
+registry's logic over the bare round trip.
+
+    .venv/bin/python perf/bench_registry.py [N]     # --tiny: N = 5, seconds
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import hashlib
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -87,4 +89,8 @@ def main(n: int = 300) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, nargs="?", default=300, help="calls per operation")
+    parser.add_argument("--tiny", action="store_true", help="5 calls each (seconds)")
+    args = parser.parse_args()
+    main(5 if args.tiny else args.n)

@@ -75,7 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--cases", type=int, default=160)
+    parser.add_argument("--tiny", action="store_true", help="1 step, 2 cases (seconds)")
     args = parser.parse_args()
+    if args.tiny:
+        args.steps, args.cases = 1, 2
     with tempfile.TemporaryDirectory() as scratch:
         for steps in (0, args.steps):
             result = measure(steps, args.cases, Path(scratch) / f"tiny-{steps}")

@@ -81,7 +81,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--max-length", type=int, default=512, help="packed row length")
+    parser.add_argument("--tiny", action="store_true", help="2 steps of 4 examples (seconds)")
     args = parser.parse_args()
+    if args.tiny:
+        args.examples, args.batch, args.steps = 12, 4, 2
 
     import torch
 
@@ -91,7 +94,9 @@ def main() -> None:
     from pria_ml.training import packing
 
     torch.manual_seed(0)
-    directory = tinymodel.build(Path(tempfile.mkdtemp()) / "tiny-mistral")
+    # --tiny: the random-initialised base (no pre-training run), same code path after it
+    steps = 0 if args.tiny else tinymodel.PRETRAIN_STEPS
+    directory = tinymodel.build(Path(tempfile.mkdtemp()) / "tiny-mistral", pretrain_steps=steps)
     tokenizer = loading.load_tokenizer(str(directory))
     features = examples(tokenizer, max(args.examples, (args.steps + 1) * args.batch))
     lengths = sorted(len(f["input_ids"]) for f in features)

@@ -5,43 +5,35 @@ Reads ``datasets/D/raw.parquet`` (docs/data-contract.md) and writes
 The run, in order (docs/features.md explains each rule):
 
 1. stage: download raw.parquet to a local temp dir and check its schema (Spark has no S3
-   connector offline, so every byte moves through ``pria_ml.data.storage``);
-2. examples: one Spark pass (``mapInArrow``) turns each event into a prompt / completion example,
-   counts tiktoken tokens, hashes the prompt and marks rows to drop (empty text, over-long);
-   each part is sorted by example_id;
-3. plan (Spark, narrow columns): date cut points 80 / 10 / 10 over the usable rows; a trace,
-   and an identical prompt, belong to the first split they appear in and are dropped from later
-   ones; the minority reward class of train only is up-sampled to at most 3x, by seed;
-4. route: one streaming pass on the driver merges the sorted parts and writes each split as
-   one Parquet file in (example_id, upsample_copy) order with fixed row groups, so the same
-   input and seed give the same bytes;
-5. publish: the splits are uploaded under a new generation key
+   connector offline, so every byte moves through ``pria_ml.data.storage``); a Spark session
+   this stage starts itself starts meanwhile, in the background;
+2. examples, plan, route (``pria_ml.data.featurejob``): Spark tokenises and hashes every raw row
+   (``pria_ml.data.examples``) and computes the split plan on narrow columns - date cut points
+   80 / 10 / 10, a trace and an identical prompt belong to the first split they appear in,
+   train's minority reward class up-sampled to at most 3x by seed (``pria_ml.data.splits``);
+   one pass on the driver writes each split in (example_id, upsample_copy) order with fixed
+   row groups, so the same input and seed give the same bytes;
+3. publish: the splits are uploaded under a new generation key
    (``datasets/D/features/<generation>/<split>.parquet``), then the manifest is replaced: the
    manifest write is the switch, so a reader sees the old set or the new one, never a mix. A
    features set is complete exactly when its manifest exists and the splits match its sha256s
    (``contract.manifest_complete``); readers find the splits through the manifest.
-
-The per-batch example logic, the cut points, the up-sampling plan, the split writer and the
-dataset card are plain functions shared with the single-process baseline in
-perf/bench_features.py, which must write the same bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
-import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pria_ml import clock
-from pria_ml.data import contract, provenance, tokens
+from pria_ml.data import contract, featurejob, provenance, tokens
 from pria_ml.data.contract import (
     dataset_key,
     features_key,
@@ -50,72 +42,28 @@ from pria_ml.data.contract import (
     read_verified,
     write_manifest,
 )
+from pria_ml.data.examples import DEFAULT_MAX_TOKENS, DROP_REASONS
 from pria_ml.data.spark import session
+from pria_ml.data.splits import (
+    CONFLICT_REASONS,
+    DEFAULT_SEED,
+    MAX_UPSAMPLE,
+    SPLIT_FRACTIONS,
+    SPLITS,
+    UpsamplePlan,
+)
 from pria_ml.data.storage import open_storage, sha256_file
-from pria_ml.data.tokens import CL100K_SHA256, ENCODING_NAME, count_tokens
+from pria_ml.data.tokens import CL100K_SHA256, ENCODING_NAME
 from pria_ml.errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
-    import tiktoken
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
     from pria_ml.settings import Settings
 
-log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-MAX_UPSAMPLE = 3  # the minority class ends with at most 3x its natural rows (spec 3.3)
-DEFAULT_MAX_TOKENS = 4096  # prompt + completion, in cl100k_base tokens
-DEFAULT_SEED = 0
-ROW_GROUP_ROWS = 32_768
-SORT_KEY = ("example_id", "upsample_copy")  # the row order of every split file
 TOKEN_PERCENTILES = (50, 90, 95, 99)
-
-
-# The raw columns this stage reads; the others are checked, not used.
-RAW_INPUT = (
-    "event_id",
-    "trace_id",
-    "record_date",
-    "override_flag",
-    "prompt_messages",
-    "agent_output",
-    "corrected_output",
-)
-
-
-# What the example pass produces per raw row: the feature columns before up-sampling, plus
-# the prompt's hash (for the no-identical-prompt rule) and why the row is dropped, if it is.
-@functools.cache
-def example_schema() -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema(
-        [f for f in contract.FEATURE_SCHEMA if f.name != "upsample_copy"]
-        + [pa.field("prompt_hash", pa.string()), pa.field("drop_reason", pa.string())]
-    )
-
-
-EXAMPLE_DDL = (
-    "example_id string, trace_id string, record_date date, "
-    "prompt array<struct<role:string,content:string>>, completion string, "
-    "override_flag boolean, reward float, prompt_tokens int, completion_tokens int, "
-    "prompt_hash string, drop_reason string"
-)
-
-# Why a raw row is not an example, in order of precedence (a row gets the first that applies).
-MISSING_KEY = "missing_key_field"  # trace_id, event_id, record_date or override_flag is null
-EMPTY_PROMPT = "empty_prompt"  # no message with non-blank content
-EMPTY_COMPLETION = "empty_completion"  # the approved action is null or blank
-OVER_LENGTH = "over_length"  # prompt_tokens + completion_tokens > max_tokens
-# Why a usable example is left out of its date's split (leakage rules).
-TRACE_CONFLICT = "trace_in_earlier_split"
-PROMPT_CONFLICT = "prompt_in_earlier_split"
-DROP_REASONS = (MISSING_KEY, EMPTY_PROMPT, EMPTY_COMPLETION, OVER_LENGTH)
-CONFLICT_REASONS = (TRACE_CONFLICT, PROMPT_CONFLICT)
 
 
 @dataclass
@@ -152,8 +100,9 @@ def build(
             dropped and counted as ``over_length``.
         encoding_file: a ``cl100k_base.tiktoken`` ranks file; default the one shipped with
             pria-ml.
-        spark: a running session to use (tests share one); default starts one from settings
-            and stops it at the end.
+        spark: a running session to use (tests share one); default: the process's active
+            session, else one started from settings while raw.parquet downloads (its Python
+            workers warmed up meanwhile) and stopped at the end.
         now: the card's ``built_at`` (default: the real clock).
 
     Returns:
@@ -178,28 +127,33 @@ def build(
         )
     tokens.encoding(encoding_file)  # fail before Spark starts if the encoding is missing
     timings: dict[str, float] = {}
+    starting = None
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        # A session already running in this process (a notebook, the nightly chain) is used
+        # and left running; one started here starts while raw.parquet downloads, and is
+        # stopped here.
+        spark = SparkSession.getActiveSession()
+        if spark is None:
+            starting = _start_session(settings, f"pria-ml build-features {date}", encoding_file)
     with tempfile.TemporaryDirectory(prefix="pria-features-") as tmp_name:
         tmp = Path(tmp_name)
-        start = time.perf_counter()
-        raw_path, raw_sha256 = read_verified(storage, raw_manifest_key, "raw.parquet", tmp)
-        check_raw_schema(raw_path)
-        timings["download"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        own_session = False
-        if spark is None:
-            from pyspark.sql import SparkSession
-
-            # A session already running in this process (a notebook, the nightly chain) is
-            # used and left running; one started here is stopped here.
-            spark = SparkSession.getActiveSession()
-            if spark is None:
-                spark = session(settings, app_name=f"pria-ml build-features {date}")
-                own_session = True
-        timings["spark_start"] = time.perf_counter() - start
-        engine = {"name": "spark", "version": spark.version, "master": spark.sparkContext.master}
         try:
-            result = _run_spark(
+            start = time.perf_counter()
+            raw_path, raw_sha256 = read_verified(storage, raw_manifest_key, "raw.parquet", tmp)
+            check_raw_schema(raw_path)
+            timings["download"] = time.perf_counter() - start
+            start = time.perf_counter()
+            if starting is not None:
+                spark = starting.result()
+            timings["spark_start"] = time.perf_counter() - start
+            engine = {
+                "name": "spark",
+                "version": spark.version,
+                "master": spark.sparkContext.master,
+            }
+            result = featurejob.run(
                 spark,
                 raw_path,
                 tmp,
@@ -209,8 +163,8 @@ def build(
                 timings=timings,
             )
         finally:
-            if own_session:
-                spark.stop()
+            if starting is not None:
+                starting.result().stop()
 
         start = time.perf_counter()
         manifest = dataset_card(
@@ -232,6 +186,21 @@ def build(
         manifest_uri = publish(storage, date, result.split_paths, manifest)
         timings["upload"] = time.perf_counter() - start
     return FeatureBuild(date=date, manifest=manifest, manifest_uri=manifest_uri, timings=timings)
+
+
+def _start_session(settings: Settings, app_name: str, encoding_file: str | None) -> Future:
+    """Start a SparkSession and warm its Python workers in a background thread."""
+
+    def start() -> SparkSession:
+        spark = session(settings, app_name=app_name)
+        featurejob.warm_up(spark, encoding_file)
+        return spark
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
+    try:
+        return pool.submit(start)
+    finally:
+        pool.shutdown(wait=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,276 +263,7 @@ def _plain_field(item: pa.Field) -> pa.Field:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure logic shared with the single-process baseline
-
-
-def example_batch(
-    batch: pa.RecordBatch,
-    encoding: tiktoken.Encoding,
-    *,
-    max_tokens: int,
-    num_threads: int = 1,
-) -> pa.RecordBatch:
-    """Raw rows -> example rows (``example_schema()``), one for one, with drop reasons marked.
-
-    completion = corrected_output if override_flag else agent_output; reward = 1 -
-    override_flag; prompt_tokens = the tiktoken tokens of every message's content, summed;
-    completion_tokens = those of the completion. Equal texts in a batch are encoded once.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    rows = batch.num_rows
-    override = batch.column("override_flag")
-    override_np = pc.fill_null(override, False).to_numpy(zero_copy_only=False)
-    completion = pc.if_else(
-        pa.array(override_np), batch.column("corrected_output"), batch.column("agent_output")
-    ).cast(pa.string())
-    prompt = batch.column("prompt_messages").cast(contract.PROMPT)
-
-    messages = pc.list_flatten(prompt)
-    parents = pc.list_parent_indices(prompt).to_numpy()
-    role = pc.fill_null(pc.struct_field(messages, "role"), "")
-    content = pc.fill_null(pc.struct_field(messages, "content"), "")
-
-    message_tokens = _token_counts(content, encoding, num_threads)
-    prompt_tokens = np.bincount(parents, weights=message_tokens, minlength=rows)
-    completion_tokens = _token_counts(pc.fill_null(completion, ""), encoding, num_threads)
-    has_text = np.bincount(parents, weights=_nonblank(content), minlength=rows) > 0
-
-    # One string per prompt: role US content, messages joined by RS; its hash identifies the
-    # prompt for the no-identical-prompt-in-two-splits rule.
-    per_message = pc.binary_join_element_wise(role, content, "\x1f")
-    offsets = np.zeros(rows + 1, dtype=np.int32)
-    np.cumsum(np.bincount(parents, minlength=rows), out=offsets[1:])
-    canonical = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), per_message), "\x1e")
-    prompt_hash = [_digest(text) for text in canonical.to_pylist()]
-
-    trace_id = batch.column("trace_id")
-    event_id = batch.column("event_id")
-    example_id = [
-        _digest(f"{trace}\x1f{event}")
-        for trace, event in zip(
-            pc.fill_null(trace_id, "").to_pylist(),
-            pc.fill_null(event_id, "").to_pylist(),
-            strict=True,
-        )
-    ]
-
-    drop = np.full(rows, None, dtype=object)
-    drop[prompt_tokens + completion_tokens > max_tokens] = OVER_LENGTH
-    drop[~_nonblank(completion)] = EMPTY_COMPLETION
-    drop[~has_text] = EMPTY_PROMPT
-    key_missing = np.zeros(rows, dtype=bool)
-    for name in ("trace_id", "event_id", "record_date", "override_flag"):
-        key_missing |= batch.column(name).is_null().to_numpy(zero_copy_only=False)
-    drop[key_missing] = MISSING_KEY
-
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array(example_id, pa.string()),
-            trace_id.cast(pa.string()),
-            batch.column("record_date"),
-            prompt,
-            completion,
-            override,
-            pa.array(np.where(override_np, 0.0, 1.0).astype(np.float32)),
-            pa.array(prompt_tokens.astype(np.int32)),
-            pa.array(completion_tokens.astype(np.int32)),
-            pa.array(prompt_hash, pa.string()),
-            pa.array(drop, pa.string()),
-        ],
-        schema=example_schema(),
-    )
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _nonblank(texts: pa.Array) -> np.ndarray:
-    import pyarrow.compute as pc
-
-    length = pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, "")))
-    return pc.greater(length, 0).to_numpy(zero_copy_only=False)
-
-
-def _token_counts(texts: pa.Array, encoding: tiktoken.Encoding, num_threads: int) -> np.ndarray:
-    # System prompts and tool schemas repeat across rows: encode each distinct text once.
-    import numpy as np
-
-    values = texts.to_pylist()
-    position = {text: i for i, text in enumerate(dict.fromkeys(values))}
-    counts = np.asarray(count_tokens(list(position), encoding, num_threads=num_threads), np.int64)
-    return counts[np.fromiter((position[text] for text in values), np.int64, len(values))]
-
-
-def date_cut_points(
-    rows_per_date: Mapping[dt.date, int], fractions: tuple[float, ...] = SPLIT_FRACTIONS
-) -> tuple[dt.date, dt.date]:
-    """The last date of train and the last date of val.
-
-    Dates are ordered; each cut goes to the date boundary whose cumulative row count is nearest
-    its target (80 %, then 90 % of all rows; ties go to the earlier date), keeping at least one
-    date for each later split. So every date is in exactly one split.
-
-    Raises:
-        DataError: fewer than three dates have usable rows.
-    """
-    import numpy as np
-
-    dates = sorted(d for d, n in rows_per_date.items() if n > 0)
-    if len(dates) < len(SPLITS):
-        shown = ", ".join(d.isoformat() for d in dates) or "none"
-        raise DataError(
-            f"cannot split by record_date: {len(dates)} date(s) with usable rows ({shown}); "
-            f"train / val / test need at least {len(SPLITS)} distinct dates"
-        )
-    cumulative = np.cumsum([rows_per_date[d] for d in dates])
-    total = cumulative[-1]
-    train_target = fractions[0] * total
-    val_target = (fractions[0] + fractions[1]) * total
-    train_end = min(range(len(dates) - 2), key=lambda i: abs(cumulative[i] - train_target))
-    val_end = min(
-        range(train_end + 1, len(dates) - 1), key=lambda i: abs(cumulative[i] - val_target)
-    )
-    return dates[train_end], dates[val_end]
-
-
-@dataclass(frozen=True)
-class UpsamplePlan:
-    """How the minority reward class of train is up-sampled.
-
-    Every minority row gets ``full_copies`` extra copies, and the ``remainder`` rows with the
-    smallest ``copy_key`` one more; the class grows to min(majority, 3 x minority) rows.
-    """
-
-    minority_reward: float | None
-    minority_rows: int
-    majority_rows: int
-    full_copies: int
-    remainder: int
-
-    @property
-    def extra_rows(self) -> int:
-        return self.full_copies * self.minority_rows + self.remainder
-
-
-def upsample_plan(train_rows_by_reward: Mapping[float, int]) -> UpsamplePlan:
-    """The up-sampling of train for its rows per reward class (natural, before up-sampling)."""
-    counts = {reward: train_rows_by_reward.get(reward, 0) for reward in (0.0, 1.0)}
-    minority = min(counts, key=lambda r: (counts[r], r))
-    majority = 1.0 - minority
-    m, big = counts[minority], counts[majority]
-    if m == 0 or m == big:
-        return UpsamplePlan(None, m, big, 0, 0)
-    extra = min(big, MAX_UPSAMPLE * m) - m
-    return UpsamplePlan(minority, m, big, extra // m, extra % m)
-
-
-def copy_key(seed: int, example_id: str) -> str:
-    """The order in which minority rows receive the remainder copies (hex, compared as text)."""
-    return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
-
-
-class SplitWriter:
-    """One split file, written from rows already in their final order.
-
-    Row groups are exactly ROW_GROUP_ROWS rows (the last one shorter) and each is written from
-    contiguous columns, whatever the incoming batch sizes, so the bytes depend only on the rows
-    and their order.
-    """
-
-    def __init__(self, path: Path) -> None:
-        import pyarrow.parquet as pq
-
-        self.path = path
-        self.rows = 0
-        self._writer = pq.ParquetWriter(path, contract.FEATURE_SCHEMA, compression="zstd")
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-
-    def write(self, rows: pa.Table | pa.RecordBatch) -> None:
-        import pyarrow as pa
-
-        rows = rows.select(contract.FEATURE_SCHEMA.names).cast(contract.FEATURE_SCHEMA)
-        self._pending.extend(rows.to_batches() if isinstance(rows, pa.Table) else [rows])
-        self._pending_rows += rows.num_rows
-        while self._pending_rows >= ROW_GROUP_ROWS:
-            table = pa.Table.from_batches(self._pending, contract.FEATURE_SCHEMA)
-            self._write_row_group(table.slice(0, ROW_GROUP_ROWS))
-            rest = table.slice(ROW_GROUP_ROWS)
-            self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
-
-    def close(self) -> int:
-        """Flush the last row group and close the file; return its row count."""
-        import pyarrow as pa
-
-        if self._pending_rows:
-            self._write_row_group(pa.Table.from_batches(self._pending, contract.FEATURE_SCHEMA))
-            self._pending, self._pending_rows = [], 0
-        self._writer.close()
-        return self.rows
-
-    def _write_row_group(self, table: pa.Table) -> None:
-        # Contiguous columns: Parquet's page boundaries follow the chunks it is handed.
-        self._writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
-        self.rows += table.num_rows
-
-
-@dataclass(frozen=True)
-class Routing:
-    """Everything the final pass needs to place an example: the outcome of the plan."""
-
-    cuts: tuple[dt.date, dt.date]
-    conflicted: pa.Array  # example_ids dropped by a leakage rule
-    plan: UpsamplePlan
-    threshold: str | None  # largest copy key that gets a remainder copy
-    seed: int
-
-
-def route(examples: pa.Table, routing: Routing) -> list[pa.Table]:
-    """Example rows (``example_schema``) -> the rows of train, val and test, with up-sampled copies.
-
-    Rows keep their order and copies follow their original, so rows sorted by example_id come
-    out sorted by (example_id, upsample_copy).
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    dates = examples["record_date"]
-    split = np.where(
-        pc.less_equal(dates, pa.scalar(routing.cuts[0], pa.date32())).to_numpy(False),
-        0,
-        np.where(
-            pc.less_equal(dates, pa.scalar(routing.cuts[1], pa.date32())).to_numpy(False), 1, 2
-        ),
-    )
-    keep = pc.and_(
-        pc.is_null(examples["drop_reason"]),
-        pc.invert(pc.is_in(examples["example_id"], value_set=routing.conflicted)),
-    ).to_numpy(False)
-    copies = np.zeros(examples.num_rows, dtype=np.int64)
-    plan = routing.plan
-    if plan.minority_reward is not None:
-        reward = examples["reward"].to_numpy()
-        minority = np.flatnonzero(keep & (split == 0) & (reward == plan.minority_reward))
-        copies[minority] = plan.full_copies
-        if routing.threshold is not None:
-            ids = examples["example_id"].take(pa.array(minority)).to_pylist()
-            extra = [copy_key(routing.seed, i) <= routing.threshold for i in ids]
-            copies[minority] += np.asarray(extra, dtype=np.int64)
-    out = []
-    for index in range(len(SPLITS)):
-        chosen = np.flatnonzero(keep & (split == index))
-        repeats = copies[chosen] + 1
-        starts = np.repeat(np.cumsum(repeats) - repeats, repeats)
-        copy_number = np.arange(int(repeats.sum())) - starts
-        rows = examples.take(pa.array(np.repeat(chosen, repeats)))
-        out.append(rows.append_column("upsample_copy", pa.array(copy_number.astype(np.int16))))
-    return out
+# The dataset card and publishing
 
 
 def dataset_card(
@@ -688,7 +388,16 @@ def _percentiles(values: np.ndarray) -> dict[str, int]:
 
 def code_version() -> str:
     """Package version plus a hash of the code that decides what a features set contains."""
-    return provenance.code_version(["features.py", "data/tokens.py", "data/contract.py"])
+    return provenance.code_version(
+        [
+            "features.py",
+            "data/examples.py",
+            "data/splits.py",
+            "data/featurejob.py",
+            "data/tokens.py",
+            "data/contract.py",
+        ]
+    )
 
 
 def new_generation() -> str:
@@ -776,246 +485,3 @@ def complete(settings: Settings, date: dt.date) -> bool:
     if built_from != raw["files"]["raw.parquet"]["sha256"]:
         return False
     return manifest_complete(storage, manifest_key)
-
-
-# ---------------------------------------------------------------------------------------------
-# The Spark job
-
-
-@dataclass
-class _SparkResult:
-    split_paths: dict[str, Path]
-    input_rows: int
-    drops: dict[str, int]
-    cuts: tuple[dt.date, dt.date]
-    upsampling: UpsamplePlan
-
-
-def _examples_partition(
-    batches: Iterator[pa.RecordBatch], *, max_tokens: int, encoding_file: str | None
-) -> Iterator[pa.RecordBatch]:
-    encoding = tokens.encoding(encoding_file)
-    for batch in batches:
-        yield example_batch(batch, encoding, max_tokens=max_tokens)
-
-
-def _run_spark(
-    spark: SparkSession,
-    raw_path: Path,
-    tmp: Path,
-    *,
-    seed: int,
-    max_tokens: int,
-    encoding_file: str | None,
-    timings: dict[str, float],
-) -> _SparkResult:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    # 1. examples: tokenise and hash once, in parallel; each part sorted by example_id and kept
-    # on local disk for the passes below.
-    start = time.perf_counter()
-    raw = spark.read.parquet(str(raw_path)).select(*RAW_INPUT)
-    parallelism = spark.sparkContext.defaultParallelism
-    # A Parquet row group is the smallest unit Spark can give a task; an extract written as
-    # one big row group would tokenise on one core.
-    if pq.ParquetFile(raw_path).metadata.num_row_groups < parallelism:
-        raw = raw.repartition(2 * parallelism)
-    examples_path = tmp / "examples"
-    tokenise = functools.partial(
-        _examples_partition, max_tokens=max_tokens, encoding_file=encoding_file
-    )
-    (
-        raw.mapInArrow(tokenise, EXAMPLE_DDL)
-        .sortWithinPartitions("example_id")
-        .write.option("compression", "snappy")
-        .parquet(str(examples_path))
-    )
-    examples = spark.read.parquet(str(examples_path))
-    timings["examples"] = time.perf_counter() - start
-
-    # 2. plan, on narrow columns: drops, cut points, leakage conflicts, up-sampling.
-    start = time.perf_counter()
-    drops: dict[str, int] = {}
-    rows_per_date: dict[dt.date, int] = {}
-    flags, input_rows = set(), 0
-    for row in examples.groupBy("drop_reason", "record_date", "override_flag").count().collect():
-        input_rows += row["count"]
-        if row["drop_reason"] is not None:
-            drops[row["drop_reason"]] = drops.get(row["drop_reason"], 0) + row["count"]
-            continue
-        rows_per_date[row["record_date"]] = rows_per_date.get(row["record_date"], 0) + row["count"]
-        flags.add(bool(row["override_flag"]))
-    _check_classes(flags, input_rows, drops)
-    cuts = date_cut_points(rows_per_date)
-    split = (
-        F.when(F.col("record_date") <= F.lit(cuts[0]), 0)
-        .when(F.col("record_date") <= F.lit(cuts[1]), 1)
-        .otherwise(2)
-    )
-    # A trace, then an identical prompt, belongs to the first split it appears in.
-    trace_first = F.min("split").over(Window.partitionBy("trace_id"))
-    trace_conflict = F.when(F.col("split") > trace_first, F.lit(TRACE_CONFLICT))
-    prompt_first = F.min(F.when(F.col("conflict").isNull(), F.col("split"))).over(
-        Window.partitionBy("prompt_hash")
-    )
-    prompt_conflict = F.when(F.col("split") > prompt_first, F.lit(PROMPT_CONFLICT))
-    narrow = (
-        examples.where(F.col("drop_reason").isNull())
-        .select("example_id", "trace_id", "prompt_hash", "reward", split.alias("split"))
-        .withColumn("conflict", trace_conflict)
-        .withColumn("conflict", F.coalesce(F.col("conflict"), prompt_conflict))
-        .select("example_id", "reward", "split", "conflict")
-        .cache()
-    )
-    try:
-        routing, drops = _plan(narrow, drops, cuts, seed)
-    finally:
-        narrow.unpersist()
-    timings["plan"] = time.perf_counter() - start
-
-    # 3. route: one streaming pass in example_id order writes the three split files.
-    start = time.perf_counter()
-    split_paths = {name: tmp / f"{name}.parquet" for name in SPLITS}
-    writers = [SplitWriter(split_paths[name]) for name in SPLITS]
-    try:
-        parts = sorted(examples_path.glob("part-*.parquet"))
-        for batch in merge_sorted_parts(parts, key=("example_id",)):
-            routed = route(pa.Table.from_batches([batch]), routing)
-            for writer, rows in zip(writers, routed, strict=True):
-                if rows.num_rows:
-                    writer.write(rows)
-    except DataError as exc:
-        raise DataError(
-            f"raw.parquet repeats (trace_id, event_id): {exc}; extract must write one row "
-            "per workflow_event"
-        ) from None
-    finally:
-        for writer in writers:
-            writer.close()
-    timings["route"] = time.perf_counter() - start
-    return _SparkResult(split_paths, input_rows, drops, cuts, routing.plan)
-
-
-def _plan(
-    narrow: DataFrame, drops: dict[str, int], cuts: tuple[dt.date, dt.date], seed: int
-) -> tuple[Routing, dict[str, int]]:
-    """The routing of every example, from (example_id, reward, split, conflict) rows."""
-    import pyarrow as pa
-    from pyspark.sql import functions as F
-
-    drops = dict(drops)
-    kept: dict[tuple[int, float], int] = {}
-    for row in narrow.groupBy("split", "reward", "conflict").count().collect():
-        if row["conflict"] is None:
-            kept[(row["split"], row["reward"])] = row["count"]
-        else:
-            drops[row["conflict"]] = drops.get(row["conflict"], 0) + row["count"]
-    for index, name in enumerate(SPLITS):
-        if not any(kept.get((index, reward)) for reward in (0.0, 1.0)):
-            raise DataError(
-                f"the {name} split is empty after the leakage rules (every example shares a "
-                f"trace or prompt with an earlier split); drops: {drops}"
-            )
-    conflicted = pa.array([], pa.string())
-    if any(drops.get(reason) for reason in CONFLICT_REASONS):
-        conflicted = (
-            narrow.where(F.col("conflict").isNotNull())
-            .select("example_id")
-            .toArrow()["example_id"]
-            .combine_chunks()
-        )
-    plan = upsample_plan({reward: kept.get((0, reward), 0) for reward in (0.0, 1.0)})
-    threshold = None
-    if plan.remainder:
-        # The remainder copies go to the minority rows with the smallest copy keys.
-        key = F.sha2(F.concat(F.lit(f"{seed}:"), F.col("example_id")), 256)
-        minority = (
-            (F.col("split") == 0)
-            & (F.col("reward") == plan.minority_reward)
-            & F.col("conflict").isNull()
-        )
-        smallest = narrow.where(minority).select(key.alias("key")).orderBy("key")
-        threshold = smallest.limit(plan.remainder).agg(F.max("key")).first()[0]
-    return Routing(cuts, conflicted, plan, threshold, seed), drops
-
-
-def _check_classes(flags: set[bool], rows: int, drops: Mapping[str, int]) -> None:
-    if not flags:
-        raise DataError(f"none of the {rows} raw rows is a usable example; drops: {dict(drops)}")
-    if len(flags) == 1:
-        only = flags.pop()
-        raise DataError(
-            f"every usable example has override_flag={str(only).lower()} (reward "
-            f"{0 if only else 1}): one reward class cannot be balanced or evaluated; check "
-            "extract's override_flag mapping"
-        )
-
-
-def merge_sorted_parts(
-    parts: list[Path], key: tuple[str, ...] = SORT_KEY
-) -> Iterator[pa.RecordBatch]:
-    """The rows of Parquet files each sorted by ``key``, in one global ``key`` order.
-
-    Reads only the key columns to plan the merge, then streams every part once, holding at most
-    ROW_GROUP_ROWS rows per part: a k-way merge without a Spark shuffle of the wide rows.
-
-    Raises:
-        DataError: two rows have the same key.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    ordering = [(k, "ascending") for k in key]
-    keys = []
-    for number, part in enumerate(parts):
-        table = pq.read_table(part, columns=list(key))
-        if table.num_rows and pc.sort_indices(table, ordering) != (
-            pa.array(np.arange(table.num_rows), pa.uint64())
-        ):
-            raise RuntimeError(f"{part} is not sorted by {key}")
-        keys.append(table.append_column("part", pa.array(np.full(table.num_rows, number))))
-    if not keys:
-        return
-    merged = pa.concat_tables(keys)
-    order = pc.sort_indices(merged, ordering)
-    sorted_keys = merged.select(list(key)).take(order)
-    same = np.ones(max(sorted_keys.num_rows - 1, 0), dtype=bool)
-    for name in key:
-        column = sorted_keys[name]
-        same &= pc.equal(column[1:], column[:-1]).to_numpy(False)
-    if same.any():
-        example = sorted_keys.slice(int(np.argmax(same)), 1).to_pylist()[0]
-        raise DataError(f"{int(same.sum())} rows repeat the key {key}, e.g. {example}")
-    source = merged["part"].take(order).to_numpy()
-    readers = [pq.ParquetFile(part).iter_batches(batch_size=ROW_GROUP_ROWS) for part in parts]
-    buffers: list[pa.Table] = [pa.table({}) for _ in parts]
-    for begin in range(0, len(source), ROW_GROUP_ROWS):
-        chunk = source[begin : begin + ROW_GROUP_ROWS]
-        pieces, offsets = [], np.zeros(len(parts), dtype=np.int64)
-        taken = 0
-        for number in range(len(parts)):
-            count = int(np.count_nonzero(chunk == number))
-            while buffers[number].num_rows < count:
-                batch = next(readers[number])
-                buffers[number] = pa.concat_tables(
-                    [buffers[number], pa.Table.from_batches([batch])]
-                    if buffers[number].num_columns
-                    else [pa.Table.from_batches([batch])]
-                )
-            pieces.append(buffers[number].slice(0, count))
-            buffers[number] = buffers[number].slice(count)
-            offsets[number] = taken
-            taken += count
-        # Row j of the chunk is the next unread row of its part: its place in the pieces is the
-        # part's offset plus how many rows of that part came before it in the chunk.
-        rank = np.zeros(len(chunk), dtype=np.int64)
-        for number in range(len(parts)):
-            mask = chunk == number
-            rank[mask] = offsets[number] + np.arange(np.count_nonzero(mask))
-        table = pa.concat_tables([piece for piece in pieces if piece.num_rows])
-        yield from table.take(pa.array(rank)).to_batches()

@@ -132,46 +132,55 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     )
 
 
-# Running on every core (`python3 dev.py test` passes `-n auto --dist loadgroup`): a worker
-# takes a whole test file at a time, so a file's module fixtures (the nightly chain's night,
-# the pipeline's home) run once; a folder whose session fixtures train (tests/train's
+# Running on every core (`python3 dev.py test` passes `-n auto`): a worker takes a whole test
+# file at a time, so a file's module fixtures (the nightly chain's night, the pipeline's home)
+# run once and its steps keep their order; a folder whose session fixtures train (tests/train's
 # ``trained``, tests/eval's candidates) goes to one worker whole, so nothing trains twice. The
-# longest units are handed out first (a work queue in collection order), so the two workers
-# finish close together; the figures are `--durations` of one run on 2 cores.
+# longest units are handed out first (a work queue in collection order), so the workers finish
+# close together. (xdist's own ``--dist loadgroup`` marks did not group with this pytest: each
+# test went to either worker; a scheduler of our own says what a unit is.)
 SHARED_BY_FOLDER = ("tests/train", "tests/eval")
 LONGEST_FIRST = (
-    "tests/demo/test_demo.py",  # about 330 s
-    "tests/nightly/test_nightly_chain.py",  # about 300 s
+    "tests/demo/test_demo.py",
+    "tests/nightly/test_nightly_chain.py",
     "tests/train",
     "tests/eval",
     "tests/test_fly_rehearsal.py",
+    "tests/test_perf_scripts.py",
     "tests/test_pipeline_e2e.py",
+    "tests/nightly/test_runbook.py",
     "tests/faults",
     "tests/features",
 )
 
 
-def _work_unit(item: pytest.Item) -> str:
-    path = Path(item.path).resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
+def _work_unit(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
     return next((folder for folder in SHARED_BY_FOLDER if path.startswith(folder + "/")), path)
 
 
 def _rank(unit: str) -> int:
-    hits = [
-        i
-        for i, prefix in enumerate(LONGEST_FIRST)
-        if unit == prefix or unit.startswith(prefix + "/")
-    ]
+    hits = [i for i, p in enumerate(LONGEST_FIRST) if unit == p or unit.startswith(p + "/")]
     return hits[0] if hits else len(LONGEST_FIRST)
 
 
-@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        """xdist's per-scope scheduling with our work units, in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the longest-first order below
+    return ByWorkUnit(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each test with its work unit (see above) and put the longest units first; the
-    order inside a file is kept (some files' steps build on one another)."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
-    items.sort(key=lambda item: _rank(_work_unit(item)))  # stable: file order is kept
+    """Put the longest units first; the order inside a file is kept (some files' steps build
+    on one another)."""
+    items.sort(key=lambda item: _rank(_work_unit(item.nodeid)))  # stable
 
 
 TEST_PII_KEY = "test-pii-key"

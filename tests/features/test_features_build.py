@@ -16,8 +16,8 @@ from features_raw import split_key, storage_settings, synthetic_rows, write_raw
 from pria_ml import features
 from pria_ml.data import tokens
 from pria_ml.data.contract import FEATURE_SCHEMA
+from pria_ml.data.splits import PROMPT_CONFLICT, SPLITS, TRACE_CONFLICT
 from pria_ml.data.storage import LocalStorage
-from pria_ml.features import PROMPT_CONFLICT, SPLITS, TRACE_CONFLICT
 
 DATE = dt.date(2026, 11, 24)
 

@@ -11,9 +11,10 @@ import pytest
 from features_raw import FIRST_DAY, raw_row, raw_table, split_key, synthetic_rows, write_raw
 
 from pria_ml import cli, features
+from pria_ml.data.examples import EMPTY_COMPLETION, EMPTY_PROMPT, OVER_LENGTH
+from pria_ml.data.splits import SPLITS
 from pria_ml.data.storage import open_storage
 from pria_ml.errors import DataError
-from pria_ml.features import EMPTY_COMPLETION, EMPTY_PROMPT, OVER_LENGTH, SPLITS
 
 DATE = dt.date(2026, 11, 24)
 FEATURES = f"datasets/{DATE}/features"

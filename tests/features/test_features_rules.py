@@ -14,19 +14,25 @@ import pytest
 from features_raw import FIRST_DAY, raw_row, raw_table
 
 from pria_ml import features
-from pria_ml.data import tokens
+from pria_ml.data import splits, tokens
 from pria_ml.data.contract import RAW_SCHEMA
-from pria_ml.data.tokens import CL100K_SHA256, default_encoding_file
-from pria_ml.errors import DataError, EncodingMissing
-from pria_ml.features import (
+from pria_ml.data.examples import (
     EMPTY_COMPLETION,
     EMPTY_PROMPT,
     MISSING_KEY,
     OVER_LENGTH,
-    date_cut_points,
     example_batch,
+    read_units,
+)
+from pria_ml.data.splits import (
+    PROMPT_CONFLICT,
+    TRACE_CONFLICT,
+    date_cut_points,
+    later_conflicts,
     upsample_plan,
 )
+from pria_ml.data.tokens import CL100K_SHA256, default_encoding_file
+from pria_ml.errors import DataError, EncodingMissing
 
 
 def days(*counts: int) -> dict[dt.date, int]:
@@ -87,7 +93,7 @@ def test_no_upsampling_for_balanced_or_single_class_train(counts):
 
 
 def test_copy_keys_depend_on_the_seed():
-    assert features.copy_key(1, "id0") != features.copy_key(2, "id0")
+    assert splits.copy_key(1, "id0") != splits.copy_key(2, "id0")
 
 
 # --- examples --------------------------------------------------------------------------------
@@ -233,30 +239,116 @@ def test_altered_encoding_file_is_refused(tmp_path):
         tokens.encoding(str(altered))
 
 
-# --- merging sorted parts --------------------------------------------------------------------
+# --- the leakage decision, the last copies and the final pass ---------------------------------
 
 
-def test_merge_of_sorted_parts_is_the_global_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(features, "ROW_GROUP_ROWS", 4)  # many chunks across few parts
-    rng = np.random.default_rng(0)
-    ids = [f"{i:04d}" for i in rng.permutation(60)]
-    parts = []
-    for number, members in enumerate((ids[:7], ids[7:40], [], ids[40:])):
-        rows = sorted((i, c) for i in members for c in range(int(i) % 3))
-        table = pa.table(
-            {
-                "example_id": pa.array([i for i, _ in rows], pa.string()),
-                "upsample_copy": pa.array([c for _, c in rows], pa.int16()),
-                "payload": pa.array([f"{i}/{c}" for i, c in rows]),
-            }
+def later_rows(rows: list[tuple[str, str, int]]) -> pa.Table:
+    """(trace_id, prompt_hash, split) rows dated after the train cut."""
+    return pa.table(
+        {
+            "trace_id": [t for t, _, _ in rows],
+            "prompt_hash": [p for _, p, _ in rows],
+            "split": pa.array([s for _, _, s in rows], pa.int8()),
+        }
+    )
+
+
+def test_a_trace_then_a_prompt_stays_in_the_first_split_it_appears_in():
+    later = later_rows(
+        [
+            ("t-train", "p1", 1),  # its trace is in train
+            ("t-a", "p-train", 1),  # its prompt is in train
+            ("t-b", "p2", 1),
+            ("t-b", "p3", 2),  # trace t-b is in val first
+            ("t-c", "p2", 2),  # prompt p2 is in val first
+            ("t-d", "p3", 2),  # p3's val row was dropped by the trace rule: p3 is test's
+            ("t-e", "p4", 2),
+        ]
+    )
+    reasons = later_conflicts(later, pa.array(["t-train"]), pa.array(["p-train"]))
+    assert list(reasons) == [
+        TRACE_CONFLICT,
+        PROMPT_CONFLICT,
+        None,
+        TRACE_CONFLICT,
+        PROMPT_CONFLICT,
+        None,
+        None,
+    ]
+
+
+def test_the_remainder_copies_go_to_the_smallest_copy_keys():
+    ids = [f"id{i}" for i in range(10)]
+    split = np.array([0] * 8 + [1, 2])
+    reward = np.array([0.0] * 3 + [1.0] * 5 + [0.0, 0.0], dtype=np.float32)
+    plan = upsample_plan({0.0: 3, 1.0: 5})  # the minority grows by 2 rows: 0 full copies
+    assert (plan.full_copies, plan.remainder) == (0, 2)
+    keys = pa.array(
+        [
+            splits.copy_key(7, i) if s == 0 and r == 0.0 else None
+            for i, s, r in zip(ids, split, reward, strict=True)
+        ]
+    )
+    extra = splits.copies(split, reward, keys, plan)
+    ranked = sorted(range(3), key=lambda i: splits.copy_key(7, ids[i]))
+    assert sorted(np.flatnonzero(extra).tolist()) == sorted(ranked[:2])
+    assert extra.sum() == plan.extra_rows
+
+
+def test_final_pass_writes_the_same_bytes_in_one_pass_or_many(tmp_path):
+    """A raw file too large for one gather is written range by range, with the same bytes."""
+    rows = [
+        raw_row(
+            event_id=f"e{i}",
+            trace_id=f"t{i}",
+            record_date=day(i % 3),
+            override_flag=i % 4 == 0,
+            corrected_output="category=1" if i % 4 == 0 else None,
         )
-        parts.append(write(tmp_path / f"part-{number}.parquet", table))
-    merged = pa.Table.from_batches(list(features.merge_sorted_parts(parts)))
-    expected = sorted((i, c) for i in ids for c in range(int(i) % 3))
-    assert merged["payload"].to_pylist() == [f"{i}/{c}" for i, c in expected]
+        for i in range(300)
+    ]
+    raw = write_row_groups(tmp_path / "raw.parquet", raw_table(rows), 37)
+    batch = example_batch(raw_table(rows).to_batches()[0], tokens.encoding(), max_tokens=4096)
+    split = splits.split_of(batch.column("record_date"), (day(0), day(1)))
+    reward = batch.column("reward").to_numpy()
+    plan = upsample_plan({0.0: int(((split == 0) & (reward == 0)).sum()), 1.0: 10**6})
+    keys = pa.array([splits.copy_key(0, i) for i in batch.column("example_id").to_pylist()])
+    extra = splits.copies(split, reward, keys, plan)
+    routing = splits.routing_table(
+        batch.column("example_id"),
+        np.arange(len(rows)),
+        split,
+        extra,
+        batch.column("prompt_tokens"),
+        batch.column("completion_tokens"),
+    )
+    written = {}
+    meta = pq.ParquetFile(raw).metadata
+    decoded = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    for name, budget in (("one", 2**30), ("many", decoded // 6)):
+        paths = {s: tmp_path / f"{name}-{s}.parquet" for s in splits.SPLITS}
+        counts = splits.write_splits(raw, routing, paths, gather_bytes=budget)
+        assert sum(counts.values()) == len(rows) + int(extra.sum())
+        written[name] = {s: paths[s].read_bytes() for s in splits.SPLITS}
+    assert written["one"] == written["many"]
+    train = pq.read_table(tmp_path / "one-train.parquet")
+    assert train["example_id"].to_pylist() == sorted(train["example_id"].to_pylist())
+    assert train.num_rows == int((split == 0).sum()) + int(extra.sum())
 
 
-def test_merge_refuses_an_unsorted_part(tmp_path):
-    table = pa.table({"example_id": ["b", "a"], "upsample_copy": pa.array([0, 0], pa.int16())})
-    with pytest.raises(RuntimeError, match="not sorted"):
-        list(features.merge_sorted_parts([write(tmp_path / "part-0.parquet", table)]))
+def write_row_groups(path: Path, table: pa.Table, rows_per_group: int) -> Path:
+    pq.write_table(table, path, row_group_size=rows_per_group)
+    return path
+
+
+def test_repeated_example_ids_are_named():
+    with pytest.raises(DataError, match="1 rows repeat the key"):
+        splits.check_unique(pa.array(["a", "b", "a"]))
+    splits.check_unique(pa.array(["a", "b"]))
+
+
+def test_examples_pass_reads_whole_row_groups_or_cuts_few_into_slices():
+    assert read_units([5, 5, 5, 5], tasks=4) == [(0, 0, 5), (1, 0, 5), (2, 0, 5), (3, 0, 5)]
+    # One group, four tasks: four slices that cover every row once.
+    assert read_units([10], tasks=4) == [(0, 0, 3), (0, 3, 6), (0, 6, 9), (0, 9, 10)]
+    assert read_units([3, 1], tasks=4) == [(0, 0, 2), (0, 2, 3), (1, 0, 1)]
