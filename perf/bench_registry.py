@@ -24,14 +24,25 @@ import psycopg
 
 from pria_ml.db import Database, embedded_url
 from pria_ml.db.migrate import migrate
-from pria_ml.registry import promote, record_gate_decision, register_candidate, rollback
+from pria_ml.registry import (
+    current_prod,
+    promote,
+    record_gate_decision,
+    register_candidate,
+    rollback,
+)
 
 
-def timed(n: int, call: Callable[[int], object]) -> list[float]:
+def timed(
+    n: int, call: Callable[[int], object], before: Callable[[int], object] = lambda i: None
+) -> list[float]:
+    """Milliseconds of each of n calls after 10 warm-up calls; ``before`` runs untimed first."""
     for i in range(10):  # warm-up
+        before(i)
         call(i)
     samples = []
     for i in range(n):
+        before(i)
         began = time.perf_counter()
         call(i)
         samples.append((time.perf_counter() - began) * 1000)
@@ -79,7 +90,14 @@ def main(n: int = 300) -> None:
 
         base = timed(n, baseline)
         promotes = timed(n, lambda i: promote(db, adapter_id=ids[i % 2]))
-        rollbacks = timed(n, lambda i: rollback(db))
+
+        # Rollback walks back the prod history, so each timed rollback needs a promote before
+        # it (untimed): one history entry to walk back to.
+        def promote_the_other(i: int) -> None:
+            prod = current_prod(db)
+            promote(db, adapter_id=ids[1] if prod and prod.adapter_id == ids[0] else ids[0])
+
+        rollbacks = timed(n, lambda i: rollback(db), before=promote_the_other)
         with db.connect() as conn:
             (events,) = conn.execute("SELECT count(*) FROM pria.registry_event").fetchone()
         print(f"embedded PostgreSQL, {n} calls each, new connection per call, {events} events")

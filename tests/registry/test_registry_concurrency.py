@@ -16,7 +16,7 @@ import traceback
 import psycopg
 
 from pria_ml.db import Database
-from pria_ml.errors import RegistryBusy
+from pria_ml.errors import RegistryBusy, RegistryError
 from pria_ml.registry import adapters, history, promote, replay, rollback
 
 PROCESSES = 64
@@ -37,6 +37,13 @@ def _worker(url: str, candidates: list[str], seed: int, start, results) -> None:
             outcomes.append("changed" if transition.changed else "no-op")
         except RegistryBusy:
             outcomes.append("busy")
+        except RegistryError as refusal:
+            # Rollback walks back the prod history: back at the first prod there is nothing
+            # earlier, and the registry refuses without changing anything.
+            if "no previous prod" not in str(refusal):
+                outcomes.append("ERROR " + traceback.format_exc())
+            else:
+                outcomes.append("refused")
         except BaseException:
             outcomes.append("ERROR " + traceback.format_exc())
     results.put(outcomes)
@@ -47,7 +54,7 @@ def test_concurrent_promote_and_rollback_keep_exactly_one_prod(
 ) -> None:
     ids = [candidate() for _ in range(6)]
     promote(registry_db, adapter_id=ids[0])
-    promote(registry_db, adapter_id=ids[1])  # from here on a previous prod always exists
+    promote(registry_db, adapter_id=ids[1])
 
     samples: list[int] = []
     done = threading.Event()
@@ -105,6 +112,7 @@ def test_concurrent_promote_and_rollback_keep_exactly_one_prod(
     assert final[changes[-1].adapter_id] == "prod"
     print(
         f"{len(outcomes)} calls in {elapsed:.1f} s: {outcomes.count('changed')} changed, "
-        f"{outcomes.count('no-op')} no-op, {outcomes.count('busy')} busy; "
+        f"{outcomes.count('no-op')} no-op, {outcomes.count('busy')} busy, "
+        f"{outcomes.count('refused')} refused; "
         f"{len(samples)} samples"
     )
