@@ -327,6 +327,7 @@ def train(
     if dry_run:
         plan = train_mod.plan(settings, date, config, profile=profile)
         console.print_json(data={**plan.summary(), "config": plan.config.__dict__})
+        console.print(plan.line(), soft_wrap=True, markup=False)
         console.print(plan.accelerate_command(), soft_wrap=True, markup=False)
         return
     result = train_mod.run(settings, date, config, profile=profile, retrain=retrain)

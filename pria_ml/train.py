@@ -7,7 +7,9 @@ Mistral-7B-Instruct (``accelerate launch`` for several GPUs). Read top to bottom
    the base model's chat template, count tokens, work out steps and warm-up, estimate the cost
    and refuse a run over the nightly budget. ``--dry-run`` stops here and prints the plan.
 2. Load the base model in 4-bit NF4 with double quantisation, prepare it for k-bit training and
-   add a LoRA adapter (rank 64 on every linear layer by default).
+   add a LoRA adapter (rank 32 on every linear layer in the spec profile, ~84 M parameters),
+   or continue the prod adapter (warm start) on the days it has not seen plus a replay sample,
+   sized by the night's token budget.
 3. Train with ``transformers.Trainer``: loss on completion tokens only, examples packed into
    rows with a block-diagonal causal mask (no attention across examples), gradient accumulation
    to the effective batch, checkpoints in a local run directory that a restarted run resumes.
@@ -31,7 +33,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,9 +60,14 @@ from pria_ml.errors import (
 )
 from pria_ml.model import tiny as tinymodel
 from pria_ml.model.chat import IGNORE_INDEX, Example
-from pria_ml.model.loading import check_causal_lm, load_base_model, load_tokenizer
-from pria_ml.training import cost, memory
-from pria_ml.training.packing import PackingCollator, tokenize_rows
+from pria_ml.model.loading import (
+    check_causal_lm,
+    fetch_registered,
+    load_base_model,
+    load_tokenizer,
+)
+from pria_ml.training import cost, memory, selection
+from pria_ml.training.packing import PackingCollator, tokenize_kept, tokenize_rows
 
 if TYPE_CHECKING:
     from pria_ml.data.storage import Storage
@@ -80,8 +87,10 @@ class TrainConfig:
 
     The defaults are spec section 4's: lr 8e-5, effective batch 128 (8 per device x 16
     accumulation steps; under ``accelerate launch`` with N processes each accumulates 16 / N),
-    1 epoch, warm-up 50, LoRA rank 64 on all linear layers. Every field is an option of
-    ``pria-ml train`` with this help text.
+    1 epoch, warm-up 50 (capped on short runs); LoRA rank 32 on all linear layers, the spec's
+    "~85 M adapter parameters" (83.9 M; its hyper-parameter block's rank 64 would be 167.8 M and
+    exceed its 8 GB at the upper end of the memory estimate: docs/training.md). Every field is
+    an option of ``pria-ml train`` with this help text.
     """
 
     learning_rate: float = _option(8e-5, "Peak learning rate of the linear schedule.")
@@ -100,7 +109,7 @@ class TrainConfig:
     packing: bool = _option(True, "Pack several examples per row (no cross-example attention).")
     gradient_checkpointing: bool = _option(True, "Recompute activations in the backward pass.")
     seed: int = _option(42, "Seed of the adapter's initial weights and the data order.")
-    lora_r: int = _option(64, "LoRA rank.")
+    lora_r: int = _option(32, "LoRA rank (32 on every projection: the spec's ~85 M on Mistral-7B).")
     lora_alpha: int = _option(16, "LoRA alpha (scale alpha / r).")
     lora_dropout: float = _option(0.05, "Dropout on the LoRA inputs.")
     lora_target_modules: tuple[str, ...] = _option(
@@ -109,6 +118,17 @@ class TrainConfig:
     save_steps: int = _option(50, "Checkpoint every N optimizer steps.")
     save_total_limit: int = _option(2, "Checkpoints kept.")
     logging_steps: int = _option(10, "Progress line and loss record every N steps.")
+    warm_start: bool = _option(
+        True,
+        "Start from the prod adapter and train on the days it has not seen plus a replay "
+        "sample; --no-warm-start retrains from scratch on a sample of the whole split.",
+    )
+    target_minutes: float = _option(
+        45.0, "Time target of the night: tokens = tier throughput x these minutes."
+    )
+    replay_ratio: float = _option(
+        1.0, "Warm start: replayed older tokens per new token, within the time target."
+    )
 
     def __post_init__(self) -> None:
         checks = {
@@ -125,6 +145,8 @@ class TrainConfig:
             "lora_dropout": 0 <= self.lora_dropout < 1,
             "save_steps": self.save_steps >= 1,
             "logging_steps": self.logging_steps >= 1,
+            "target_minutes": self.target_minutes > 0,
+            "replay_ratio": self.replay_ratio >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -203,9 +225,11 @@ PROFILES: dict[str, TrainConfig] = {
         max_tokens_per_micro_batch=8192,  # CPU memory is not the limit of the tiny model
         warmup_steps=10,
         max_length=512,
+        lora_r=64,  # the tiny model's measured choice (docs/training.md, "Adapter size")
         gradient_checkpointing=False,
         save_steps=20,
         logging_steps=5,
+        warm_start=False,
     ),
 }
 
@@ -218,17 +242,25 @@ def add_adapter(model: Any, config: TrainConfig) -> Any:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
+    bf16 = model.get_input_embeddings().weight.dtype == torch.bfloat16  # loaded for a GPU
     model = prepare_model_for_kbit_training(
         model,
         use_gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
-    if torch.cuda.is_available():
-        # prepare_model_for_kbit_training upcasts every 16-bit weight to fp32; for the frozen
+    if bf16:
+        # prepare_model_for_kbit_training upcasts every 16-bit weight to fp32. For the frozen
         # embeddings and lm_head (268 M weights on Mistral-7B) that is 1 GiB for nothing, as
-        # autocast runs their matmuls in bf16 anyway. The norms stay in fp32.
+        # autocast runs their matmuls in bf16 anyway. For the norms it is worse: an fp32 norm
+        # weight makes the norm's output fp32, bitsandbytes returns its input's dtype, so from
+        # the second layer on the residual stream and the MLP are fp32 - measured 25 % more
+        # saved activations on the tiny model (docs/training.md, "Memory model"). The norm
+        # itself still computes in fp32 inside (MistralRMSNorm upcasts), as in bf16 inference.
         model.get_input_embeddings().to(torch.bfloat16)
         model.get_output_embeddings().to(torch.bfloat16)
+        for name, module in model.named_modules():
+            if name.endswith("norm"):
+                module.to(torch.bfloat16)
     targets = list(config.lora_target_modules)
     lora = LoraConfig(
         r=config.lora_r,
@@ -304,6 +336,12 @@ class TrainPlan:
     cost: cost.CostEstimate
     train_sha256: str
     run_dir: Path
+    selection: selection.Selection
+    record_dates: list[datetime.date] = field(repr=False, default_factory=list)
+    processes: int = 1
+    warm_start_from: registry.Adapter | None = None
+    full_retrain_reason: str = ""
+    adapter_parameters: int = 0
     attempt: int = 1  # which training of the date this is (adapters/D.aN.safetensors)
 
     def accelerate_command(self, num_processes: int = 1) -> str:
@@ -319,6 +357,13 @@ class TrainPlan:
             "date": self.date.isoformat(),
             "base_model": self.base_model,
             "profile": self.profile,
+            "mode": self.mode,
+            "warm_start_from": str(self.warm_start_from.adapter_id)
+            if self.warm_start_from
+            else None,
+            "full_retrain_reason": self.full_retrain_reason or None,
+            "selection": self.selection.as_dict(),
+            "adapter_parameters": self.adapter_parameters,
             "examples": len(self.examples),
             "dropped_examples": self.dropped_examples,
             "train_tokens_per_epoch": self.train_tokens_per_epoch,
@@ -333,6 +378,34 @@ class TrainPlan:
             "run_dir": str(self.run_dir),
             "attempt": self.attempt,
         }
+
+    @property
+    def mode(self) -> str:
+        return "warm-start" if self.warm_start_from is not None else "full"
+
+    @property
+    def trained_through(self) -> datetime.date | None:
+        """The newest record_date among the examples this run trains on."""
+        return max(self.record_dates, default=None)
+
+    def line(self) -> str:
+        """The plan in one line: what is trained, how long, what it costs."""
+        s, c = self.selection, self.cost
+        source = (
+            f"warm start from {self.warm_start_from.adapter_id} ({s.new_examples:,} new + "
+            f"{s.replay_examples:,} replayed examples)"
+            if self.warm_start_from is not None
+            else f"full retraining ({len(self.examples):,} of {s.available_examples:,} "
+            f"examples{'; ' + self.full_retrain_reason if self.full_retrain_reason else ''})"
+        )
+        eta = datetime.timedelta(seconds=round(c.gpu_hours * 3600 / max(self.processes, 1)))
+        return (
+            f"plan: {source} | {self.planned_tokens:,} tokens of a {s.budget_tokens:,} budget "
+            f"({self.config.target_minutes:g} min at {c.tokens_per_second:,.0f} tokens/s) | "
+            f"{self.optimizer_steps} steps, warm-up {self.warmup_steps} | ETA {eta} on "
+            f"{c.gpu_type} | ${c.usd:.2f} of ${c.budget_usd:.2f} | "
+            f"{self.adapter_parameters:,} adapter parameters"
+        )
 
     def fingerprint(self) -> str:
         """What a checkpoint must have been trained with to be resumed by this plan.
@@ -350,7 +423,15 @@ class TrainPlan:
             knobs.pop(name)
         knobs["effective_batch_size"] = self.config.effective_batch_size
         blob = json.dumps(
-            {"config": knobs, "base_model": self.base_model, "train_sha256": self.train_sha256},
+            {
+                "config": knobs,
+                "base_model": self.base_model,
+                "train_sha256": self.train_sha256,
+                "warm_start_from": str(self.warm_start_from.adapter_id)
+                if self.warm_start_from
+                else None,
+                "selection": self.selection.indices,
+            },
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -448,13 +529,51 @@ def plan(
     from transformers import AutoConfig
 
     storage = open_storage(settings)
+    db = database(settings)
     rows, train_sha256 = read_split(storage, date, "train")  # checked against the manifest
     base_model = tinymodel.base_model_path(settings)
     check_causal_lm(base_model)
-    config.accumulation_per_process(process_state().num_processes)
+    processes = process_state().num_processes
+    config.accumulation_per_process(processes)
     tokenizer = load_tokenizer(base_model)
-    examples, dropped = tokenize_rows(tokenizer, rows, config.max_length)
+    kept = tokenize_kept(tokenizer, rows, config.max_length)
+    dropped = len(rows) - len(kept)
     _check_dropped(len(rows), dropped, config, settings.train_max_dropped_share, date)
+
+    shape = memory.ModelShape.from_config(AutoConfig.from_pretrained(base_model))
+    lora = shape.lora_parameters(config.lora_r, config.lora_target_modules)
+    tier = settings.tier
+    flops = cost.flops_per_token(shape, lora, gradient_checkpointing=config.gradient_checkpointing)
+    rate = cost.throughput(tier, flops, cost.measured_tokens_per_second(db, tier.gpu_type))
+    warm_from, reason = _warm_start_source(db, config, base_model)
+    chosen = selection.select(
+        [len(e.input_ids) for _, e in kept],
+        [rows[i].get("record_date") or datetime.date.min for i, _ in kept],
+        trained_through=_trained_through(warm_from),
+        budget_tokens=selection.token_budget(
+            rate.tokens_per_second, processes, config.target_minutes
+        ),
+        epochs=config.num_train_epochs,
+        replay_ratio=config.replay_ratio,
+        seed=config.seed,
+    )
+    if not chosen.indices:
+        raise DataError(
+            f"nothing to train on for {date}: "
+            + (
+                f"no example in the train split is newer than {_trained_through(warm_from)}, "
+                f"what prod adapter {warm_from.adapter_id} was trained through; retrain on the "
+                "whole split with --no-warm-start"
+                if warm_from is not None and chosen.new_examples == 0
+                else f"the token budget of {chosen.budget_tokens:,} tokens (--target-minutes "
+                f"{config.target_minutes:g} at {rate.tokens_per_second:,.0f} tokens/s) holds "
+                "no example; raise --target-minutes"
+            )
+        )
+    examples = [kept[i][1] for i in chosen.indices]
+    record_dates = [
+        rows[kept[i][0]].get("record_date") or datetime.date.min for i in chosen.indices
+    ]
     tokens = sum(len(e.input_ids) for e in examples)
     completion_tokens = sum(sum(t != IGNORE_INDEX for t in e.labels) for e in examples)
     steps, warmup = schedule(len(examples), config)
@@ -464,27 +583,27 @@ def plan(
         seen = len(examples) * config.num_train_epochs
     planned_tokens = round(tokens / len(examples) * seen)
 
-    shape = memory.ModelShape.from_config(AutoConfig.from_pretrained(base_model))
-    lora = shape.lora_parameters(config.lora_r, config.lora_target_modules)
-    peak = memory.estimate(
-        shape,
-        lora_r=config.lora_r,
-        lora_targets=config.lora_target_modules,
-        micro_batch_tokens=config.max_tokens_per_micro_batch,
-        labelled_share=completion_tokens / tokens,
-        gradient_checkpointing=config.gradient_checkpointing,
-        optimizer="paged_adamw_8bit",
-    )
-    tier = settings.tier
+    def peak_of(c: TrainConfig) -> memory.MemoryEstimate:
+        return memory.estimate(
+            shape,
+            lora_r=c.lora_r,
+            lora_targets=c.lora_target_modules,
+            micro_batch_tokens=c.max_tokens_per_micro_batch,
+            labelled_share=completion_tokens / tokens,
+            gradient_checkpointing=c.gradient_checkpointing,
+            optimizer="paged_adamw_8bit",
+            lora_dropout=c.lora_dropout,
+            processes=processes,
+        )
+
+    peak = peak_of(config)
     assert tier.gpu_memory_gib is not None  # filled from GPU_SPECS by the tier's validator
-    _check_fits(peak, tier.gpu_memory_gib, tier.gpu_type, config)
-    flops = cost.flops_per_token(shape, lora, gradient_checkpointing=config.gradient_checkpointing)
-    measured = cost.measured_tokens_per_second(database(settings), tier.gpu_type)
+    _check_fits(peak, tier.gpu_memory_gib, tier.gpu_type, config, peak_of)
     estimate = cost.estimate(
         planned_tokens,
         tier_name=settings.gpu_tier,
         tier=tier,
-        rate=cost.throughput(tier, flops, measured),
+        rate=rate,
         budget_usd=settings.nightly_budget_usd,
     )
     cost.check_budget(estimate, spent_usd=cost.spent_on_night(settings, date))
@@ -507,8 +626,46 @@ def plan(
         cost=estimate,
         train_sha256=train_sha256,
         run_dir=run_dir(settings, date, attempt),
+        selection=chosen,
+        record_dates=record_dates,
+        processes=processes,
+        warm_start_from=warm_from,
+        full_retrain_reason=reason,
+        adapter_parameters=lora,
         attempt=attempt,
     )
+
+
+def _warm_start_source(
+    db: Any, config: TrainConfig, base_model: str
+) -> tuple[registry.Adapter | None, str]:
+    """The prod adapter to start from, or None and why the run retrains from scratch."""
+    if not config.warm_start:
+        return None, "--no-warm-start"
+    prod = registry.current_prod(db)
+    if prod is None:
+        return None, "no prod adapter yet"
+    trained = prod.metrics_json.get("config") or {}
+    same = (
+        prod.base_model == base_model
+        and trained.get("lora_r") == config.lora_r
+        and tuple(trained.get("lora_target_modules") or ()) == config.lora_target_modules
+    )
+    if not same:
+        return None, (
+            f"prod adapter {prod.adapter_id} has another base model, rank or target modules "
+            f"(rank {trained.get('lora_r')}, {trained.get('lora_target_modules')})"
+        )
+    return prod, ""
+
+
+def _trained_through(adapter: registry.Adapter | None) -> datetime.date | None:
+    """The newest record_date ``adapter`` was trained on (its dataset date for adapters
+    registered before that was recorded)."""
+    if adapter is None:
+        return None
+    recorded = (adapter.metrics_json.get("dataset") or {}).get("trained_through")
+    return datetime.date.fromisoformat(recorded) if recorded else adapter.dataset_date
 
 
 def _check_dropped(
@@ -527,15 +684,38 @@ def _check_dropped(
 
 
 def _check_fits(
-    peak: memory.MemoryEstimate, gpu_memory_gib: float, gpu_type: str, config: TrainConfig
+    peak: memory.MemoryEstimate,
+    gpu_memory_gib: float,
+    gpu_type: str,
+    config: TrainConfig,
+    peak_of: Any,
 ) -> None:
-    if peak.total > gpu_memory_gib:
-        raise TrainingError(
-            f"the estimated peak memory of this run, {peak.total:.1f} GiB, does not fit the "
-            f"{gpu_memory_gib:g} GiB of a {gpu_type}: lower --max-tokens-per-micro-batch "
-            f"(now {config.max_tokens_per_micro_batch}), --max-length or --lora-r, keep "
-            "--gradient-checkpointing, or use a tier with a larger GPU (PRIA_GPU_TIER)"
-        )
+    """TrainingError when the upper end of the estimate's band does not fit the GPU, naming
+    the per-pass token budget and the rank that would fit (``peak_of(config)`` re-estimates)."""
+    if peak.high <= gpu_memory_gib:
+        return
+    fixes = []
+    tokens = config.max_tokens_per_micro_batch
+    while tokens > config.max_length:
+        tokens = max(config.max_length, tokens // 2)
+        changed = replace(config, max_tokens_per_micro_batch=tokens)
+        if peak_of(changed).high <= gpu_memory_gib:
+            fixes.append(f"--max-tokens-per-micro-batch {tokens}")
+            break
+    rank = config.lora_r
+    while rank > 1:
+        rank //= 2
+        if peak_of(replace(config, lora_r=rank)).high <= gpu_memory_gib:
+            fixes.append(f"--lora-r {rank}")
+            break
+    advice = " or ".join(fixes) if fixes else "lower --max-length and --max-tokens-per-micro-batch"
+    raise TrainingError(
+        f"the estimated peak memory of this run, {peak.total:.1f} GiB (band {peak.low:.1f}-"
+        f"{peak.high:.1f}), does not fit the {gpu_memory_gib:g} GiB of a {gpu_type} at its "
+        f"upper end: {advice} would fit (now --max-tokens-per-micro-batch "
+        f"{config.max_tokens_per_micro_batch}, --lora-r {config.lora_r}); or keep "
+        "--gradient-checkpointing, or use a tier with a larger GPU (PRIA_GPU_TIER)"
+    )
 
 
 def _model_tokens_per_tiktoken(tokenizer: Any, rows: list[dict[str, Any]]) -> float:
@@ -614,7 +794,8 @@ def _prepare_run_dir(train_plan: TrainPlan) -> Path | None:
 class TrainResult:
     """A finished run: where the adapter went and what was registered."""
 
-    adapter_id: Any  # uuid.UUID; None on non-main processes of a multi-GPU run
+    adapter_id: Any  # uuid.UUID; None on non-main processes of a multi-GPU run, whose
+    # metrics hold only steps, process_index, processes and loss.eval
     artifact_uri: str
     artifact_sha256: str
     config_uri: str
@@ -660,7 +841,9 @@ def run(
     weights_key, config_key = adapter_keys(date, train_plan.attempt)
     resume = _prepare_run_dir(train_plan)
     with _out_of_memory_is_clear(train_plan):
-        trainer, model, trainable, total = _build_trainer(train_plan, _progress(train_plan))
+        trainer, model, trainable, total = _build_trainer(
+            settings, train_plan, _progress(train_plan)
+        )
         log.info(
             "training %s: %s trainable of %s parameters (%.3f %%)",
             train_plan.base_model,
@@ -674,7 +857,14 @@ def run(
         wall_s = time.monotonic() - started
     eval_loss = _eval_loss(trainer, storage, train_plan)
     if not trainer.accelerator.is_main_process:
-        return TrainResult(None, "", "", "", {}, train_plan)
+        # What this process did; the main process uploads, registers and reports the rest.
+        done = {
+            "steps": trainer.state.global_step,
+            "process_index": trainer.accelerator.process_index,
+            "processes": trainer.accelerator.num_processes,
+            "loss": {"eval": eval_loss},
+        }
+        return TrainResult(None, "", "", "", done, train_plan, model)
 
     metrics = _metrics(
         settings, storage, train_plan, trainer, output, wall_s, eval_loss,
@@ -739,7 +929,29 @@ def choose_attention(*, cuda: bool, flash_attn: bool, flex_attn: bool) -> tuple[
     return "sdpa", False
 
 
-def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int, int]:
+def _load_warm_start(model: Any, settings: Settings, train_plan: TrainPlan) -> None:
+    """Copy the prod adapter's weights (sha256-checked) into the fresh adapter of ``model``."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    adapter = train_plan.warm_start_from
+    assert adapter is not None
+    directory = train_plan.run_dir / f"warm-start-{process_state().process_index}"
+    fetch_registered(settings, adapter.adapter_id, directory)
+    weights = load_file(str(directory / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, weights)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"prod adapter {adapter.adapter_id} does not fit this run's adapter ("
+            f"{len(missing)} missing, {len(result.unexpected_keys)} unexpected tensors); "
+            "retrain from scratch with --no-warm-start"
+        )
+
+
+def _build_trainer(
+    settings: Settings, train_plan: TrainPlan, progress: Any
+) -> tuple[Any, Any, int, int]:
     import torch
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
@@ -748,6 +960,8 @@ def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int,
     tokenizer = load_tokenizer(train_plan.base_model)
     attention, flatten = attention_path()
     model = add_adapter(load_base_model(train_plan.base_model, attention), config)
+    if train_plan.warm_start_from is not None:
+        _load_warm_start(model, settings, train_plan)
     trainable, total = trainable_parameters(model)
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
@@ -775,6 +989,12 @@ def _build_trainer(train_plan: TrainPlan, progress: Any) -> tuple[Any, Any, int,
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
+        # Every adapter parameter takes part in every forward: searching the graph for unused
+        # ones costs a traversal per step, and Trainer would switch it on for a PeftModel.
+        ddp_find_unused_parameters=False,
+        # DDP broadcasts buffers (the rotary frequencies: constant) on every forward; ranks
+        # run different numbers of forward passes when their micro-batches split unevenly.
+        ddp_broadcast_buffers=False,
     )
     collator = PackingCollator(
         tokenizer.pad_token_id,
@@ -804,6 +1024,15 @@ def completion_loss(
     Logits are computed only at positions whose next token is labelled (``logits_to_keep``,
     the union over the rows of the pass), not for every prompt token.
     """
+    summed, labelled, outputs = summed_completion_loss(model, inputs)
+    if num_items_in_batch is None:
+        return summed / labelled.clamp(min=1), outputs
+    return summed / num_items_in_batch, outputs
+
+
+def summed_completion_loss(model: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """``(summed cross-entropy, labelled tokens, outputs)`` of one pass, both on the model's
+    device: nothing here waits for the device or moves a value to the host."""
     import torch
 
     targets = inputs["labels"][..., 1:]
@@ -815,15 +1044,24 @@ def completion_loss(
     outputs = model(**model_inputs, logits_to_keep=keep)
     logits = outputs.logits.float()
     kept = targets[:, keep]
-    loss = torch.nn.functional.cross_entropy(
+    summed = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]),
         kept.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
-    if num_items_in_batch is None:
-        return loss / (kept != IGNORE_INDEX).sum().clamp(min=1), outputs
-    return loss / num_items_in_batch, outputs
+    return summed, (kept != IGNORE_INDEX).sum(), outputs
+
+
+def pass_weighted_mean(sums: list[Any], counts: list[Any]) -> Any:
+    """The labelled-token mean loss of a batch evaluated in several passes, from each pass's
+    summed loss and labelled-token count. Tensor arithmetic only, so the result stays on the
+    device (and in the graph-free form) of its inputs: a float() round trip here put split
+    batches' losses on the CPU and unsplit ones on the GPU, which the evaluation loop cannot
+    concatenate."""
+    import torch
+
+    return torch.stack(sums).sum() / torch.stack(counts).sum().clamp(min=1)
 
 
 def additive_mask(model: Any, mask: Any) -> Any:
@@ -843,11 +1081,13 @@ def additive_mask(model: Any, mask: Any) -> Any:
 
 
 def _trainer_class() -> type:
-    """``transformers.Trainer`` with the two changes QLoRA on one A10G needs.
+    """``transformers.Trainer`` with the changes QLoRA on one A10G (or several) needs.
 
     - A micro-batch over the token budget arrives from ``PackingCollator`` as several passes;
       each pass is one forward/backward into the same gradient, so the worst micro-batch
-      (8 x 2,048 tokens) costs the memory of 2,048.
+      (8 x 2,048 tokens) costs the memory of 2,048. Under DDP all passes but the last run
+      under ``no_sync``, and evaluation computes each pass's loss itself: the collectives per
+      step and per evaluation batch are the same on every rank however its batches split.
     - Logits are computed only at positions whose next token is labelled (the completion):
       the model gets ``logits_to_keep`` with those positions, and the loss is the summed
       cross-entropy over labelled tokens divided by the step's labelled-token count
@@ -859,23 +1099,29 @@ def _trainer_class() -> type:
 
     class QLoRATrainer(Trainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
-            if "chunks" not in inputs:
-                return super().training_step(model, inputs, num_items_in_batch)
-            losses = [
-                super(QLoRATrainer, self).training_step(model, chunk, num_items_in_batch)
-                for chunk in inputs["chunks"]
-            ]
+            passes = inputs.get("chunks", [inputs])
+            losses = []
+            for i, part in enumerate(passes):
+                # Under DDP every backward outside no_sync all-reduces the gradients. Only the
+                # last pass of a micro-batch may: ranks split their micro-batches into
+                # different numbers of passes, and unequal collectives hang the group.
+                last = i == len(passes) - 1
+                sync = nullcontext() if last else self.accelerator.no_sync(model)
+                with sync:
+                    losses.append(super().training_step(model, part, num_items_in_batch))
             return torch.stack(losses).sum()
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-            if "chunks" not in inputs:
-                return super().prediction_step(model, inputs, True, ignore_keys)
-            total, count = 0.0, 0
-            for chunk in inputs["chunks"]:
-                loss, _, _ = super().prediction_step(model, chunk, True, ignore_keys)
-                labelled = int((chunk["labels"][..., 1:] != IGNORE_INDEX).sum())
-                total, count = total + float(loss) * labelled, count + labelled
-            return torch.tensor(total / max(count, 1)), None, None
+            # Not Trainer.prediction_step: it gathers the labelled-token count across
+            # processes on every call, i.e. once per pass of a split batch (unequal across
+            # ranks). The evaluation loop's own gather of the loss is the one per batch.
+            sums, counts = [], []
+            with torch.no_grad(), self.compute_loss_context_manager():
+                for part in inputs.get("chunks", [inputs]):
+                    summed, labelled, _ = summed_completion_loss(model, self._prepare_inputs(part))
+                    sums.append(summed.detach())
+                    counts.append(labelled)
+            return pass_weighted_mean(sums, counts), None, None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = completion_loss(model, inputs, num_items_in_batch)
@@ -916,6 +1162,7 @@ def _progress(train_plan: TrainPlan) -> Any:
         def on_train_begin(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
                 return
+            print(train_plan.line(), file=sys.stderr, flush=True)
             self.started, self.first_step = time.monotonic(), state.global_step
             if sys.stderr.isatty():
                 from rich.console import Console
@@ -1071,6 +1318,15 @@ def _metrics(
             "train_uri": storage.uri(train_key),
             "train_sha256": train_plan.train_sha256,
             "manifest": manifest,
+            "trained_through": str(train_plan.trained_through),
+        },
+        "night": {
+            "mode": train_plan.mode,
+            "warm_start_from": str(train_plan.warm_start_from.adapter_id)
+            if train_plan.warm_start_from
+            else None,
+            "full_retrain_reason": train_plan.full_retrain_reason or None,
+            **train_plan.selection.as_dict(),
         },
         "code_version": provenance.code_version(
             [

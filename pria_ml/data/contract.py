@@ -232,9 +232,9 @@ def load_split(storage: Storage, date: dt.date, split: str) -> list[dict[str, An
 
 
 def read_split(storage: Storage, date: dt.date, split: str) -> tuple[list[dict[str, Any]], str]:
-    """Rows (``prompt``, ``completion``) of a feature split and its sha256, read through the
-    features manifest (the bytes are checked against the manifest's sha256 on the way in);
-    DataError when the split is missing, does not match its manifest, or is empty."""
+    """Rows (``prompt``, ``completion``, ``record_date``) of a feature split and its sha256,
+    read through the features manifest (the bytes are checked against the manifest's sha256 on
+    the way in); DataError when the split is missing, does not match its manifest, or is empty."""
     import pyarrow.parquet as pq
 
     key = features_key(date, "manifest.json")
@@ -254,4 +254,6 @@ def read_split(storage: Storage, date: dt.date, split: str) -> tuple[list[dict[s
         )
     if table.num_rows == 0:
         raise DataError(f"the {split} split {storage.uri(key)} has no rows; nothing to train on")
-    return table.select(["prompt", "completion"]).to_pylist(), sha256
+    # record_date too, for the trainer's warm start (which days the prod adapter has not seen)
+    columns = [c for c in ("prompt", "completion", "record_date") if c in table.column_names]
+    return table.select(columns).to_pylist(), sha256

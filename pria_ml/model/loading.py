@@ -76,10 +76,14 @@ def load_tokenizer(base_model: str) -> Any:
     return tokenizer
 
 
-def load_base_model(base_model: str, attn_implementation: str = "sdpa") -> Any:
+def load_base_model(
+    base_model: str, attn_implementation: str = "sdpa", *, gpu_precision: bool | None = None
+) -> Any:
     """The base model in 4-bit NF4 with double quantisation (QLoRA's storage format).
 
-    Compute runs in bf16 on a GPU and in fp32 on a CPU (bf16 matmuls are slow there). Under
+    Compute runs in bf16 on a GPU and in fp32 on a CPU (bf16 matmuls are slow there);
+    ``gpu_precision=True`` loads a CPU copy with the GPU's dtypes (the memory model's
+    saved-activation count does this). Under
     ``accelerate launch`` each process loads its copy onto its own GPU. Training passes
     ``flash_attention_2`` where it is installed, for padding-free packing (``train``).
     """
@@ -88,11 +92,12 @@ def load_base_model(base_model: str, attn_implementation: str = "sdpa") -> Any:
 
     quiet_known_library_noise()
     cuda = torch.cuda.is_available()
+    bf16 = cuda if gpu_precision is None else gpu_precision
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
+        bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
     )
     device_map = None
     if cuda:
@@ -102,7 +107,7 @@ def load_base_model(base_model: str, attn_implementation: str = "sdpa") -> Any:
     return AutoModelForCausalLM.from_pretrained(
         base_model,
         quantization_config=quantization,
-        dtype=torch.bfloat16 if cuda else torch.float32,
+        dtype=torch.bfloat16 if bf16 else torch.float32,
         device_map=device_map,
         attn_implementation=attn_implementation,
     )

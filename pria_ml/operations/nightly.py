@@ -198,10 +198,17 @@ def _train_run(night: Night) -> str:
     result = train.run(
         night.settings, night.date, night.train_config, retrain=retrain, now=night.now
     )
-    return (
-        f"candidate {result.adapter_id} (attempt {result.plan.attempt}), "
-        f"{result.metrics['steps']} steps"
-    )
+    return train_detail(result)
+
+
+def train_detail(result: train.TrainResult) -> str:
+    """The train stage's report line; a non-main process of a multi-GPU launch registers
+    nothing and says so."""
+    steps = result.metrics["steps"]
+    if result.adapter_id is None:
+        index = result.metrics["process_index"]
+        return f"process {index} trained {steps} steps; the main process registers the candidate"
+    return f"candidate {result.adapter_id} (attempt {result.plan.attempt}), {steps} steps"
 
 
 def _eval_complete(night: Night) -> bool:

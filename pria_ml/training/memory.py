@@ -105,17 +105,27 @@ class ModelShape:
         return r * sum(sum(shapes[name]) for name in chosen) * self.num_hidden_layers
 
 
+# The share of the activation term the estimate may be off by: the saved-activation count on
+# the tiny model (tests/train/test_train_memory.py) holds it to within this, several configs.
+ACTIVATION_TOLERANCE = 0.10
+# The overhead is the least known part: the CUDA context (~0.3-0.5 GiB), the caching
+# allocator's fragmentation, bitsandbytes' transient dequantised weight.
+OVERHEAD_BAND_GIB = (0.5, 1.25)
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Peak GPU memory of one training process, in GiB, by part."""
+    """Peak GPU memory of one training process, in GiB, by part, with an error band."""
 
     base_4bit: float
     unquantised_layers: float
     adapter_weights: float
     adapter_gradients: float
     optimizer_states: float
+    ddp_buckets: float
     checkpointed_activations: float
     layer_activations: float
+    backward_transient: float
     logits: float
     overhead: float
     micro_batch_tokens: int
@@ -128,15 +138,88 @@ class MemoryEstimate:
             + self.adapter_weights
             + self.adapter_gradients
             + self.optimizer_states
+            + self.ddp_buckets
+        )
+
+    @property
+    def activations(self) -> float:
+        """What grows with the tokens of one forward pass."""
+        return (
+            self.checkpointed_activations
+            + self.layer_activations
+            + self.backward_transient
+            + self.logits
         )
 
     @property
     def total(self) -> float:
-        per_batch = self.checkpointed_activations + self.layer_activations + self.logits
-        return self.static + per_batch + self.overhead
+        return self.static + self.activations + self.overhead
+
+    @property
+    def low(self) -> float:
+        """Lower end of the band: activations 10 % under, the least overhead."""
+        return self.static + (1 - ACTIVATION_TOLERANCE) * self.activations + OVERHEAD_BAND_GIB[0]
+
+    @property
+    def high(self) -> float:
+        """Upper end of the band: activations 10 % over, the most overhead. Plans are judged
+        by this end."""
+        return self.static + (1 + ACTIVATION_TOLERANCE) * self.activations + OVERHEAD_BAND_GIB[1]
 
     def as_dict(self) -> dict[str, float | int]:
-        return {**{k: round(v, 3) for k, v in asdict(self).items()}, "total": round(self.total, 3)}
+        return {
+            **{k: round(v, 3) for k, v in asdict(self).items()},
+            "total": round(self.total, 3),
+            "band": [round(self.low, 3), round(self.high, 3)],
+        }
+
+
+def saved_bytes_per_token(
+    shape: ModelShape,
+    *,
+    lora_r: int,
+    lora_targets: tuple[str, ...],
+    lora_dropout: float,
+    platform: str = "cuda",
+) -> tuple[float, float]:
+    """``(one decoder layer, outside the layers)``: bytes autograd keeps per token for the
+    backward pass, training under bf16 autocast with the norms in bf16 (``train.add_adapter``).
+
+    Tensor by tensor, as counted with ``saved_tensors_hooks`` (docs/training.md, "Memory model"):
+    each RMSNorm keeps an fp32 copy of its input and the fp32 reciprocal RMS; attention keeps
+    the rotated q, k, v, its output and the fp32 log-sum-exp per head; the SwiGLU MLP keeps the
+    gate output, the activation and the up output. The frozen 4-bit projections keep nothing
+    (no weight gradient); each LoRA keeps its input and its rank-r ``lora_A`` output. Inputs
+    are shared: q, k and v read one tensor, gate and up another.
+
+    ``platform`` "cpu" accounts for what differs there: PEFT checks only CUDA's autocast, so on
+    a CPU every LoRA casts its input to fp32 and autocast casts it back, a bf16 copy per
+    adapted projection; and a CPU dropout keeps an fp32 noise tensor where CUDA keeps a 1-byte
+    mask beside its bf16 output.
+    """
+    if platform not in ("cuda", "cpu"):
+        raise ValueError(f"platform must be cuda or cpu, got {platform!r}")
+    h, inter = shape.hidden_size, shape.intermediate_size
+    q = shape.num_attention_heads * shape.head_dim
+    kv = shape.num_key_value_heads * shape.head_dim
+    chosen = set(LINEAR_PROJECTIONS if "all-linear" in lora_targets else lora_targets)
+    inputs = {name: i for name, (i, _) in shape.projection_shapes().items() if name in chosen}
+
+    norm = 4 * h + 4
+    layer = 2 * norm
+    layer += 2 * q + 2 * 2 * kv + 4 * shape.num_attention_heads + 2 * q  # attention
+    layer += 3 * 2 * inter  # gate output, activation, up output
+    layer += sum(2 * lora_r for _ in inputs)  # lora_A outputs
+    if lora_dropout > 0:
+        per_input = 3 if platform == "cuda" else 6  # CUDA: mask + bf16 output; CPU: fp32 noise
+        layer += sum(per_input * i for i in inputs.values())
+    elif platform == "cpu":
+        layer += sum(2 * i for i in inputs.values())
+    else:
+        shared = {"attention": {"q_proj", "k_proj", "v_proj"}, "mlp": {"gate_proj", "up_proj"}}
+        layer += sum(2 * h for group in shared.values() if group & chosen)
+        layer += sum(2 * inputs[name] for name in ("o_proj", "down_proj") if name in inputs)
+    return float(layer), float(norm)
 
 
 def estimate(
@@ -148,27 +231,31 @@ def estimate(
     labelled_share: float,
     gradient_checkpointing: bool,
     optimizer: str,
+    lora_dropout: float = 0.05,
+    processes: int = 1,
 ) -> MemoryEstimate:
     """Peak memory of one process training ``micro_batch_tokens`` tokens at a time.
 
     ``labelled_share`` is the share of tokens that carry a label: only their logits are
     computed. ``optimizer`` is a ``TrainingArguments.optim`` name (``paged_adamw_8bit`` keeps
-    two 8-bit states per parameter, ``adamw_torch`` two fp32 ones).
+    two 8-bit states per parameter, ``adamw_torch`` two fp32 ones). With ``processes`` > 1,
+    DDP keeps its gradient buckets: a second fp32 copy of the adapter's gradients.
     """
-    h, inter, layers = shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers
-    kv = shape.num_key_value_heads * shape.head_dim
+    h, layers = shape.hidden_size, shape.num_hidden_layers
     lora = shape.lora_parameters(lora_r, lora_targets)
     state_bytes = 2 if optimizer.endswith("8bit") else 8
-    # bf16 activations (2 bytes). With checkpointing each layer keeps only its input; the layer
-    # being recomputed holds its full set: norms, q/k/v/o inputs and outputs, the SwiGLU MLP's
-    # four intermediate-size tensors and LoRA-dropout copies of every projection input.
-    layer_elements = 6 * h + 2 * kv + 4 * inter + (5 * h + inter)
+    layer, outside = saved_bytes_per_token(
+        shape, lora_r=lora_r, lora_targets=lora_targets, lora_dropout=lora_dropout
+    )
     if gradient_checkpointing:
+        # Each layer keeps only its bf16 input; the layer being recomputed holds its full set.
         checkpointed = layers * h * 2
-        working = layer_elements * 2
+        working = layer
     else:
         checkpointed = 0
-        working = layers * layer_elements * 2
+        working = layers * layer
+    # While one layer's backward runs: the gradients of the MLP's three intermediate tensors.
+    transient = 3 * 2 * shape.intermediate_size
     # Labelled positions only: bf16 logits, their fp32 upcast for the loss, the fp32 gradient.
     logits = labelled_share * shape.vocab_size * (2 + 4 + 4)
     return MemoryEstimate(
@@ -177,8 +264,10 @@ def estimate(
         adapter_weights=lora * 4 / GIB,
         adapter_gradients=lora * 4 / GIB,
         optimizer_states=lora * state_bytes / GIB,
+        ddp_buckets=lora * 4 / GIB if processes > 1 else 0.0,
         checkpointed_activations=micro_batch_tokens * checkpointed / GIB,
-        layer_activations=micro_batch_tokens * working / GIB,
+        layer_activations=micro_batch_tokens * (working + outside) / GIB,
+        backward_transient=micro_batch_tokens * transient / GIB,
         logits=micro_batch_tokens * logits / GIB,
         overhead=OVERHEAD_GIB,
         micro_batch_tokens=micro_batch_tokens,

@@ -20,14 +20,23 @@ def tokenize_rows(
     tokenizer: Any, rows: list[dict[str, Any]], max_length: int
 ) -> tuple[list[Example], int]:
     """Tokenised examples that fit ``max_length`` and have a completion; and how many did not."""
-    examples, dropped = [], 0
-    for row in rows:
+    kept = tokenize_kept(tokenizer, rows, max_length)
+    return [example for _, example in kept], len(rows) - len(kept)
+
+
+def tokenize_kept(
+    tokenizer: Any, rows: list[dict[str, Any]], max_length: int
+) -> list[tuple[int, Example]]:
+    """``(row index, example)`` of the rows whose example fits ``max_length`` and has a
+    completion (longer ones are dropped, not truncated: a cut completion teaches a wrong
+    action)."""
+    kept = []
+    for index, row in enumerate(rows):
         example = tokenize_example(tokenizer, row["prompt"] or [], row["completion"] or "")
         if len(example.input_ids) > max_length or all(t == IGNORE_INDEX for t in example.labels):
-            dropped += 1
             continue
-        examples.append(example)
-    return examples, dropped
+        kept.append((index, example))
+    return kept
 
 
 def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:

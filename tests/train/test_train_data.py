@@ -198,13 +198,20 @@ def test_dry_run_of_the_spec_profile_on_the_pilot_tier(tmp_path, mistral_7b_shap
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    plan_json, command = done.stdout.rsplit("}\n", 1)
+    plan_json, rest = done.stdout.rsplit("}\n", 1)
+    line, command = rest.strip().split("\n")
     plan = json.loads(plan_json + "}")
     assert plan["examples"] == 256 and plan["optimizer_steps"] == 2 and plan["warmup_steps"] == 0
-    assert plan["config"]["learning_rate"] == 8e-5 and plan["config"]["lora_r"] == 64
+    assert plan["config"]["learning_rate"] == 8e-5 and plan["config"]["lora_r"] == 32
+    assert plan["adapter_parameters"] == 83_886_080  # the spec's "~85 M"
+    assert plan["mode"] == "full" and plan["full_retrain_reason"] == "no prod adapter yet"
     memory = plan["peak_memory_gib"]
     assert memory["gpu_memory_gib"] == 22.0  # pilot: Fly's A10 (pria_ml/assets/gpu_tiers.toml)
-    assert memory["total"] * 2**30 < 8e9  # spec section 4: "fits A10G 24 GB in < 8 GB"
+    low, high = memory["band"]
+    assert low < memory["total"] < high
+    assert high * 2**30 < 8e9  # spec section 4: "fits A10G 24 GB in < 8 GB", at the upper end
+    assert line.startswith("plan: full retraining (256 of 256 examples; no prod adapter yet) | ")
+    assert "| 2 steps, warm-up 0 | ETA 0:" in line and "83,886,080 adapter parameters" in line
     estimate = plan["estimate"]
     assert estimate["throughput_source"].startswith("physics")
     assert 780 < estimate["tokens_per_second"] < 960  # 125 TFLOPS x 30 % / ~44 GFLOP per token
@@ -331,12 +338,29 @@ def test_a_night_that_drops_too_many_examples_as_too_long_fails(tmp_path, tiny_d
         train.plan(settings, DATE, short)
 
 
-def test_plan_that_cannot_fit_the_tier_gpu_is_refused(tmp_path, tiny_dir) -> None:
+def test_plan_that_cannot_fit_the_tier_gpu_is_refused_naming_a_knob_that_fits(
+    tmp_path, tiny_dir
+) -> None:
+    import re
+
     from pria_ml.errors import TrainingError
     from pria_ml.settings import GpuTier
 
-    tiny_gpu = GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13, gpu_memory_gib=0.001)
-    settings = _settings(tmp_path, tiny_dir, gpu_tiers={"pilot": tiny_gpu})
+    demo = train.PROFILES["demo"]
+    # A GPU between the upper ends of the band at a quarter and at the whole per-pass budget.
+    settings = _settings(tmp_path, tiny_dir)
     write_features(open_storage(settings), train=64, val=1)
-    with pytest.raises(TrainingError, match="does not fit the 0.001 GiB of a A10G: lower"):
-        train.plan(settings, DATE, train.PROFILES["demo"])
+    whole = train.plan(settings, DATE, demo).memory.high
+    quarter = demo.max_tokens_per_micro_batch // 4
+    smaller = demo.with_overrides(max_tokens_per_micro_batch=quarter)
+    fitting = train.plan(settings, DATE, smaller).memory.high
+    gpu = GpuTier(gpu_type="A10G", usd_per_gpu_hour=2.13, gpu_memory_gib=(whole + fitting) / 2)
+    settings = _settings(tmp_path, tiny_dir, gpu_tiers={"pilot": gpu})
+    with pytest.raises(TrainingError, match=r"band .* does not fit .* at its upper end") as refused:
+        train.plan(settings, DATE, demo)
+    knob = re.search(
+        r"--max-tokens-per-micro-batch (\d+)(?: or --lora-r \d+)? would fit", str(refused.value)
+    )
+    assert knob is not None, refused.value
+    # The named value does fit: the same plan with it passes.
+    train.plan(settings, DATE, demo.with_overrides(max_tokens_per_micro_batch=int(knob[1])))

@@ -47,8 +47,11 @@ TEST_OVERRIDES = {
 }
 
 
-def task_rows(n: int, seed: int, record_date: datetime.date = DATE) -> list[dict]:
-    """``n`` examples of the merchant -> category task, as features-split rows."""
+def task_rows(
+    n: int, seed: int, record_date: datetime.date = DATE, *, filler: int = 0
+) -> list[dict]:
+    """``n`` examples of the merchant -> category task, as features-split rows; with
+    ``filler``, each user message carries up to that many extra words (uneven lengths)."""
     rng = random.Random(seed)
     merchants = sorted(MERCHANT_CATEGORY)
     rows = []
@@ -57,6 +60,8 @@ def task_rows(n: int, seed: int, record_date: datetime.date = DATE) -> list[dict
         amount = f"{rng.randint(3, 900)}.{rng.randint(0, 99):02d}"
         note = rng.choice(["client lunch", "team trip", "receipt attached", "card paid", ""])
         overridden = rng.random() < 0.3
+        if filler:
+            note = f"{note} " + " ".join(["details"] * rng.randint(0, filler))
         prompt = [
             {"role": "system", "content": "You are PRIA's expense agent. Reply with the action."},
             {"role": "user", "content": f"Categorise: {merchant} {amount} EUR {note}".strip()},
@@ -87,6 +92,7 @@ def write_features(
     train: int = 192,
     val: int = 24,
     record_date: datetime.date = DATE,
+    filler: int = 0,
 ) -> None:
     """Publish train / val / test splits following docs/data-contract.md, with the features
     manifest that vouches for them (training reads splits only through it).
@@ -95,7 +101,9 @@ def write_features(
     the same options must train the same adapter.
     """
     tables = {
-        split: pa.Table.from_pylist(task_rows(n, seed, record_date), schema=FEATURE_SCHEMA)
+        split: pa.Table.from_pylist(
+            task_rows(n, seed, record_date, filler=filler), schema=FEATURE_SCHEMA
+        )
         for split, n, seed in (("train", train, 1), ("val", val, 2), ("test", val, 3))
     }
     features.publish_tables(storage, date, tables)
