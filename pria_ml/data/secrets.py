@@ -83,6 +83,7 @@ _KEY_SHAPES = re.compile(
 )
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_EMAIL_AT = re.compile(r"@[A-Za-z0-9]")  # right after a token: the token is an address's user
 _PLACEHOLDER = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>|\[[A-Z_]+\]")
 _HINT = re.compile(rf"(?i:(?<!\w)(?:{_CUE_WORDS}|bearer|basic|authorization)(?!\w))|://|-----BEGIN")
 
@@ -168,6 +169,8 @@ def secret_spans(text: str, *, is_text_base64=None) -> list[tuple[int, int]]:
             if _URL_CREDENTIAL.search(url):
                 spans.append((match.start(), match.start() + len(url)))
     for match in tokens:
+        if _EMAIL_AT.match(text, match.end()):
+            continue  # an address's local part ("christopher.weber158@..."): the EMAIL kind's
         token = match.group().strip(".-=~")
         if _random_token(token) and not (is_text_base64 and is_text_base64(token)):
             start = match.start() + match.group().index(token)

@@ -100,6 +100,31 @@ def test_seeded_texts_keep_merchants_categories_amounts_and_dates() -> None:
         assert isinstance(row[6], int) and float(row[7]) > 0
 
 
+
+def test_seeded_pii_is_found_whole_as_its_own_kind() -> None:
+    """Every value the seeder plants is covered by one finding of its kind: no detector takes a
+    part of it for another kind (an address's user "christopher.weber158" read as a random token
+    once left "<SECRET_..>@beispiel.de"). A phone number out of context may be read as another
+    number kind (a national id's checksum or a card's Luhn digit holds by chance): it is still
+    replaced whole."""
+    planted = seed.Planted()
+    for _chunk in seed.generate(3000, 29, dt.date(2026, 11, 24), planted=planted):
+        pass
+    numbers = {"PHONE", "ID", "CARD", "ACCOUNT"}
+    wrong = []
+    for _source, location, kind, value in planted.values:
+        text = f"Reply to {value} please." if kind == "email" else f"note: {value}"
+        found = privacy.find_pii(text, frozenset(seed.MERCHANTS))
+        start = text.index(value)
+        inside = [i for i in range(start, start + len(value)) if text[i].isalnum()]
+        covering = [f for f in found if f.start <= inside[0] and f.end > inside[-1]]
+        kinds = numbers if kind == "phone" else {kind.upper()}
+        if len(covering) != 1 or covering[0].kind not in kinds:
+            wrong.append((location, kind, value, found))
+    print(f"\nplanted values: {len(planted.values)}; not found whole as their kind: {len(wrong)}")
+    assert len(planted.values) > 3000
+    assert wrong == []
+
 BAD_TEXTS = {
     "lone_surrogate": "Taxi for Ana \ud800Silva, ana.silva@mail.pt",
     "invalid_utf8": b"Taxi \xff\xfe for ana.silva@mail.pt".decode("utf-8", "surrogateescape"),
