@@ -578,7 +578,10 @@ def cost(
 def objectives(
     weeks: int = typer.Option(8, "--weeks", min=1, help="ISO weeks to show, newest last."),
     as_of: datetime | None = typer.Option(
-        None, "--as-of", formats=["%Y-%m-%d"], help="A day of the newest week (default today)."
+        None,
+        "--as-of",
+        formats=["%Y-%m-%d"],
+        help="A day of the newest week (default: the newest recorded action's day).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
