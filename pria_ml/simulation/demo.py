@@ -34,6 +34,7 @@ same ``--seed``, ``--weeks`` and ``--rows-per-day`` give the same outcomes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 import uuid
@@ -109,6 +110,11 @@ class Week:
     night: NightSummary | None = None
 
     @property
+    def served_by(self) -> uuid.UUID | None:
+        """The prod adapter of the week's days (promotions happen at night, after its last)."""
+        return self.days[-1].adapter_id
+
+    @property
     def override_rate(self) -> float:
         return sum(d.overrides for d in self.days) / sum(d.rows for d in self.days)
 
@@ -133,6 +139,53 @@ class DemoResult:
     prod_at_end: uuid.UUID | None
     seconds: float
     notes: list[str] = field(default_factory=list)
+    json_path: Any = None
+
+    @property
+    def frozen_adapter(self) -> uuid.UUID | None:
+        """The first adapter a night promoted: the loop frozen at its first step."""
+        return next((w.night.adapter_id for w in self.weeks if w.night and w.night.promoted), None)
+
+    def as_json(self) -> dict[str, Any]:
+        """The run as ``demo-<time>.json`` holds it (schema: docs/demo.md)."""
+        frozen = self.frozen_adapter
+        drill = self.drill
+        return {
+            "frozen_adapter": None if frozen is None else str(frozen),
+            "weeks": [_week_json(week, frozen) for week in self.weeks],
+            "rollback_drill": None
+            if drill is None
+            else {"before": drill.before, "forced": drill.during, "after": drill.after},
+            "wall_seconds": round(self.seconds, 1),
+        }
+
+
+def _week_json(week: Week, frozen: uuid.UUID | None) -> dict[str, Any]:
+    served = week.served_by
+    night = week.night
+    decision = "not_gated"
+    if night is not None and night.gate_passed is not None:
+        decision = "promoted" if night.promoted else "blocked"
+    reasons = list(night.reasons) if night else []
+    if night is not None and night.gate_passed and not night.promoted:
+        reasons.append(f"passed the gate, not promoted: {night.error or 'promotion failed'}")
+    return {
+        "week": week.index,
+        "days": len(week.days),
+        "served_by": None if served is None else str(served),
+        "loop_rate": week.override_rate,
+        # Measured only where that model served the week itself (no counterfactual traffic).
+        "frozen_rate": week.override_rate if frozen is not None and served == frozen else None,
+        "base_rate": week.override_rate if served is None else None,
+        "incident": week.incident,
+        "night": {
+            "candidate": None
+            if night is None or night.adapter_id is None
+            else str(night.adapter_id),
+            "decision": decision,
+            "reasons": reasons,
+        },
+    }
 
 
 def demo_settings(settings: Settings, base_model: str) -> Settings:
@@ -288,6 +341,8 @@ def run(
     result.report_path = built.path
     result.seconds = time.monotonic() - started
     result.notes = notes
+    result.json_path = built.path.with_suffix(".json")  # demo-<time>.json beside the page
+    report_mod.write_atomically(result.json_path, json.dumps(result.as_json(), indent=2) + "\n")
     return result
 
 

@@ -592,6 +592,31 @@ def _events_table(data: ReportData) -> str:
     )
 
 
+def headline(weeks: list[Period]) -> str:
+    """The page's summary: first against last *full* week (seven days of data); a shorter
+    stretch after them (the demo's rollback drill, the current week) is shown apart, never
+    compared with a week."""
+    if not weeks:
+        return "no categorisation events yet"
+    full = [w for w in weeks if w.days >= 7]
+    text = f"{sum(w.events for w in weeks)} categorisation events over {len(weeks)} week(s)"
+    if full:
+        first, last = full[0], full[-1]
+        text += (
+            f"; override rate {first.rate_pct:.1f}% in the first full week, {last.rate_pct:.1f}% "
+            f"in the last full week, week {weeks.index(last) + 1} "
+            f"({last.rate_pct - first.rate_pct:+.1f} pp; target "
+            f"{-TARGET_PP_PER_WEEK * (weeks.index(last) - weeks.index(first)):+.1f} pp)"
+        )
+    for week in weeks:
+        if week.days < 7:
+            text += (
+                f"; {week.days} day(s) from {week.start} shown apart (not a full week): "
+                f"{week.rate_pct:.1f}%"
+            )
+    return text + "."
+
+
 def render(data: ReportData) -> tuple[str, dict[str, int]]:
     """The page, and how many data points each plot drew."""
     drop_known_log_records()  # before matplotlib, which announces a cold font cache
@@ -600,16 +625,7 @@ def render(data: ReportData) -> tuple[str, dict[str, int]]:
         svg, points = plot(data)
         counts[name] = points
         sections.append(f'<h2 id="{name}">{html.escape(heading)}</h2>\n{svg}')
-    weeks = data.weeks
-    summary = "no categorisation events yet"
-    if weeks:
-        first, last = weeks[0], weeks[-1]
-        summary = (
-            f"{sum(w.events for w in weeks)} categorisation events over {len(weeks)} week(s); "
-            f"override rate {first.rate_pct:.1f}% in the first week, {last.rate_pct:.1f}% in "
-            f"the last ({last.rate_pct - first.rate_pct:+.1f} pp; target "
-            f"{-TARGET_PP_PER_WEEK * (len(weeks) - 1):+.1f} pp)."
-        )
+    summary = headline(data.weeks)
     notes = "".join(f"<p>{html.escape(note)}</p>" for note in data.notes)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
