@@ -114,6 +114,20 @@ class Week:
         """The prod adapter of the week's days (promotions happen at night, after its last)."""
         return self.days[-1].adapter_id
 
+    def rate_of(self, name: str) -> float | None:
+        """The week's override rate had ``name`` ("frozen", "base") answered all of its
+        conversations (the counterfactual); None when it did not answer every day."""
+        if not all(name in d.others for d in self.days):
+            return None
+        return sum(d.others[name] for d in self.days) / sum(d.rows for d in self.days)
+
+    def interval(self, rate: float | None) -> list[float] | None:
+        """The 95 % (Wilson) interval of a weekly rate over the week's conversations."""
+        if rate is None:
+            return None
+        low, high = report_mod.wilson(rate, sum(d.rows for d in self.days))
+        return [round(low, 4), round(high, 4)]
+
     @property
     def override_rate(self) -> float:
         return sum(d.overrides for d in self.days) / sum(d.rows for d in self.days)
@@ -174,9 +188,13 @@ def _week_json(week: Week, frozen: uuid.UUID | None) -> dict[str, Any]:
         "days": len(week.days),
         "served_by": None if served is None else str(served),
         "loop_rate": week.override_rate,
-        # Measured only where that model served the week itself (no counterfactual traffic).
-        "frozen_rate": week.override_rate if frozen is not None and served == frozen else None,
-        "base_rate": week.override_rate if served is None else None,
+        "frozen_rate": week.rate_of("frozen"),
+        "base_rate": week.rate_of("base"),
+        "intervals": {
+            "loop": week.interval(week.override_rate),
+            "frozen": week.interval(week.rate_of("frozen")),
+            "base": week.interval(week.rate_of("base")),
+        },
         "incident": week.incident,
         "night": {
             "candidate": None
@@ -292,9 +310,15 @@ def run(
         )
         days = []
         label = f"week {index}" + (" (labelling incident)" if incident else "")
+        # The counterfactual on the same traffic: the bare base, and the first adapter promoted
+        # (the loop frozen after its first step) once there is one; never written.
+        frozen = next((w.night.adapter_id for w in results if w.night and w.night.promoted), None)
+        others = {"base": None} | ({"frozen": frozen} if frozen is not None else {})
         with progress.bar(console, f"{label}: simulated days", 7) as advance:
             for offset in range(7):
-                day = simulator.day(first + dt.timedelta(days=offset), incident=incident)
+                day = simulator.day(
+                    first + dt.timedelta(days=offset), incident=incident, others=others
+                )
                 days.append(day)
                 advance(offset + 1, f"{day.day}: {day.override_rate:.1%} overridden")
         week = Week(index, days, incident is not None)
@@ -337,6 +361,7 @@ def run(
         title="PRIA learning loop - demo",
         notes=notes,
         now=generated,
+        comparison=[_week_json(w, result.frozen_adapter) for w in results],
     )
     result.report_path = built.path
     result.seconds = time.monotonic() - started

@@ -72,10 +72,21 @@ def test_shortened_demo_outcomes(tmp_path) -> None:
     assert data["frozen_adapter"] == str(first.night.adapter_id)
     assert [w["loop_rate"] for w in data["weeks"]] == [w.override_rate for w in result.weeks]
     assert data["rollback_drill"]["forced"] == drill.during
+    # the counterfactual on the same traffic: the base served week 1 itself; in week 2 the
+    # frozen adapter served it and the bare base, answering the same conversations, does worse
+    week1, week2 = data["weeks"][:2]
+    assert week1["base_rate"] == week1["loop_rate"] and week1["frozen_rate"] is None
+    assert week2["frozen_rate"] == week2["loop_rate"] < week2["base_rate"] - 0.05
+    # ... and none of the counterfactual answers reached the source tables
+    with database(local, "source").connect() as conn:
+        (events,) = conn.execute("SELECT count(*) FROM workflow_event").fetchone()
+    served = sum(d.rows for w in result.weeks for d in w.days) + 3 * 12  # + the drill's 3 days
+    assert events == demo.HISTORY_DAYS * 12 + served
 
     assert result.report_path.is_file()
     page = result.report_path.read_text()
-    assert page.count("<svg") == len(report.PLOTS) and 'class="nodata"' not in page
+    assert page.count("<svg") == len(report.PLOTS) + 1 and 'class="nodata"' not in page
+    assert 'id="comparison"' in page  # loop vs frozen vs base
 
 
 def test_the_machine_readable_result_follows_its_documented_schema() -> None:
@@ -90,8 +101,9 @@ def test_the_machine_readable_result_follows_its_documented_schema() -> None:
 
     def week(index: int, served: uuid.UUID | None, overrides: int, night, incident=False):
         start = demo.FIRST_DAY + dt.timedelta(days=7 * (index - 1))
+        others = {"base": 3} | ({"frozen": overrides} if index > 1 else {})
         days = [
-            Day(start + dt.timedelta(days=n), 10, overrides, overrides, served, incident)
+            Day(start + dt.timedelta(days=n), 10, overrides, overrides, served, incident, others)
             for n in range(7)
         ]
         return demo.Week(index, days, incident, night)
@@ -123,10 +135,12 @@ def test_the_machine_readable_result_follows_its_documented_schema() -> None:
         "loop_rate": 0.3,
         "frozen_rate": None,
         "base_rate": 0.3,
+        "intervals": {"loop": [0.2054, 0.4154], "frozen": None, "base": [0.2054, 0.4154]},
         "incident": False,
         "night": {"candidate": str(first), "decision": "promoted", "reasons": []},
     }
     assert two["served_by"] == str(first) and two["frozen_rate"] == two["loop_rate"] == 0.1
+    assert two["base_rate"] == 0.3  # the counterfactual: the bare base on the same traffic
     assert two["incident"] and two["night"]["decision"] == "blocked"
     assert two["night"]["reasons"] == ["latency_delta < 0.05 failed"]
     assert three["night"] == {"candidate": None, "decision": "not_gated", "reasons": []}
