@@ -100,6 +100,7 @@ class Simulator:
         seed: int = 0,
         reviewer_noise: float = REVIEWER_NOISE,
         batch_size: int = 16,
+        world: seeder.World | None = None,
     ) -> None:
         if rows_per_day < 1:
             raise DataError(f"--rows-per-day ({rows_per_day}) must be positive")
@@ -110,6 +111,7 @@ class Simulator:
         self.seed = seed
         self.reviewer_noise = reviewer_noise
         self.batch_size = batch_size
+        self.world = world  # None: the seeded world, which never changes
         self.population = seeder.Population(random.Random(seed), rows_per_day * 7)
         self._loaded = None
         self._loaded_key: object = ()
@@ -152,7 +154,11 @@ class Simulator:
         for _ in range(self.rows_per_day):
             user = rng.choice(self.population.users)
             at = start + dt.timedelta(seconds=rng.randrange(86400 - 60))
-            cases.append(seeder.draw_case(rng, user, rng.choice(self.population.merchants), at))
+            if self.world is None:
+                merchant = rng.choice(self.population.merchants)
+            else:
+                merchant = self.world.merchant(rng, day)
+            cases.append(seeder.draw_case(rng, user, merchant, at, world=self.world))
         cases.sort(key=lambda case: case.at)
 
         loaded = self._serving()
