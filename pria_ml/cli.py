@@ -653,6 +653,12 @@ def demo(
         30, "--rows-per-day", min=5, help="Conversations per simulated day."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same outcomes."),
+    drift: bool = typer.Option(
+        False, "--drift", help="A drifting world: new merchants weekly, a policy change."
+    ),
+    vertical: bool = typer.Option(
+        False, "--vertical-in-prompt", help="With --drift: the tenant's vertical in the prompt."
+    ),
 ) -> None:
     """Run the learning loop end to end on simulated weeks, on this machine.
 
@@ -671,6 +677,8 @@ def demo(
         rows_per_day=rows_per_day,
         seed=seed,
         console=console,
+        drift=drift,
+        vertical_in_prompt=vertical,
     )
     console.print(demo_mod.render(result))
     console.print(f"[green]demo finished[/] in {result.seconds / 60:.1f} min")

@@ -240,6 +240,19 @@ def demo_settings(settings: Settings, base_model: str) -> Settings:
     )
 
 
+def drifting_world(seed: int, weeks: int, vertical_in_prompt: bool) -> seeder.World:
+    """The demo's drifting world: three new merchants a week from week 1, a third of the
+    traffic; from the middle week on, consulting tenants file meals as client entertainment."""
+    change = FIRST_DAY + dt.timedelta(days=7 * (weeks // 2))
+    return seeder.World(
+        seed,
+        FIRST_DAY,
+        policy=seeder.PolicyChange("consulting", change),
+        vertical_in_prompt=vertical_in_prompt,
+        weeks=weeks + 1,
+    )
+
+
 def night_time(day: dt.date) -> dt.datetime:
     """When the simulated night of dataset date ``day`` runs, and stamps what it records."""
     return dt.datetime.combine(day + dt.timedelta(days=1), NIGHT_STARTS, tzinfo=dt.UTC)
@@ -261,9 +274,13 @@ def run(
     drill: bool = True,
     train_steps: int = TRAIN_OVERRIDES["max_steps"],
     now: dt.datetime | None = None,
+    drift: bool = False,
+    vertical_in_prompt: bool = False,
 ) -> DemoResult:
     """Run the demo (see the module docstring); print progress and a table per night. ``now``
-    (default: the real clock) names and dates the report; the nights run on simulated time."""
+    (default: the real clock) names and dates the report; the nights run on simulated time.
+    ``drift``: the world drifts (``drifting_world``); ``vertical_in_prompt``: the tenant's
+    vertical is part of every prompt (with ``drift``)."""
 
     if weeks < 2:
         raise ConfigError(f"--weeks {weeks}: the demo needs at least 2 weeks (4 show it best)")
@@ -295,7 +312,8 @@ def run(
         f"seeded {HISTORY_DAYS} days of history ({HISTORY_DAYS * rows_per_day} conversations "
         "answered by the seeded agent, reviewed by humans)"
     )
-    simulator = simulate.Simulator(local, rows_per_day=rows_per_day, seed=seed)
+    world = drifting_world(seed, weeks, vertical_in_prompt) if drift else None
+    simulator = simulate.Simulator(local, rows_per_day=rows_per_day, seed=seed, world=world)
     overrides = {**TRAIN_OVERRIDES, "max_steps": train_steps}
     overrides["save_steps"] = min(overrides["save_steps"], train_steps)
     train = PROFILES["demo"].with_overrides(**overrides)
