@@ -637,7 +637,10 @@ def cost(
 def objectives(
     weeks: int = typer.Option(8, "--weeks", min=1, help="ISO weeks to show, newest last."),
     as_of: datetime | None = typer.Option(
-        None, "--as-of", formats=["%Y-%m-%d"], help="A day of the newest week (default today)."
+        None,
+        "--as-of",
+        formats=["%Y-%m-%d"],
+        help="A day of the newest week (default: the newest recorded action's day).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -709,6 +712,12 @@ def demo(
         30, "--rows-per-day", min=5, help="Conversations per simulated day."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same outcomes."),
+    drift: bool = typer.Option(
+        False, "--drift", help="A drifting world: new merchants weekly, a policy change."
+    ),
+    vertical: bool = typer.Option(
+        False, "--vertical-in-prompt", help="With --drift: the tenant's vertical in the prompt."
+    ),
 ) -> None:
     """Run the learning loop end to end on simulated weeks, on this machine.
 
@@ -727,6 +736,8 @@ def demo(
         rows_per_day=rows_per_day,
         seed=seed,
         console=console,
+        drift=drift,
+        vertical_in_prompt=vertical,
     )
     console.print(demo_mod.render(result))
     console.print(f"[green]demo finished[/] in {result.seconds / 60:.1f} min")

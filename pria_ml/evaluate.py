@@ -45,7 +45,7 @@ from pria_ml.errors import RegistryError, StorageError
 from pria_ml.model.chat import render_prompt
 from pria_ml.model.generation import generate
 from pria_ml.model.loading import load_for_comparison
-from pria_ml.quality import benchmarks, metrics, record, safety
+from pria_ml.quality import benchmarks, metrics, precision, record, safety
 from pria_ml.quality.record import (
     BARE_BASE,
     PROD_ADAPTER,
@@ -188,21 +188,18 @@ def deltas(
 
 
 # Latency ------------------------------------------------------------------------------------
-def measure_latency(
+def time_latency(
     comparison: Comparison,
     prompts: Sequence[Sequence[dict[str, str]]],
     *,
     new_tokens: int,
     repeats: int,
-    seed: int = 0,
 ) -> dict[str, Any]:
-    """p95 per-prompt generation latency of candidate and baseline, paired and interleaved.
+    """Per-prompt generation times of candidate and baseline: ``{model: prompts x repeats}``.
 
     Each prompt is generated alone (a request) for exactly ``new_tokens`` tokens, so a
     difference in output length cannot pass for a difference in speed. Both models run on the
-    same prompt back to back, in alternating order, ``repeats`` times; the median per prompt
-    and model is kept. After a warm-up, ``latency_delta`` = p95(candidate) / p95(baseline) - 1
-    with a paired bootstrap interval over prompts.
+    same prompt back to back, in alternating order, ``repeats`` times, after a warm-up.
     """
     import numpy as np
     import torch
@@ -236,21 +233,44 @@ def measure_latency(
             order = MODELS if (i + r) % 2 == 0 else MODELS[::-1]
             for name in order:
                 times[name][i, r] = once(name, inputs)
-    per_prompt = {name: np.median(t, axis=1) for name, t in times.items()}
+    return times
+
+
+def summarise_latency(times: dict[str, Any], *, new_tokens: int, seed: int = 0) -> dict[str, Any]:
+    """``latency_delta`` = p95(candidate) / p95(baseline) - 1 of the per-prompt median over
+    repeats, with a paired bootstrap interval over prompts (``quality.precision`` sizes it)."""
+    import numpy as np
+
+    per_prompt = {name: precision.per_prompt(t) for name, t in times.items()}
     delta = metrics.paired_bootstrap(
         per_prompt["candidate"],
         per_prompt["baseline"],
         metrics.p95_ratio_minus_one,
         seed=seed,
     )
+    prompts, repeats = times["candidate"].shape
     return {
-        "prompts": len(encoded),
+        "prompts": prompts,
         "repeats": repeats,
         "new_tokens": new_tokens,
         "candidate_p95_s": float(np.percentile(per_prompt["candidate"], 95)),
         "baseline_p95_s": float(np.percentile(per_prompt["baseline"], 95)),
         "latency_delta": delta.as_dict(),
     }
+
+
+def measure_latency(
+    comparison: Comparison,
+    prompts: Sequence[Sequence[dict[str, str]]],
+    *,
+    new_tokens: int,
+    repeats: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """p95 per-prompt generation latency of candidate and baseline, paired and interleaved
+    (``time_latency``, then ``summarise_latency``)."""
+    times = time_latency(comparison, prompts, new_tokens=new_tokens, repeats=repeats)
+    return summarise_latency(times, new_tokens=new_tokens, seed=seed)
 
 
 # The stage ----------------------------------------------------------------------------------
@@ -388,21 +408,32 @@ def _benchmarks(comparison: Comparison, tasks: list, settings: Settings) -> dict
                 batch_size=settings.eval_batch_size,
                 limit=settings.eval_benchmark_limit,
             )
-    results = {}
-    for task in tasks:
-        candidate, baseline = scores["candidate"][task.name], scores["baseline"][task.name]
-        delta = metrics.percentage_points(metrics.paired_bootstrap(candidate, baseline))
-        results[task.name] = {
-            "candidate": benchmarks.mean(candidate),
-            "baseline": benchmarks.mean(baseline),
-            "documents": len(candidate),
-            "delta_pp": delta.value,
-            "delta_pp_low": delta.low,
-            "delta_pp_high": delta.high,
-            "critical": task.critical,
-            "metric": task.metric,
-        }
-    return results
+    return {
+        task.name: benchmark_result(
+            scores["candidate"][task.name],
+            scores["baseline"][task.name],
+            critical=task.critical,
+            metric=task.metric,
+        )
+        for task in tasks
+    }
+
+
+def benchmark_result(
+    candidate: Sequence[float], baseline: Sequence[float], *, critical: bool, metric: str
+) -> dict[str, Any]:
+    """One task's per-document scores of both models as recorded: means, paired delta in pp."""
+    delta = metrics.percentage_points(metrics.paired_bootstrap(candidate, baseline))
+    return {
+        "candidate": benchmarks.mean(list(candidate)),
+        "baseline": benchmarks.mean(list(baseline)),
+        "documents": len(candidate),
+        "delta_pp": delta.value,
+        "delta_pp_low": delta.low,
+        "delta_pp_high": delta.high,
+        "critical": critical,
+        "metric": metric,
+    }
 
 
 def baseline_drift(prod: Adapter | None, val: dict[str, Any]) -> dict[str, float] | None:

@@ -97,9 +97,12 @@ class ObjectivesReport:
 
 
 def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) -> ObjectivesReport:
-    """The last ``weeks`` ISO weeks up to ``today`` (default: today on the real clock, UTC).
+    """The last ``weeks`` ISO weeks up to ``today``.
 
-    Each figure is counted in the week of its own recorded time: an event's ``created_at``, a
+    ``today`` defaults to the day of the newest reviewed action in workflow_event - the
+    source's own time, so a simulated deployment (the demo's home) shows its own weeks - and
+    to today on the real clock (UTC) when there is none. Each figure is counted in the week of
+    its own recorded time: an event's ``created_at``, a
     promotion's ``occurred_at`` (the time the registry was given), a night's dataset date.
     Reads workflow_event from the source database and model_registry / registry_event from the
     registry. Raises DatabaseUnavailable when either cannot be reached, DataError when the
@@ -107,14 +110,15 @@ def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) 
     """
     import psycopg
 
-    today = clock.today(today)
+    source = database(settings, "source")
+    if today is None:
+        today = _newest_day(source) or clock.today()
     first = today - dt.timedelta(days=today.weekday()) - dt.timedelta(weeks=weeks - 1)
     # One week more than shown, so the first week shown has a week-over-week change.
     since = dt.datetime.combine(first - dt.timedelta(weeks=1), dt.time(), tzinfo=dt.UTC)
     table = {first + dt.timedelta(weeks=n): None for n in range(-1, weeks)}
     by_start = {start: _week(start) for start in table}
 
-    source = database(settings, "source")
     try:
         with source.connect() as conn:
             rows = conn.execute(read_sql("ops/override_rate_by_week.sql"), {"since": since})
@@ -154,6 +158,18 @@ def report(settings: Settings, *, weeks: int = 8, today: dt.date | None = None) 
         week.train_cost_usd += night.usd
         week.max_night_usd = max(week.max_night_usd or 0.0, night.usd)
     return ObjectivesReport(ordered[1:], settings.nightly_budget_usd)
+
+
+def _newest_day(source: Any) -> dt.date | None:
+    """The day of the newest reviewed action in ``source`` (None: none, or no table yet)."""
+    import psycopg
+
+    try:
+        with source.connect() as conn:
+            (newest,) = conn.execute(read_sql("ops/newest_event.sql")).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return newest
 
 
 def _latency_delta(metrics_json: dict[str, Any], adapter_id: uuid.UUID) -> float | None:

@@ -159,11 +159,16 @@ class EvalRecord(_Record):
             "safety_flag_pct": self.val.candidate.safety_flag_pct,
             "latency_delta": self.latency.latency_delta.value,
             "latency_delta_low": self.latency.latency_delta.low,
+            "latency_delta_high": self.latency.latency_delta.high,
+            "latency_prompts": self.latency.prompts,
+            "latency_repeats": self.latency.repeats,
             "latency_baseline": self.baseline,
             "benchmarks": {
                 name: {
                     "delta_pp": task.delta_pp,
+                    "delta_pp_low": task.delta_pp_low,
                     "delta_pp_high": task.delta_pp_high,
+                    "documents": task.documents,
                     "critical": task.critical,
                 }
                 for name, task in self.benchmarks.items()

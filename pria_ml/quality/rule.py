@@ -15,12 +15,12 @@ It fails closed: an input that is missing, NaN, infinite or not a number fails i
 a candidate with no benchmark results fails the benchmark clause. Every clause is evaluated
 (not short-circuited), so the decision lists all the reasons a candidate was blocked.
 
-Latency is judged on the lower end of its 95% interval (``latency_delta_low``): the gate blocks
-only when the measurement shows the candidate slower by 5% or more, so noise on a busy machine
-does not block an adapter that costs the same (docs/evaluation.md measures how often it would).
-The point estimate ``latency_delta`` is recorded and shown next to it. A benchmark task with a
-paired interval (``delta_pp_high``) is judged the same way, on the interval's upper end: it
-blocks when the loss is shown to exceed 1 pp; a task given only ``delta_pp`` is judged on it.
+Latency and critical benchmarks are judged as the spec writes them, on their point estimates
+(``latency_delta < 0.05``, each critical task's ``delta_pp >= -1``), provided the measurement is
+precise enough to decide: two equal adapters must pass at least 95 % of nights. A measurement
+whose 95 % interval is wider than that (``quality.precision``) and reaches past the threshold
+blocks as *inconclusive*, naming the measurement and how much larger it must be. A task given
+only ``delta_pp`` (older registry rows) is judged on it alone.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pria_ml.quality import precision
 from pria_ml.quality.record import ClauseRecord, GateRecord, describe_failure, show
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ CLAUSES = (
     Clause("accuracy_delta", ">", ACCURACY_DELTA_MIN_PP, " pp"),
     Clause("override_delta", "<", OVERRIDE_DELTA_MAX_PP, " pp"),
     Clause("safety_flag_pct", "<", SAFETY_FLAG_PCT_MAX, " %"),
-    Clause("latency_delta_low", "<", LATENCY_DELTA_MAX, ""),
+    Clause("latency_delta", "<", LATENCY_DELTA_MAX, ""),
 )
 
 
@@ -169,16 +170,17 @@ def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
     """Decide whether the candidate may be promoted; pure, never raises on bad values.
 
     ``inputs`` keys (percentage points unless noted): ``accuracy_delta``, ``override_delta``,
-    ``safety_flag_pct`` (% of samples), ``latency_delta_low`` (lower end of the 95% interval
-    of p95 ratio - 1; ``latency_delta``, the point estimate, is shown in its note;
-    ``latency_baseline`` = "bare base model" when there is no previous adapter) and
-    ``benchmarks``: ``{task: {"delta_pp": float, "delta_pp_high": float, "critical": bool}}``
-    (``delta_pp_high``, the upper end of the paired interval, is judged when present). Missing
-    or non-finite values fail their clause; so do missing benchmarks.
+    ``safety_flag_pct`` (% of samples), ``latency_delta`` (p95 ratio - 1, with its 95% interval
+    ``latency_delta_low`` / ``latency_delta_high`` and the ``latency_prompts`` x
+    ``latency_repeats`` it was measured on; ``latency_baseline`` = "bare base model" when there
+    is no previous adapter) and ``benchmarks``: ``{task: {"delta_pp": float, "delta_pp_low":
+    float, "delta_pp_high": float, "documents": int, "critical": bool}}``. Missing or
+    non-finite values fail their clause; so do missing benchmarks; a measurement too imprecise
+    to decide its clause fails it as inconclusive.
     """
     results: list[ClauseResult] = []
     for clause in CLAUSES:
-        if clause.key == "latency_delta_low":
+        if clause.key == "latency_delta":
             results.append(_latency_clause(clause, inputs))
         else:
             results.append(_judge(clause, inputs.get(clause.key)))
@@ -192,26 +194,54 @@ def promote_if(inputs: Mapping[str, Any]) -> GateDecision:
 
 
 def _latency_clause(clause: Clause, inputs: Mapping[str, Any]) -> ClauseResult:
-    """The latency clause; against the bare base model it asks only for a measurement.
+    """``latency_delta < 0.05`` on the point estimate, decided only by a precise measurement;
+    against the bare base model it asks only for a measurement.
 
     The spec budgets latency "vs previous adapter". Before the first promotion there is none:
     the candidate is timed against the bare base model, which measures what any LoRA adapter
-    adds rather than a regression, so the interval must exist but no threshold applies.
+    adds rather than a regression, so the measurement must exist but no threshold applies.
     """
-    point = _number(inputs.get("latency_delta"))
-    note = (
-        ""
-        if point is None
-        else f"point estimate {point:+.3f}; blocks when the interval is above 5%"
-    )
-    judged = _judge(clause, inputs.get(clause.key), note)
-    if inputs.get("latency_baseline") != "bare base model" or _number(judged.value) is None:
+    judged = _judge(clause, inputs.get(clause.key))
+    point = _number(judged.value)
+    if point is None:
         return judged
+    if inputs.get("latency_baseline") == "bare base model":
+        return ClauseResult(
+            clause,
+            point,
+            True,
+            "no previous adapter: measured against the bare base, reported, not judged",
+        )
+    low, high = _number(inputs.get("latency_delta_low")), _number(inputs.get("latency_delta_high"))
+    if low is None or high is None:
+        return ClauseResult(
+            clause, point, False, "no 95% interval: precision unknown, fails closed"
+        )
+    verdict = precision.judge(
+        point,
+        low,
+        high,
+        threshold=LATENCY_DELTA_MAX,
+        margin=precision.LATENCY_MARGIN,
+        passes_above=False,
+    )
+    shown = f"95% interval [{low:+.3f}, {high:+.3f}]"
+    if verdict.outcome != "inconclusive":
+        return ClauseResult(clause, point, verdict.outcome == "pass", shown)
+    prompts, repeats = inputs.get("latency_prompts"), inputs.get("latency_repeats")
+    scale = verdict.scale_needed
+    more = (
+        f"time about {scale:.1f}x as many prompt x repeat pairs"
+        if not isinstance(repeats, int) or not isinstance(prompts, int)
+        else f"measured on {prompts} prompts x {repeats} repeats: raise PRIA_EVAL_LATENCY_REPEATS "
+        f"to about {math.ceil(repeats * scale)} (or time on a quieter machine)"
+    )
     return ClauseResult(
         clause,
-        judged.value,
-        True,
-        "no previous adapter: measured against the bare base, reported, not judged",
+        point,
+        False,
+        f"inconclusive: the latency measurement is too noisy to decide the 5% rule ({shown}, "
+        f"+/-{verdict.half_width:.3f}; deciding needs +/-{verdict.required:.3f}); {more}",
     )
 
 
@@ -265,7 +295,8 @@ def _spot_check_clause(inputs: Mapping[str, Any]) -> ClauseResult:
 
 
 def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:
-    """One clause per critical benchmark task: it may not lose more than 1 pp."""
+    """One clause per critical benchmark task: it may not lose more than 1 pp (point estimate),
+    decided only by a measurement precise enough to decide it."""
     every = Clause("critical benchmarks delta", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
     if not isinstance(benchmarks, Mapping) or not benchmarks:
         return [ClauseResult(every, None, False, "no benchmark results: fails closed")]
@@ -276,28 +307,47 @@ def _benchmark_clauses(benchmarks: Any) -> list[ClauseResult]:
     }
     if not critical:
         return [ClauseResult(every, None, False, "no critical benchmark task: fails closed")]
-    results = []
-    for name in sorted(critical):
-        clause = Clause(f"benchmark {name} delta", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
-        result = critical[name] if isinstance(critical[name], Mapping) else {}
-        note = "critical task"
-        if "delta_pp_high" in result:
-            # Judged on the upper end of the paired interval, as latency is on its lower end:
-            # the task blocks when the measurement shows a loss of more than 1 pp, not when
-            # one or two documents of a few dozen flip between two equally good models.
-            delta = result["delta_pp_high"]
-            point = _number(result.get("delta_pp"))
-            shown = "" if point is None else f"; point estimate {point:+.1f} pp"
-            note = f"critical task; upper end of the 95% interval{shown}"
-        else:
-            delta = result.get("delta_pp")
-        judged = _judge(clause, delta)
-        results.append(
-            ClauseResult(
-                clause,
-                judged.value,
-                judged.passed,
-                judged.note if not judged.passed and judged.note else note,
-            )
-        )
-    return results
+    return [
+        _benchmark_clause(name, critical[name] if isinstance(critical[name], Mapping) else {})
+        for name in sorted(critical)
+    ]
+
+
+def _benchmark_clause(name: str, result: Mapping[str, Any]) -> ClauseResult:
+    clause = Clause(f"benchmark {name} delta", ">=", -CRITICAL_BENCHMARK_LOSS_MAX_PP, " pp")
+    judged = _judge(clause, result.get("delta_pp"))
+    point = _number(judged.value)
+    if point is None:
+        return judged
+    low, high = _number(result.get("delta_pp_low")), _number(result.get("delta_pp_high"))
+    if ("delta_pp_low" in result or "delta_pp_high" in result) and (low is None or high is None):
+        return ClauseResult(clause, point, False, "interval not finite: fails closed")
+    verdict = precision.judge(
+        point,
+        low,
+        high,
+        threshold=-CRITICAL_BENCHMARK_LOSS_MAX_PP,
+        margin=precision.BENCHMARK_MARGIN_PP,
+        passes_above=True,
+    )
+    documents = result.get("documents")
+    over = f" over {documents} documents" if isinstance(documents, int) else ""
+    shown = "critical task" + (
+        "" if low is None else f"; 95% interval [{low:+.1f}, {high:+.1f}] pp"
+    )
+    if verdict.outcome != "inconclusive":
+        return ClauseResult(clause, point, verdict.outcome == "pass", shown + over)
+    needed = (
+        f"about {math.ceil(documents * verdict.scale_needed)} documents"
+        if isinstance(documents, int)
+        else f"about {verdict.scale_needed:.1f}x the documents"
+    )
+    return ClauseResult(
+        clause,
+        point,
+        False,
+        f"inconclusive: benchmark {name} is too small to decide the 1 pp rule (95% interval "
+        f"[{low:+.1f}, {high:+.1f}] pp{over}, +/-{verdict.half_width:.1f}; deciding needs "
+        f"+/-{verdict.required:.1f}): give the task {needed} (benchmarks/data, "
+        "PRIA_EVAL_BENCHMARK_LIMIT)",
+    )

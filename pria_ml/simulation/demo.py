@@ -34,6 +34,7 @@ same ``--seed``, ``--weeks`` and ``--rows-per-day`` give the same outcomes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 import uuid
@@ -109,6 +110,25 @@ class Week:
     night: NightSummary | None = None
 
     @property
+    def served_by(self) -> uuid.UUID | None:
+        """The prod adapter of the week's days (promotions happen at night, after its last)."""
+        return self.days[-1].adapter_id
+
+    def rate_of(self, name: str) -> float | None:
+        """The week's override rate had ``name`` ("frozen", "base") answered all of its
+        conversations (the counterfactual); None when it did not answer every day."""
+        if not all(name in d.others for d in self.days):
+            return None
+        return sum(d.others[name] for d in self.days) / sum(d.rows for d in self.days)
+
+    def interval(self, rate: float | None) -> list[float] | None:
+        """The 95 % (Wilson) interval of a weekly rate over the week's conversations."""
+        if rate is None:
+            return None
+        low, high = report_mod.wilson(rate, sum(d.rows for d in self.days))
+        return [round(low, 4), round(high, 4)]
+
+    @property
     def override_rate(self) -> float:
         return sum(d.overrides for d in self.days) / sum(d.rows for d in self.days)
 
@@ -133,6 +153,57 @@ class DemoResult:
     prod_at_end: uuid.UUID | None
     seconds: float
     notes: list[str] = field(default_factory=list)
+    json_path: Any = None
+
+    @property
+    def frozen_adapter(self) -> uuid.UUID | None:
+        """The first adapter a night promoted: the loop frozen at its first step."""
+        return next((w.night.adapter_id for w in self.weeks if w.night and w.night.promoted), None)
+
+    def as_json(self) -> dict[str, Any]:
+        """The run as ``demo-<time>.json`` holds it (schema: docs/demo.md)."""
+        frozen = self.frozen_adapter
+        drill = self.drill
+        return {
+            "frozen_adapter": None if frozen is None else str(frozen),
+            "weeks": [_week_json(week, frozen) for week in self.weeks],
+            "rollback_drill": None
+            if drill is None
+            else {"before": drill.before, "forced": drill.during, "after": drill.after},
+            "wall_seconds": round(self.seconds, 1),
+        }
+
+
+def _week_json(week: Week, frozen: uuid.UUID | None) -> dict[str, Any]:
+    served = week.served_by
+    night = week.night
+    decision = "not_gated"
+    if night is not None and night.gate_passed is not None:
+        decision = "promoted" if night.promoted else "blocked"
+    reasons = list(night.reasons) if night else []
+    if night is not None and night.gate_passed and not night.promoted:
+        reasons.append(f"passed the gate, not promoted: {night.error or 'promotion failed'}")
+    return {
+        "week": week.index,
+        "days": len(week.days),
+        "served_by": None if served is None else str(served),
+        "loop_rate": week.override_rate,
+        "frozen_rate": week.rate_of("frozen"),
+        "base_rate": week.rate_of("base"),
+        "intervals": {
+            "loop": week.interval(week.override_rate),
+            "frozen": week.interval(week.rate_of("frozen")),
+            "base": week.interval(week.rate_of("base")),
+        },
+        "incident": week.incident,
+        "night": {
+            "candidate": None
+            if night is None or night.adapter_id is None
+            else str(night.adapter_id),
+            "decision": decision,
+            "reasons": reasons,
+        },
+    }
 
 
 def demo_settings(settings: Settings, base_model: str) -> Settings:
@@ -169,6 +240,19 @@ def demo_settings(settings: Settings, base_model: str) -> Settings:
     )
 
 
+def drifting_world(seed: int, weeks: int, vertical_in_prompt: bool) -> seeder.World:
+    """The demo's drifting world: three new merchants a week from week 1, a third of the
+    traffic; from the middle week on, consulting tenants file meals as client entertainment."""
+    change = FIRST_DAY + dt.timedelta(days=7 * (weeks // 2))
+    return seeder.World(
+        seed,
+        FIRST_DAY,
+        policy=seeder.PolicyChange("consulting", change),
+        vertical_in_prompt=vertical_in_prompt,
+        weeks=weeks + 1,
+    )
+
+
 def night_time(day: dt.date) -> dt.datetime:
     """When the simulated night of dataset date ``day`` runs, and stamps what it records."""
     return dt.datetime.combine(day + dt.timedelta(days=1), NIGHT_STARTS, tzinfo=dt.UTC)
@@ -190,9 +274,13 @@ def run(
     drill: bool = True,
     train_steps: int = TRAIN_OVERRIDES["max_steps"],
     now: dt.datetime | None = None,
+    drift: bool = False,
+    vertical_in_prompt: bool = False,
 ) -> DemoResult:
     """Run the demo (see the module docstring); print progress and a table per night. ``now``
-    (default: the real clock) names and dates the report; the nights run on simulated time."""
+    (default: the real clock) names and dates the report; the nights run on simulated time.
+    ``drift``: the world drifts (``drifting_world``); ``vertical_in_prompt``: the tenant's
+    vertical is part of every prompt (with ``drift``)."""
 
     if weeks < 2:
         raise ConfigError(f"--weeks {weeks}: the demo needs at least 2 weeks (4 show it best)")
@@ -224,7 +312,8 @@ def run(
         f"seeded {HISTORY_DAYS} days of history ({HISTORY_DAYS * rows_per_day} conversations "
         "answered by the seeded agent, reviewed by humans)"
     )
-    simulator = simulate.Simulator(local, rows_per_day=rows_per_day, seed=seed)
+    world = drifting_world(seed, weeks, vertical_in_prompt) if drift else None
+    simulator = simulate.Simulator(local, rows_per_day=rows_per_day, seed=seed, world=world)
     overrides = {**TRAIN_OVERRIDES, "max_steps": train_steps}
     overrides["save_steps"] = min(overrides["save_steps"], train_steps)
     train = PROFILES["demo"].with_overrides(**overrides)
@@ -239,9 +328,15 @@ def run(
         )
         days = []
         label = f"week {index}" + (" (labelling incident)" if incident else "")
+        # The counterfactual on the same traffic: the bare base, and the first adapter promoted
+        # (the loop frozen after its first step) once there is one; never written.
+        frozen = next((w.night.adapter_id for w in results if w.night and w.night.promoted), None)
+        others = {"base": None} | ({"frozen": frozen} if frozen is not None else {})
         with progress.bar(console, f"{label}: simulated days", 7) as advance:
             for offset in range(7):
-                day = simulator.day(first + dt.timedelta(days=offset), incident=incident)
+                day = simulator.day(
+                    first + dt.timedelta(days=offset), incident=incident, others=others
+                )
                 days.append(day)
                 advance(offset + 1, f"{day.day}: {day.override_rate:.1%} overridden")
         week = Week(index, days, incident is not None)
@@ -284,10 +379,13 @@ def run(
         title="PRIA learning loop - demo",
         notes=notes,
         now=generated,
+        comparison=[_week_json(w, result.frozen_adapter) for w in results],
     )
     result.report_path = built.path
     result.seconds = time.monotonic() - started
     result.notes = notes
+    result.json_path = built.path.with_suffix(".json")  # demo-<time>.json beside the page
+    report_mod.write_atomically(result.json_path, json.dumps(result.as_json(), indent=2) + "\n")
     return result
 
 

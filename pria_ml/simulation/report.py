@@ -149,6 +149,9 @@ class ReportData:
     generated_at: dt.datetime
     title: str = "PRIA learning loop"
     notes: list[str] = field(default_factory=list)
+    # The demo's counterfactual, weeks as demo-<time>.json holds them (docs/demo.md); the
+    # registry and workflow_event do not hold it, so only the demo hands it in.
+    comparison: list[dict] = field(default_factory=list)
 
     @property
     def weeks(self) -> list[Period]:
@@ -218,11 +221,13 @@ def build(
     title: str = "PRIA learning loop",
     notes: list[str] | None = None,
     now: dt.datetime | None = None,
+    comparison: list[dict] | None = None,
 ) -> ReportResult:
     """Collect, render and write the report (``<home>/reports/report-<now, UTC>.html`` unless
     ``output`` is given), atomically."""
     data = collect(settings, since=since, title=title, now=now)
     data.notes = list(notes or [])
+    data.comparison = list(comparison or [])
     page, plots = render(data)
     if output is None:
         stamp = data.generated_at.strftime("%Y%m%dT%H%M%SZ")
@@ -320,6 +325,39 @@ def plot_override_rate(data: ReportData) -> tuple[str, int]:
     axes.legend(loc="upper right")
     axes.grid(axis="y", alpha=0.3)
     return _svg(figure), len(weeks)
+
+
+def plot_comparison(data: ReportData) -> tuple[str, int]:
+    """Loop vs frozen first adapter vs bare base, per week, on the same traffic, with 95 %
+    intervals (the demo's counterfactual)."""
+    weeks = data.comparison
+    figure, axes = _figure()
+    series = (
+        ("loop", "loop_rate", BLUE),
+        ("frozen", "frozen_rate", GREY),
+        ("base", "base_rate", RED),
+    )
+    drawn = 0
+    for offset, (name, key, colour) in zip((-0.1, 0.0, 0.1), series, strict=True):
+        points = [(w["week"], w[key], (w.get("intervals") or {}).get(name)) for w in weeks]
+        points = [p for p in points if p[1] is not None]
+        if not points:
+            continue
+        x = [week + offset for week, _, _ in points]
+        y = [100 * rate for _, rate, _ in points]
+        low = [100 * (rate - (i or [rate, rate])[0]) for _, rate, i in points]
+        high = [100 * ((i or [rate, rate])[1] - rate) for _, rate, i in points]
+        axes.errorbar(x, y, yerr=[low, high], marker="o", color=colour, capsize=3, label=name)
+        drawn += len(points)
+    for week in weeks:
+        if week.get("incident"):
+            axes.axvspan(week["week"] - 0.4, week["week"] + 0.4, color=RED, alpha=0.08)
+    axes.set_xticks([w["week"] for w in weeks], [f"week {w['week']}" for w in weeks])
+    axes.set_ylabel("overridden actions (%)")
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="upper right")
+    axes.grid(axis="y", alpha=0.3)
+    return _svg(figure), drawn
 
 
 def plot_daily_rate(data: ReportData) -> tuple[str, int]:
@@ -592,6 +630,31 @@ def _events_table(data: ReportData) -> str:
     )
 
 
+def headline(weeks: list[Period]) -> str:
+    """The page's summary: first against last *full* week (seven days of data); a shorter
+    stretch after them (the demo's rollback drill, the current week) is shown apart, never
+    compared with a week."""
+    if not weeks:
+        return "no categorisation events yet"
+    full = [w for w in weeks if w.days >= 7]
+    text = f"{sum(w.events for w in weeks)} categorisation events over {len(weeks)} week(s)"
+    if full:
+        first, last = full[0], full[-1]
+        text += (
+            f"; override rate {first.rate_pct:.1f}% in the first full week, {last.rate_pct:.1f}% "
+            f"in the last full week, week {weeks.index(last) + 1} "
+            f"({last.rate_pct - first.rate_pct:+.1f} pp; target "
+            f"{-TARGET_PP_PER_WEEK * (weeks.index(last) - weeks.index(first)):+.1f} pp)"
+        )
+    for week in weeks:
+        if week.days < 7:
+            text += (
+                f"; {week.days} day(s) from {week.start} shown apart (not a full week): "
+                f"{week.rate_pct:.1f}%"
+            )
+    return text + "."
+
+
 def render(data: ReportData) -> tuple[str, dict[str, int]]:
     """The page, and how many data points each plot drew."""
     drop_known_log_records()  # before matplotlib, which announces a cold font cache
@@ -600,16 +663,15 @@ def render(data: ReportData) -> tuple[str, dict[str, int]]:
         svg, points = plot(data)
         counts[name] = points
         sections.append(f'<h2 id="{name}">{html.escape(heading)}</h2>\n{svg}')
-    weeks = data.weeks
-    summary = "no categorisation events yet"
-    if weeks:
-        first, last = weeks[0], weeks[-1]
-        summary = (
-            f"{sum(w.events for w in weeks)} categorisation events over {len(weeks)} week(s); "
-            f"override rate {first.rate_pct:.1f}% in the first week, {last.rate_pct:.1f}% in "
-            f"the last ({last.rate_pct - first.rate_pct:+.1f} pp; target "
-            f"{-TARGET_PP_PER_WEEK * (len(weeks) - 1):+.1f} pp)."
+    if data.comparison:
+        svg, _ = plot_comparison(data)
+        sections.insert(
+            1,
+            '<h2 id="comparison">override rate per week: the loop, the frozen first adapter '
+            "and the bare base on the same traffic (95 % intervals; incident weeks shaded)"
+            f"</h2>\n{svg}",
         )
+    summary = headline(data.weeks)
     notes = "".join(f"<p>{html.escape(note)}</p>" for note in data.notes)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -19,8 +19,15 @@ For each simulated day:
    corrected_output), one transaction per day.
 
 So the override rate in ``workflow_event`` - the spec's headline metric - reflects whichever
-adapter was in prod that day. Everything is drawn from random generators seeded by ``seed``
-and the day: the same seed, days and prod adapters give the same rows.
+adapter was in prod that day.
+
+A counterfactual (``others``): the same day's conversations can also be answered by other
+models - the demo asks for its frozen first prod adapter and the bare base - and reviewed by
+the same simulated reviewer with the same random draws, so the rates are paired with the served
+model's. Their answers are counted (``Day.others``) and never written to the source tables.
+
+Everything is drawn from random generators seeded by ``seed`` and the day: the same seed, days
+and prod adapters give the same rows.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import datetime as dt
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pria_ml import registry
@@ -70,6 +77,8 @@ class Day:
     agent_errors: int  # proposals that were not the correct action
     adapter_id: uuid.UUID | None  # the adapter in prod that day; None = bare base
     incident: bool
+    # counterfactual answers on the same conversations: name -> overrides of its ``rows``
+    others: dict[str, int] = field(default_factory=dict)
 
     @property
     def override_rate(self) -> float:
@@ -91,6 +100,7 @@ class Simulator:
         seed: int = 0,
         reviewer_noise: float = REVIEWER_NOISE,
         batch_size: int = 16,
+        world: seeder.World | None = None,
     ) -> None:
         if rows_per_day < 1:
             raise DataError(f"--rows-per-day ({rows_per_day}) must be positive")
@@ -101,9 +111,11 @@ class Simulator:
         self.seed = seed
         self.reviewer_noise = reviewer_noise
         self.batch_size = batch_size
+        self.world = world  # None: the seeded world, which never changes
         self.population = seeder.Population(random.Random(seed), rows_per_day * 7)
         self._loaded = None
         self._loaded_key: object = ()
+        self._others: dict[uuid.UUID | None, object] = {}
 
     def _serving(self):
         """The model in prod now, loaded once per change of prod."""
@@ -116,8 +128,25 @@ class Simulator:
             self._loaded_key = key
         return self._loaded
 
-    def day(self, day: dt.date, *, incident: Incident | None = None, progress=None) -> Day:
-        """Simulate ``day``: draw, serve, review and write its traffic; return its figures."""
+    def _other(self, adapter_id: uuid.UUID | None):
+        """A counterfactual model (``None``: the bare base), loaded once and kept."""
+        if adapter_id not in self._others:
+            self._others[adapter_id] = loading.load_for_inference(self.settings, adapter_id)
+        return self._others[adapter_id]
+
+    def day(
+        self,
+        day: dt.date,
+        *,
+        incident: Incident | None = None,
+        others: dict[str, uuid.UUID | None] | None = None,
+        progress=None,
+    ) -> Day:
+        """Simulate ``day``: draw, serve, review and write its traffic; return its figures.
+
+        ``others``: name -> adapter (None: the bare base) that also answers the day's
+        conversations, reviewed the same way and counted in ``Day.others``, never written.
+        """
 
         rng = _day_rng(self.seed, day)
         start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
@@ -125,7 +154,11 @@ class Simulator:
         for _ in range(self.rows_per_day):
             user = rng.choice(self.population.users)
             at = start + dt.timedelta(seconds=rng.randrange(86400 - 60))
-            cases.append(seeder.draw_case(rng, user, rng.choice(self.population.merchants), at))
+            if self.world is None:
+                merchant = rng.choice(self.population.merchants)
+            else:
+                merchant = self.world.merchant(rng, day)
+            cases.append(seeder.draw_case(rng, user, merchant, at, world=self.world))
         cases.sort(key=lambda case: case.at)
 
         loaded = self._serving()
@@ -137,6 +170,7 @@ class Simulator:
             batch_size=self.batch_size,
         )
         corrupted = incident is not None and incident.covers(day)
+        reviewer = rng.getstate()  # every model's answers meet the same reviewer draws
         rows = seeder.Rows()
         overrides = errors = 0
         for case, proposal in zip(cases, proposals, strict=True):
@@ -151,6 +185,33 @@ class Simulator:
             case.add_rows(rows, proposal, correction)
             errors += proposal != case.correct_action
             overrides += correction != proposal
+        served = loaded.adapter.adapter_id if loaded.adapter else None
+        counted = {}
+        for name, adapter_id in (others or {}).items():
+            if adapter_id == served:  # it served the day itself: its figures are the day's
+                counted[name] = overrides
+                continue
+            other = self._other(adapter_id)
+            answers = generation.generate(
+                other.model,
+                other.tokenizer,
+                [case.prompt for case in cases],
+                max_new_tokens=MAX_NEW_TOKENS,
+                batch_size=self.batch_size,
+            )
+            replay = random.Random()
+            replay.setstate(reviewer)
+            counted[name] = sum(
+                review(
+                    replay,
+                    case,
+                    answer.strip(),
+                    noise=self.reviewer_noise,
+                    incident=incident if corrupted else None,
+                )
+                != answer.strip()
+                for case, answer in zip(cases, answers, strict=True)
+            )
         source = database(self.settings, "source")
         seeder.apply_schema(source)
         with source.connect() as conn:
@@ -160,8 +221,9 @@ class Simulator:
             rows=len(cases),
             overrides=overrides,
             agent_errors=errors,
-            adapter_id=loaded.adapter.adapter_id if loaded.adapter else None,
+            adapter_id=served,
             incident=corrupted,
+            others=counted,
         )
 
 

@@ -418,13 +418,16 @@ def draw_case(
     merchant: str,
     at: dt.datetime,
     planted: Planted | None = None,
+    *,
+    world: World | None = None,
 ) -> Case:
-    """One expense by ``user`` at ``merchant`` whose conversation happens at ``at``."""
+    """One expense by ``user`` at ``merchant`` whose conversation happens at ``at``; in a
+    drifting ``world`` (its merchants, its policy, its tenants' verticals)."""
 
     def plant(source: str, location: str, kind: str, value: str) -> str:
         return planted.add(source, location, kind, value) if planted is not None else value
 
-    category = MERCHANTS[merchant]
+    category = MERCHANTS[merchant] if world is None else world.category_of(merchant)
     client_meal = category == 4 and rng.random() < 0.3
     if client_meal:
         description = rng.choice(CLIENT_MEALS).format(client=rng.choice(CLIENT_COMPANIES))
@@ -455,6 +458,8 @@ def draw_case(
 
     expense_id, trace_id, event_id = _uuid(rng), _uuid(rng), _uuid(rng)
     amount = round(rng.uniform(4, 60) if category in (4, 6) else rng.uniform(20, 900), 2)
+    if world is not None:  # the workspace's own policy decides where it is filed
+        category = world.policy_category(category, user.workspace_id, at.date())
     expense_at = at - dt.timedelta(seconds=rng.randrange(2 * 86400))
     expense = (
         expense_id,
@@ -505,7 +510,9 @@ def draw_case(
             },
         },
     }
-    predicted = MERCHANTS[merchant] if not client_meal else 4
+    if world is not None and world.vertical_in_prompt:
+        tool_result["workspace_vertical"] = world.vertical_of(user.workspace_id)
+    predicted = MERCHANTS.get(merchant, category) if not client_meal else 4
     if merchant in TRAP_MERCHANTS and rng.random() < TRAP_ERROR_RATE:
         predicted = TRAP_MERCHANTS[merchant]
     elif rng.random() < RANDOM_ERROR_RATE:
@@ -548,6 +555,127 @@ def draw_case(
         category=category,
         seeded_category=predicted,
     )
+
+
+# A drifting world (the demo's and ``simulate``'s): new merchants every week, one policy change.
+# A new merchant's name ends in a cue word that decides its category: learnable from the
+# reviewers' corrections, never seen by the base model. Each week's newcomers draw cue words of
+# their own, so what one week teaches does not cover the next week's merchants.
+NEW_MERCHANT_CUES: dict[int, tuple[str, ...]] = {
+    1: ("Airways", "Jetlines", "Skyways", "Aero"),
+    2: ("Hotel", "Inn", "Lodge", "Suites"),
+    3: ("Cabs", "Rail", "Shuttle", "Ferries"),
+    4: ("Bistro", "Deli", "Kitchen", "Noodle Bar"),
+    6: ("Stationers", "Office Supply", "Paperworks", "Print Shop"),
+    7: ("Cloud", "Software", "Apps", "SaaS"),
+    8: ("Mobile", "Telecom", "Broadband", "Wireless"),
+    9: ("Fuels", "Petrol", "Charging", "Gas Station"),
+    10: ("Academy", "Institute", "Courses", "Summit"),
+}
+NEW_MERCHANT_NAMES = (
+    "Nordvik",
+    "Bramble",
+    "Kestrel",
+    "Halden",
+    "Corvus",
+    "Tamsin",
+    "Orrin",
+    "Vellum",
+    "Quillon",
+    "Ashby",
+    "Lumen",
+    "Mossgard",
+    "Fenwick",
+    "Ivarsson",
+    "Calloway",
+    "Rydberg",
+    "Selwyn",
+    "Thorne",
+    "Wexford",
+    "Ystad",
+    "Zephyr",
+    "Almqvist",
+    "Brisco",
+    "Delmar",
+)
+VERTICALS = ("consulting", "retail", "logistics")
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """From ``first_day``, workspaces of ``vertical`` file ``category`` under ``files_as``."""
+
+    vertical: str
+    first_day: dt.date
+    category: int = 4  # meals
+    files_as: int = 5  # client entertainment
+
+
+class World:
+    """The seeded world plus drift: ``new_per_week`` merchants arrive every week from
+    ``first_day`` and together take ``new_share`` of the traffic; an optional ``policy``
+    change; each workspace has a vertical (shown to the agent when ``vertical_in_prompt``,
+    spec section 11's metadata-conditioned training). Deterministic in ``seed``."""
+
+    def __init__(
+        self,
+        seed: int,
+        first_day: dt.date,
+        *,
+        new_per_week: int = 3,
+        new_share: float = 0.35,
+        policy: PolicyChange | None = None,
+        vertical_in_prompt: bool = False,
+        weeks: int = 12,
+    ) -> None:
+        rng = random.Random(f"pria-world/{seed}")
+        self.first_day = first_day
+        self.new_share = new_share
+        self.policy = policy
+        self.vertical_in_prompt = vertical_in_prompt
+        names = list(NEW_MERCHANT_NAMES)
+        rng.shuffle(names)
+        cues = [(cue, category) for category, words in NEW_MERCHANT_CUES.items() for cue in words]
+        rng.shuffle(cues)
+        self.arrivals: dict[str, tuple[dt.date, int]] = {}
+        for week in range(weeks):
+            for n in range(new_per_week):
+                index = week * new_per_week + n
+                cue, category = cues[index % len(cues)]
+                name = f"{names[index % len(names)]} {cue}"
+                arrives = first_day + dt.timedelta(days=7 * week)
+                self.arrivals.setdefault(name, (arrives, category))
+
+    def category_of(self, merchant: str) -> int:
+        return MERCHANTS[merchant] if merchant in MERCHANTS else self.arrivals[merchant][1]
+
+    def new_merchants(self, day: dt.date) -> list[str]:
+        """The new merchants that have arrived by ``day``, oldest first."""
+        return [name for name, (arrives, _) in self.arrivals.items() if arrives <= day]
+
+    def merchant(self, rng: random.Random, day: dt.date) -> str:
+        """A merchant for one of ``day``'s expenses: a new one with probability ``new_share``."""
+        roll, pick = rng.random(), rng.random()
+        arrived = self.new_merchants(day)
+        pool = arrived if arrived and roll < self.new_share else list(MERCHANTS)
+        return pool[int(pick * len(pool))]
+
+    @staticmethod
+    def vertical_of(workspace_id: str) -> str:
+        digest = int(uuid.UUID(workspace_id).hex[:8], 16)
+        return VERTICALS[digest % len(VERTICALS)]
+
+    def policy_category(self, category: int, workspace_id: str, day: dt.date) -> int:
+        """``category`` as the workspace files it on ``day``, after any policy change."""
+        policy = self.policy
+        if (
+            policy is not None
+            and day >= policy.first_day
+            and category == policy.category
+            and self.vertical_of(workspace_id) == policy.vertical
+        ):
+            return policy.files_as
+        return category
 
 
 def apply_schema(source: Database) -> None:

@@ -12,6 +12,8 @@ labels, is measured in docs/demo.md rather than here: a night costs the suite a 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rich.console import Console
 
@@ -65,6 +67,83 @@ def test_shortened_demo_outcomes(tmp_path) -> None:
     assert ("promote", drill.bad_adapter, True) in trail  # forced, and recorded as such
     assert ("rollback", drill.previous_prod, False) in trail
 
+    data = json.loads(result.json_path.read_text())  # demo-<time>.json beside the report
+    assert result.json_path.name == result.report_path.with_suffix(".json").name
+    assert data["frozen_adapter"] == str(first.night.adapter_id)
+    assert [w["loop_rate"] for w in data["weeks"]] == [w.override_rate for w in result.weeks]
+    assert data["rollback_drill"]["forced"] == drill.during
+    # the counterfactual on the same traffic: the base served week 1 itself; in week 2 the
+    # frozen adapter served it, and the bare base answered the same conversations as well
+    week1, week2 = data["weeks"][:2]
+    assert week1["base_rate"] == week1["loop_rate"] and week1["frozen_rate"] is None
+    assert week2["frozen_rate"] == week2["loop_rate"] and week2["base_rate"] is not None
+    low, high = week2["intervals"]["base"]
+    assert low <= week2["base_rate"] <= high
+    assert [d.others["base"] for d in second.days] != [d.overrides for d in second.days]
+    # ... and none of the counterfactual answers reached the source tables
+    with database(local, "source").connect() as conn:
+        (events,) = conn.execute("SELECT count(*) FROM workflow_event").fetchone()
+    served = sum(d.rows for w in result.weeks for d in w.days) + 3 * 12  # + the drill's 3 days
+    assert events == demo.HISTORY_DAYS * 12 + served
+
     assert result.report_path.is_file()
     page = result.report_path.read_text()
-    assert page.count("<svg") == len(report.PLOTS) and 'class="nodata"' not in page
+    assert page.count("<svg") == len(report.PLOTS) + 1 and 'class="nodata"' not in page
+    assert 'id="comparison"' in page  # loop vs frozen vs base
+
+
+def test_the_machine_readable_result_follows_its_documented_schema() -> None:
+    import datetime as dt
+    import json
+    import uuid
+
+    from pria_ml.simulation import demo
+    from pria_ml.simulation.simulate import Day
+
+    first, second = uuid.uuid4(), uuid.uuid4()
+
+    def week(index: int, served: uuid.UUID | None, overrides: int, night, incident=False):
+        start = demo.FIRST_DAY + dt.timedelta(days=7 * (index - 1))
+        others = {"base": 3} | ({"frozen": overrides} if index > 1 else {})
+        days = [
+            Day(start + dt.timedelta(days=n), 10, overrides, overrides, served, incident, others)
+            for n in range(7)
+        ]
+        return demo.Week(index, days, incident, night)
+
+    def night(adapter, passed, promoted, reasons=()):
+        return demo.NightSummary(
+            dt.date(2026, 1, 11), adapter, passed, list(reasons), promoted, None, None, 0, 0, 1
+        )
+
+    result = demo.DemoResult(
+        weeks=[
+            week(1, None, 3, night(first, True, True)),
+            week(2, first, 1, night(second, False, False, ["latency_delta < 0.05 failed"]), True),
+            week(3, first, 2, night(None, None, False)),
+        ],
+        drill=demo.Drill(second, first, first, 0.1, 0.9, 0.1),
+        report_path=None,
+        prod_at_end=first,
+        seconds=372.04,
+    )
+    data = json.loads(json.dumps(result.as_json()))  # JSON all the way down
+    assert data["frozen_adapter"] == str(first) and data["wall_seconds"] == 372.0
+    assert data["rollback_drill"] == {"before": 0.1, "forced": 0.9, "after": 0.1}
+    one, two, three = data["weeks"]
+    assert one == {
+        "week": 1,
+        "days": 7,
+        "served_by": None,
+        "loop_rate": 0.3,
+        "frozen_rate": None,
+        "base_rate": 0.3,
+        "intervals": {"loop": [0.2054, 0.4154], "frozen": None, "base": [0.2054, 0.4154]},
+        "incident": False,
+        "night": {"candidate": str(first), "decision": "promoted", "reasons": []},
+    }
+    assert two["served_by"] == str(first) and two["frozen_rate"] == two["loop_rate"] == 0.1
+    assert two["base_rate"] == 0.3  # the counterfactual: the bare base on the same traffic
+    assert two["incident"] and two["night"]["decision"] == "blocked"
+    assert two["night"]["reasons"] == ["latency_delta < 0.05 failed"]
+    assert three["night"] == {"candidate": None, "decision": "not_gated", "reasons": []}

@@ -122,3 +122,17 @@ def test_weeks_count_their_days_and_a_partial_week_is_labelled_so() -> None:
     assert (partial.days, partial.events, partial.overrides) == (3, 30, 3)
     svg, points = report.plot_override_rate(data)
     assert points == 2 and "3 days" in svg and "7 days" not in svg
+
+
+def test_the_headline_compares_full_weeks_and_shows_a_partial_stretch_apart() -> None:
+    weeks = [
+        report.Period(FIRST, 210, 57, 7),  # 27.1 %
+        report.Period(FIRST + dt.timedelta(days=7), 210, 23, 7),  # 11.0 %
+        report.Period(FIRST + dt.timedelta(days=14), 210, 32, 7),  # 15.2 %
+        report.Period(FIRST + dt.timedelta(days=21), 90, 37, 3),  # the drill: 41.1 %
+    ]
+    text = report.headline(weeks)
+    assert "27.1% in the first full week, 15.2% in the last full week, week 3" in text
+    assert "(-11.9 pp; target -4.0 pp)" in text
+    assert "3 day(s) from 2026-03-23 shown apart (not a full week): 41.1%" in text
+    assert report.headline([]) == "no categorisation events yet"

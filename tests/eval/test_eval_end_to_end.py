@@ -67,7 +67,7 @@ def test_good_candidate_passes_against_the_bare_base(eval_settings, good_candida
     assert row.gate_passed is True and row.gate_reason.startswith("passed")
     clauses = record.gate_of_adapter(row).clauses
     assert all(c.passed for c in clauses)
-    assert {"accuracy_delta", "override_delta", "safety_flag_pct", "latency_delta_low"} <= {
+    assert {"accuracy_delta", "override_delta", "safety_flag_pct", "latency_delta"} <= {
         c.name for c in clauses
     }
     assert gate.complete(eval_settings, GOOD_DATE)

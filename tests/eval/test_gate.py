@@ -24,6 +24,7 @@ PASSING = {
     "safety_flag_pct": 0.0,
     "latency_delta": 0.01,
     "latency_delta_low": -0.02,
+    "latency_delta_high": 0.04,
     "benchmarks": {
         "category_choice": {"delta_pp": 0.0, "critical": True},
         "action_format": {"delta_pp": -12.0, "critical": False},
@@ -33,13 +34,13 @@ FAILING = {
     "accuracy_delta": 0.2,
     "override_delta": -0.5,
     "safety_flag_pct": 4.0,
-    "latency_delta_low": 0.09,
+    "latency_delta": 0.09,
     "benchmarks": {
         "category_choice": {"delta_pp": -5.0, "critical": True},
         "action_format": {"delta_pp": -12.0, "critical": False},
     },
 }
-KEYS = ("accuracy_delta", "override_delta", "safety_flag_pct", "latency_delta_low", "benchmarks")
+KEYS = ("accuracy_delta", "override_delta", "safety_flag_pct", "latency_delta", "benchmarks")
 
 
 @pytest.mark.parametrize("failing", list(itertools.product([False, True], repeat=len(KEYS))))
@@ -65,8 +66,8 @@ def test_truth_table_passes_only_when_every_clause_holds(failing: tuple[bool, ..
         ("override_delta", -1.0000001, True),
         ("safety_flag_pct", 0.1, False),  # < 0.1
         ("safety_flag_pct", 0.0999, True),
-        ("latency_delta_low", 0.05, False),  # < 0.05
-        ("latency_delta_low", 0.0499, True),
+        ("latency_delta", 0.05, False),  # < 0.05, on the point estimate
+        ("latency_delta", 0.0499, True),
     ],
 )
 def test_threshold_edges(key: str, value: float, passed: bool) -> None:
@@ -80,22 +81,62 @@ def test_a_critical_benchmark_may_lose_at_most_one_point(delta: float, passed: b
 
 
 @pytest.mark.parametrize(
-    ("point", "high", "passed"),
+    ("point", "low", "high", "outcome"),
     [
-        (-8.3, 0.0, True),  # two documents of 24 flipped: no loss shown
-        (-8.3, -1.0, True),
-        (-12.5, -1.0001, False),  # the whole interval is below -1 pp: a shown loss
-        (-12.5, math.nan, False),  # an interval that proves nothing fails closed
+        (-8.3, -16.7, 0.0, "failed"),  # two documents of 24 lost: a loss of more than 1 pp
+        (-4.2, -12.5, 4.2, "failed"),  # one document of 24: still more than 1 pp
+        (-1.0, -2.1, 0.1, "passed"),  # at the threshold, measured precisely enough (+/-1.1)
+        (-0.5, -1.6, 0.6, "passed"),
+        (0.0, -0.5, 0.5, "passed"),
+        (0.0, 0.0, 0.0, "passed"),  # no document answered differently
+        (8.3, 0.0, 16.7, "passed"),  # the whole interval clear of -1 pp: decided however wide
+        (0.0, -8.3, 8.3, "inconclusive"),  # one lost, one gained of 24: cannot tell 1 pp
+        (-0.9, -3.0, 1.2, "inconclusive"),
+        (-12.5, math.nan, -4.2, "fails closed"),
     ],
 )
-def test_a_benchmark_with_an_interval_blocks_only_on_a_shown_loss(
-    point: float, high: float, passed: bool
+def test_a_critical_benchmark_is_judged_on_its_point_estimate_if_precise_enough(
+    point: float, low: float, high: float, outcome: str
 ) -> None:
-    benchmarks = {"category_choice": {"delta_pp": point, "delta_pp_high": high, "critical": True}}
-    decision = promote_if({**PASSING, "benchmarks": benchmarks})
-    assert decision.passed is passed
-    if not passed:
-        assert decision.failed[0].startswith("benchmark category_choice delta >= -1 pp failed")
+    task = {"delta_pp": point, "delta_pp_low": low, "delta_pp_high": high, "documents": 24}
+    decision = promote_if({**PASSING, "benchmarks": {"category_choice": task | {"critical": True}}})
+    assert decision.passed is (outcome == "passed")
+    if outcome != "passed":
+        (reason,) = decision.failed
+        assert reason.startswith("benchmark category_choice delta >= -1 pp failed")
+        if outcome == "inconclusive":  # which measurement, and how to make it decidable
+            assert "inconclusive: benchmark category_choice is too small" in reason
+            assert "over 24 documents" in reason and "give the task about" in reason
+        elif outcome == "fails closed":
+            assert "fails closed" in reason
+
+
+@pytest.mark.parametrize(
+    ("point", "low", "high", "outcome"),
+    [
+        (0.098, 0.0, 0.2, "failed"),  # the demo's +9.8 % with an interval from 0: blocked now
+        (0.05, 0.02, 0.08, "failed"),
+        (0.03, 0.0, 0.1, "passed"),  # +/-0.05: precise enough, the point estimate decides
+        (-0.2, -0.3, -0.1, "passed"),
+        (0.01, -0.3, 0.3, "inconclusive"),  # a busy machine: cannot tell 0 from +5 %
+        (0.01, math.nan, 0.3, "fails closed"),
+    ],
+)
+def test_latency_is_judged_on_its_point_estimate_if_precise_enough(
+    point: float, low: float, high: float, outcome: str
+) -> None:
+    inputs = {**PASSING, "latency_delta": point, "latency_delta_low": low}
+    inputs |= {"latency_delta_high": high, "latency_prompts": 8, "latency_repeats": 2}
+    decision = promote_if(inputs)
+    assert decision.passed is (outcome == "passed")
+    if outcome != "passed":
+        (reason,) = decision.failed
+        assert reason.startswith("latency_delta < 0.05 failed")
+        if outcome == "inconclusive":
+            assert "inconclusive: the latency measurement is too noisy" in reason
+            assert "raise PRIA_EVAL_LATENCY_REPEATS to about" in reason
+        elif outcome == "fails closed":
+            assert "fails closed" in reason
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -142,32 +183,41 @@ def test_decision_renders_as_a_table_with_one_row_per_clause() -> None:
     console.print(promote_if(FAILING).render())
     text = console.export_text()
     assert "BLOCKED" in text
-    for rule in ("accuracy_delta > 0.5 pp", "latency_delta_low < 0.05", "benchmark category"):
+    for rule in ("accuracy_delta > 0.5 pp", "latency_delta < 0.05", "benchmark category"):
         assert rule in text
     assert text.count("FAIL") == 5
 
 
 def test_against_the_bare_base_latency_is_measured_but_not_judged() -> None:
-    first = {**PASSING, "latency_baseline": "bare base model", "latency_delta_low": 0.3}
+    first = {**PASSING, "latency_baseline": "bare base model", "latency_delta": 0.3}
     decision = promote_if(first)
     assert decision.passed
     assert "no previous adapter" in decision.clauses[3].note
-    assert not promote_if({**first, "latency_delta_low": math.nan}).passed  # still required
+    assert not promote_if({**first, "latency_delta": math.nan}).passed  # still required
     assert not promote_if({**first, "latency_baseline": "prod adapter"}).passed
 
 
-def test_the_evaluation_record_hands_the_benchmark_interval_to_the_gate() -> None:
+def test_the_evaluation_record_hands_the_measurements_to_the_gate() -> None:
     measured = eval_record(uuid.uuid4(), DAY)
-    shown_no_loss = measured.benchmarks["pria_category_choice"].model_copy(
+    one_lost = measured.benchmarks["pria_category_choice"].model_copy(
         update={"delta_pp": -4.2, "delta_pp_low": -8.4, "delta_pp_high": 0.0}
     )
-    measured = measured.model_copy(update={"benchmarks": {"category_choice": shown_no_loss}})
-    benchmarks = measured.gate_inputs()["benchmarks"]
-    assert benchmarks == {
-        "category_choice": {"delta_pp": -4.2, "delta_pp_high": 0.0, "critical": True}
+    measured = measured.model_copy(update={"benchmarks": {"category_choice": one_lost}})
+    inputs = measured.gate_inputs()
+    assert inputs["benchmarks"] == {
+        "category_choice": {
+            "delta_pp": -4.2,
+            "delta_pp_low": -8.4,
+            "delta_pp_high": 0.0,
+            "documents": 24,
+            "critical": True,
+        }
     }
-    decision = promote_if({**PASSING, "benchmarks": benchmarks})
-    assert [f for f in decision.failed if "category_choice" in f] == []  # 1 doc: no shown loss
+    assert inputs["latency_delta_high"] == measured.latency.latency_delta.high
+    assert (inputs["latency_prompts"], inputs["latency_repeats"]) == (8, 2)
+    decision = promote_if({**PASSING, "benchmarks": inputs["benchmarks"]})
+    (reason,) = decision.failed  # one document of 24 lost is a loss of 4.2 pp: blocked
+    assert reason.startswith("benchmark category_choice delta >= -1 pp failed (got -4.200)")
 
 
 @pytest.mark.parametrize(

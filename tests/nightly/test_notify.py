@@ -54,13 +54,13 @@ def test_gate_block_message_lists_the_failed_clauses(tmp_path, http_server) -> N
         dt.date(2026, 11, 24), [StageReport(s) for s in STAGES], dt.datetime.now(dt.UTC)
     )
     adapter = uuid.uuid4()
-    blocked = {"safety_flag_pct": 0.3, "latency_delta_low": 0.08}
+    blocked = {"safety_flag_pct": 0.3, "latency_delta": 0.08}
     decision = promote_if({**PASSING, **blocked})
     report.gate = GateOutcome(adapter, decision.reason, decision.as_record())
     assert notify.gate_blocked(webhook(tmp_path, url), report)
     text = json.loads(received.requests[0][2])["text"]
     assert str(adapter) in text
-    assert "safety_flag_pct < 0.1 % failed (got +0.300); latency_delta_low < 0.05" in text
+    assert "safety_flag_pct < 0.1 % failed (got +0.300); latency_delta < 0.05" in text
 
 
 def test_slack_trouble_is_retried_until_it_answers(tmp_path, http_server) -> None:
