@@ -100,7 +100,6 @@ def test_seeded_texts_keep_merchants_categories_amounts_and_dates() -> None:
         assert isinstance(row[6], int) and float(row[7]) > 0
 
 
-
 def test_seeded_pii_is_found_whole_as_its_own_kind() -> None:
     """Every value the seeder plants is covered by one finding of its kind: no detector takes a
     part of it for another kind (an address's user "christopher.weber158" read as a random token
@@ -124,6 +123,7 @@ def test_seeded_pii_is_found_whole_as_its_own_kind() -> None:
     print(f"\nplanted values: {len(planted.values)}; not found whole as their kind: {len(wrong)}")
     assert len(planted.values) > 3000
     assert wrong == []
+
 
 BAD_TEXTS = {
     "lone_surrogate": "Taxi for Ana \ud800Silva, ana.silva@mail.pt",
