@@ -272,3 +272,35 @@ def test_history_view_of_an_empty_and_a_busy_registry(registry_db: Database, can
     text = console.export_text()
     assert f"prod: {a}" in text and "failed" in text
     assert "forced: [bold]incident 7[/]" in text  # user text is shown, not interpreted
+
+
+def test_promote_by_date_takes_the_newest_attempt_even_when_the_clock_says_otherwise(
+    registry_db: Database,
+) -> None:
+    """Two gated attempts of one date, the second stamped *earlier* (a simulated night, or a
+    clock step back between retrains): --date promotes attempt 2, as train, eval and gate read
+    "the adapter of the date"."""
+    day = datetime.date(2026, 11, 24)
+    night = datetime.datetime(2026, 11, 25, 2, tzinfo=datetime.UTC)
+    attempts = []
+    for stamp in (night + datetime.timedelta(hours=1), night):  # attempt 2 stamped earlier
+        uri = f"file:///adapters/{day}.a{len(attempts) + 1}.safetensors"
+        adapter_id = registry.register_candidate(
+            registry_db,
+            dataset_date=day,
+            artifact_uri=uri,
+            artifact_sha256=f"{len(attempts) + 1:064x}",
+            base_model="tiny-mistral",
+            metrics={"train_loss": 0.5},
+            now=stamp,
+        )
+        registry.record_gate_decision(
+            registry_db, adapter_id, passed=True, reason="all gate metrics within limits",
+            metrics={"accuracy_delta": 1.0, "safety_flags": 0},
+        )  # fmt: skip
+        attempts.append(adapter_id)
+    first, second = attempts
+    assert get_adapter(registry_db, first).created_at > get_adapter(registry_db, second).created_at
+    assert registry.adapter_of_date(registry_db, day).adapter_id == second
+    assert promote(registry_db, dataset_date=day).adapter_id == second
+    assert current_prod(registry_db).attempt == 2
