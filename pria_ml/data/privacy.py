@@ -406,6 +406,7 @@ _ID_RUN = re.compile(
 )
 _IN_PHONE = re.compile(r"(?:\+|\b00)\d{1,4}[ .\-]?$|[()]\s?$")
 _ID_PART = re.compile(r"[A-Za-z0-9]+")
+_FOUR_DIGITS = re.compile(r"(?:\d\D*){4}")
 _SEPARATORS = re.compile(r"[ .\-/]")
 # UK National Insurance number: no checksum, but a layout of its own (HMRC's prefix rules).
 _NINO = re.compile(
@@ -523,13 +524,17 @@ def _id_findings(text: str) -> list[Finding]:
     for match in _NINO.finditer(text):
         found.append(Finding(match.start(), match.end(), "ID", match.group()))
     for match in _ID_RUN.finditer(text):
-        if _IN_PHONE.search(text, max(0, match.start() - 8), match.start()) or _PHONE_CUE.search(
-            text, max(0, match.start() - 30), match.start()
-        ):
-            continue  # "+44 20 7946 0958", "puhelin 040 123 4567": the phone detector's
+        # Every span checked is part of the run, and _is_national_id wants seven characters
+        # and four digits: most runs ("12", "2026") have neither and are done here.
+        if match.end() - match.start() < 7 or _FOUR_DIGITS.search(match.group()) is None:
+            continue
         for start, end in _id_spans(match):
             if _is_national_id(text[start:end]):
-                found.append(Finding(start, end, "ID", text[start:end]))
+                if not (
+                    _IN_PHONE.search(text, max(0, match.start() - 8), match.start())
+                    or _PHONE_CUE.search(text, max(0, match.start() - 30), match.start())
+                ):  # "+44 20 7946 0958", "puhelin 040 123 4567": the phone detector's
+                    found.append(Finding(start, end, "ID", text[start:end]))
                 break
     return found + _cued_runs(text, _ID_CUE, "ID", min_digits=4, min_length=5)
 
@@ -540,6 +545,8 @@ def _cued_runs(
     """Id- or account-shaped runs right after a cue word, whatever their checksum."""
     found = []
     for match in _ACCOUNT_RUN.finditer(text):
+        if match.end() - match.start() < min_length:
+            continue  # the compact value is no longer than the run
         value = match.group().rstrip(" .-/")
         compact = _SEPARATORS.sub("", value)
         if len(compact) < min_length or sum(ch.isdigit() for ch in compact) < min_digits:
@@ -1066,8 +1073,17 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
     ALL-CAPS receipt lines ("SERVED BY: MARIA GONZALEZ"), and a family name in capitals or
     before a comma followed by a first name ("KOWALSKI Jan", "Nakamura, Hiroshi")."""
     found = []
+    comma = ", " in text
     i = 0
     while i < len(words):
+        # Most words can open nothing here: skipped on their own text (cached) and the ", " after
+        # them, which is all _family_name_first and the checks below look at before the cues.
+        if not (
+            _may_open_any_case(words[i].group())
+            or (comma and text.startswith(", ", words[i].end()))
+        ):
+            i += 1
+            continue
         word = words[i].group().rstrip(".")
         family_first = _family_name_first(text, words, i)
         if family_first:
@@ -1103,6 +1119,22 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
                 break
         i += 1
     return found
+
+
+@lru_cache(maxsize=65536)
+def _may_open_any_case(word: str) -> bool:
+    """Whether ``_names_in_any_case`` could take word ``word`` further than its first checks,
+    whatever follows it: as a family name in capitals before a first name (``_family_name_first``
+    wants that or a ", " after the word), or as the start of a same-case run (an ALL-CAPS word,
+    or a lower-case one that is a first name or no frequent word)."""
+    if word.isupper() and len(word) >= 2:
+        return True
+    word = word.rstrip(".")
+    caps = word.isupper() and sum(ch.isalpha() for ch in word) >= 2
+    if not (caps or word.islower()):
+        return False
+    bare = word.lower()
+    return _name_like(word) or (len(bare) >= 3 and bare not in lower_ranks()) or caps
 
 
 def _same_case_run(text: str, words: list[re.Match], i: int, caps: bool) -> int:
