@@ -564,7 +564,10 @@ def _account_findings(text: str) -> list[Finding]:
 
 def _ip_findings(text: str) -> list[Finding]:
     found = []
-    for pattern in (_IPV4, _IPV6):
+    # _IPV4 has three literal dots and _IPV6 at least two colons: a text short of them is
+    # spared the scan (both patterns are tried at every character).
+    patterns = [p for p, sep, n in ((_IPV4, ".", 3), (_IPV6, ":", 2)) if text.count(sep) >= n]
+    for pattern in patterns:
         for match in pattern.finditer(text):
             value = match.group()
             if pattern is _IPV6 and sum(c.isalnum() for c in value) < 3:
@@ -653,9 +656,11 @@ def _address_findings(text: str) -> list[Finding]:
     return [_with_unit(text, f) for f in found]
 
 
-def _street_words(phrase: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def _street_words(phrase: str) -> tuple[str, ...]:
     """The trailing words of ``phrase`` that can name a street (capitalised or of a script
-    without capitals), if one of them is no ordinary word; else []."""
+    without capitals), if one of them is no ordinary word; else (). Cached: the same phrases
+    ("Air travel", "Hotel") come before numbers in text after text."""
     words = phrase.split()
     kept: list[str] = []
     for word in reversed(words):
@@ -676,11 +681,11 @@ def _street_words(phrase: str) -> list[str]:
     while kept and (kept[0].strip(".,").islower() or kept[0].lower() in _NAME_PARTICLES):
         kept.pop(0)
     if any(w.strip(".,'’") in _NOT_NAMES for w in kept):
-        return []
+        return ()
     plausible = any(
         _is_uncased(w.strip(".,'’")) or _is_uncommon(w) or _is_uncommon(w.title()) for w in kept
     )
-    return kept if plausible else []
+    return tuple(kept) if plausible else ()
 
 
 def _with_unit(text: str, finding: Finding) -> Finding:
@@ -1100,7 +1105,8 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
             continue
         last = _same_case_run(text, words, i, caps)
         runs = [
-            [w.group().rstrip(".") for w in words[i : end + 1]] for end in range(last, i - 1, -1)
+            tuple(w.group().rstrip(".") for w in words[i : end + 1])
+            for end in range(last, i - 1, -1)
         ]
         # A cue only ever makes a run a name (``_reads_as_name`` is monotone in them), so the
         # cue patterns are searched only when some prefix would read as a name with every cue.
@@ -1152,7 +1158,8 @@ def _same_case_run(text: str, words: list[re.Match], i: int, caps: bool) -> int:
     return last
 
 
-def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool, weak: bool) -> bool:
+@lru_cache(maxsize=65536)
+def _reads_as_name(run: tuple[str, ...], *, caps: bool, cued: bool, chat: bool, weak: bool) -> bool:
     if run[-1].lower() in _NAME_PARTICLES or run[0].lower() in _NAME_PARTICLES:
         return False
     core = [w for w in run if w.lower() not in _NAME_PARTICLES]
@@ -1213,6 +1220,10 @@ _DETECTORS = {
     "NAME": _name_findings,
 }
 _NEEDS_DIGIT = frozenset({"IBAN", "CARD", "IP", "ID", "ACCOUNT", "DOB", "PLATE", "PHONE"})
+# The fewest digits a finding of these kinds holds, as their detectors count them: a card
+# number 12 (_CARD), a phone number and a cued account number 7, an id 4 (a national id and a
+# cued id 4, a NINO 6). A text with fewer digits is not searched for them.
+_MIN_DIGITS = {"CARD": 12, "PHONE": 7, "ACCOUNT": 7, "ID": 4}
 
 
 _PSEUDONYM = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>")
@@ -1281,10 +1292,11 @@ def _detect(text: str, protected: frozenset[str]) -> list[Finding]:
     pattern = _protected_pattern(protected)
     masked = pattern.sub(_mask, visible) if pattern is not None else visible
     has_digit = _DIGIT.search(visible) is not None
+    digits = len(_DIGIT.findall(visible)) if has_digit else 0
     taken: list[Finding] = []
     people: list[Finding] | None = None  # the name findings, computed once for DOB and NAME
     for kind in KINDS:
-        if kind in _NEEDS_DIGIT and not has_digit:
+        if (kind in _NEEDS_DIGIT and not has_digit) or digits < _MIN_DIGITS.get(kind, 0):
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
