@@ -793,7 +793,7 @@ def _name_findings(text: str) -> list[Finding]:
             continue
         before = text[max(0, words[i].start() - 30) : words[i].start()]
         if uncased:
-            if latin or _PERSON_CUE.search(before) or _TITLES.search(before):
+            if latin or _ends_with(_PERSON_CUE, before) or _ends_with(_TITLES, before):
                 j = i
                 while (
                     j + 1 < len(words)
@@ -825,15 +825,16 @@ def _name_findings(text: str) -> list[Finding]:
         if len(run) >= 2 and (
             any(w.lower() in names and w not in _PLACES for w in run)
             or run[-1].lower().endswith(_SURNAME_ENDINGS)
-            or _TITLES.search(before)
-            or _INTRO.search(before)
+            or _ends_with(_TITLES, before)
+            or _ends_with(_INTRO, before)
             or _is_bold_name(run, sentence_start=_SENTENCE_START.search(before) is not None)
         ):
             found.append(Finding(words[i].start(), words[last].end(), "NAME", ""))
             i = last + 1
             continue
         if len(run) == 1 and (
-            _TITLES.search(before) or (_is_uncommon(run[0]) and _PERSON_CUE.search(before))
+            _ends_with(_TITLES, before)
+            or (_is_uncommon(run[0]) and _ends_with(_PERSON_CUE, before))
         ):
             found.append(Finding(words[i].start(), words[i].end(), "NAME", ""))
         i += 1
@@ -1060,6 +1061,28 @@ _CALENDAR = frozenset({"January", "April", "May", "June", "July", "August", "Mon
 # In lower-case chat a preposition is enough of a cue when the words after it are no words.
 _LOWER_CUE = re.compile(r"(?i:\b(?:with|for|and|by|from|to|met|cc|guest|colleague)\s+)$")
 
+# How many of the last whitespace-separated tokens of a text a match of these cue patterns (each
+# ends at "$") can reach into: _TITLES and _OCR_CUE say so in their look-aheads (two and five
+# tokens); a _PERSON_CUE or _INTRO cue is one or two words and "\W{0,3}" adds at most one
+# token; a _LOWER_CUE cue is one word and spaces. None looks further back than the "\b"
+# before its first word, which sees a space there or the start of the text alike.
+_CUE_TOKENS = {_TITLES: 2, _OCR_CUE: 5, _PERSON_CUE: 3, _INTRO: 3, _LOWER_CUE: 1}
+
+
+def _ends_with(cue: re.Pattern, before: str) -> bool:
+    """``cue.search(before) is not None``, decided on the last tokens of ``before`` that a match
+    can reach into (_CUE_TOKENS), once per distinct tail: "Dear ", "lunch with ", "; 2 " come
+    back text after text, and each search tries a long list of cue words at every word."""
+    tokens = _CUE_TOKENS[cue]
+    parts = before.rsplit(None, tokens)
+    tail = before[len(parts[0]) :] if len(parts) > tokens else before
+    return _cue_at_end(cue, tail.lstrip())
+
+
+@lru_cache(maxsize=65536)
+def _cue_at_end(cue: re.Pattern, tail: str) -> bool:
+    return cue.search(tail) is not None
+
 
 def _name_like(word: str) -> bool:
     """A first name that is rare as a lower-case word ("john", "priya"; not "mark", "rose")."""
@@ -1114,9 +1137,9 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
             i += 1
             continue
         before = text[max(0, words[i].start() - 40) : words[i].start()]
-        cued = _OCR_CUE.search(before) is not None
-        chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
-        weak = not caps and _LOWER_CUE.search(before) is not None
+        cued = _ends_with(_OCR_CUE, before)
+        chat = _ends_with(_PERSON_CUE, before) or _ends_with(_TITLES, before)
+        weak = not caps and _ends_with(_LOWER_CUE, before)
         # The longest prefix of the run that reads as a name.
         for end, run in zip(range(last, i - 1, -1), runs, strict=True):
             if _reads_as_name(run, caps=caps, cued=cued, chat=chat, weak=weak):
