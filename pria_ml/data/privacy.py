@@ -621,11 +621,20 @@ _CUE_WORDS = frozenset({
 })  # fmt: skip
 
 
+# Both layouts of _ADDRESS_SUFFIX end in whitespace and a house number; _NAME_THEN_NUMBER's house
+# number follows whitespace or a "No", "Nº" or "#" (then maybe no space). A text without such a
+# digit is spared the two patterns, which start a try at every capitalised or any word.
+_SPACE_DIGIT = re.compile(r"\s\d")
+_MARKED_DIGIT = re.compile(r"(?:\s|No\.?|N[º°o]\.?|#)\d")
+
+
 def _address_findings(text: str) -> list[Finding]:
     words = set(_WORDS.findall(text.lower()))
     patterns = []
     if _DIGIT.search(text):
-        patterns += [_ADDRESS_NUMBER_FIRST, _ADDRESS_SUFFIX]
+        patterns.append(_ADDRESS_NUMBER_FIRST)
+        if _SPACE_DIGIT.search(text):
+            patterns.append(_ADDRESS_SUFFIX)
     if not words.isdisjoint(_PREFIX_WORDS):
         patterns += [_ADDRESS_PREFIX, _ADDRESS_NUMBERED_STREET]
     if not words.isdisjoint(_VIETNAMESE_WORDS):
@@ -643,7 +652,8 @@ def _address_findings(text: str) -> list[Finding]:
             start = match.start("address")
             found.append(Finding(start, start + len(value), "ADDRESS", value))
     if _DIGIT.search(text):
-        for pattern in (_NAME_THEN_NUMBER, _NUMBER_THEN_NAME):
+        numbered = (_NAME_THEN_NUMBER,) if _MARKED_DIGIT.search(text) else ()
+        for pattern in (*numbered, _NUMBER_THEN_NAME):
             for match in pattern.finditer(text):
                 street = _street_words(match.group("street"))
                 if not street:

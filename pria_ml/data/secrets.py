@@ -83,6 +83,7 @@ _KEY_SHAPES = re.compile(
 )
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_DIGIT = re.compile(r"\d")
 _EMAIL_AT = re.compile(r"@[A-Za-z0-9]")  # right after a token: the token is an address's user
 _PLACEHOLDER = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>|\[[A-Z_]+\]")
 _HINT = re.compile(rf"(?i:(?<!\w)(?:{_CUE_WORDS}|bearer|basic|authorization)(?!\w))|://|-----BEGIN")
@@ -157,7 +158,8 @@ def secret_spans(text: str, *, is_text_base64=None) -> list[tuple[int, int]]:
 
     ``is_text_base64`` (a predicate) exempts random-looking tokens that decode to readable
     text: those are encoded payloads, scrubbed through their encoding instead."""
-    tokens = [m for m in _TOKEN.finditer(text) if any(ch.isdigit() for ch in m.group())]
+    # (A token is ASCII: its digits are what \d finds.)
+    tokens = [m for m in _TOKEN.finditer(text) if _DIGIT.search(m.group())]
     if not tokens and not _hinted(text):
         return []
     spans = _vendor_spans(text)
