@@ -528,13 +528,13 @@ def _id_findings(text: str) -> list[Finding]:
         # and four digits: most runs ("12", "2026") have neither and are done here.
         if match.end() - match.start() < 7 or _FOUR_DIGITS.search(match.group()) is None:
             continue
+        if _IN_PHONE.search(text, max(0, match.start() - 8), match.start()) or _PHONE_CUE.search(
+            text, max(0, match.start() - 30), match.start()
+        ):
+            continue  # "+44 20 7946 0958", "puhelin 040 123 4567": the phone detector's
         for start, end in _id_spans(match):
             if _is_national_id(text[start:end]):
-                if not (
-                    _IN_PHONE.search(text, max(0, match.start() - 8), match.start())
-                    or _PHONE_CUE.search(text, max(0, match.start() - 30), match.start())
-                ):  # "+44 20 7946 0958", "puhelin 040 123 4567": the phone detector's
-                    found.append(Finding(start, end, "ID", text[start:end]))
+                found.append(Finding(start, end, "ID", text[start:end]))
                 break
     return found + _cued_runs(text, _ID_CUE, "ID", min_digits=4, min_length=5)
 
