@@ -406,6 +406,7 @@ _ID_RUN = re.compile(
 )
 _IN_PHONE = re.compile(r"(?:\+|\b00)\d{1,4}[ .\-]?$|[()]\s?$")
 _ID_PART = re.compile(r"[A-Za-z0-9]+")
+_FOUR_DIGITS = re.compile(r"(?:\d\D*){4}")
 _SEPARATORS = re.compile(r"[ .\-/]")
 # UK National Insurance number: no checksum, but a layout of its own (HMRC's prefix rules).
 _NINO = re.compile(
@@ -523,6 +524,10 @@ def _id_findings(text: str) -> list[Finding]:
     for match in _NINO.finditer(text):
         found.append(Finding(match.start(), match.end(), "ID", match.group()))
     for match in _ID_RUN.finditer(text):
+        # Every span checked is part of the run, and _is_national_id wants seven characters
+        # and four digits: most runs ("12", "2026") have neither and are done here.
+        if match.end() - match.start() < 7 or _FOUR_DIGITS.search(match.group()) is None:
+            continue
         if _IN_PHONE.search(text, max(0, match.start() - 8), match.start()) or _PHONE_CUE.search(
             text, max(0, match.start() - 30), match.start()
         ):
@@ -540,6 +545,8 @@ def _cued_runs(
     """Id- or account-shaped runs right after a cue word, whatever their checksum."""
     found = []
     for match in _ACCOUNT_RUN.finditer(text):
+        if match.end() - match.start() < min_length:
+            continue  # the compact value is no longer than the run
         value = match.group().rstrip(" .-/")
         compact = _SEPARATORS.sub("", value)
         if len(compact) < min_length or sum(ch.isdigit() for ch in compact) < min_digits:
@@ -557,7 +564,10 @@ def _account_findings(text: str) -> list[Finding]:
 
 def _ip_findings(text: str) -> list[Finding]:
     found = []
-    for pattern in (_IPV4, _IPV6):
+    # _IPV4 has three literal dots and _IPV6 at least two colons: a text short of them is
+    # spared the scan (both patterns are tried at every character).
+    patterns = [p for p, sep, n in ((_IPV4, ".", 3), (_IPV6, ":", 2)) if text.count(sep) >= n]
+    for pattern in patterns:
         for match in pattern.finditer(text):
             value = match.group()
             if pattern is _IPV6 and sum(c.isalnum() for c in value) < 3:
@@ -611,11 +621,20 @@ _CUE_WORDS = frozenset({
 })  # fmt: skip
 
 
+# Both layouts of _ADDRESS_SUFFIX end in whitespace and a house number; _NAME_THEN_NUMBER's house
+# number follows whitespace or a "No", "Nº" or "#" (then maybe no space). A text without such a
+# digit is spared the two patterns, which start a try at every capitalised or any word.
+_SPACE_DIGIT = re.compile(r"\s\d")
+_MARKED_DIGIT = re.compile(r"(?:\s|No\.?|N[º°o]\.?|#)\d")
+
+
 def _address_findings(text: str) -> list[Finding]:
     words = set(_WORDS.findall(text.lower()))
     patterns = []
     if _DIGIT.search(text):
-        patterns += [_ADDRESS_NUMBER_FIRST, _ADDRESS_SUFFIX]
+        patterns.append(_ADDRESS_NUMBER_FIRST)
+        if _SPACE_DIGIT.search(text):
+            patterns.append(_ADDRESS_SUFFIX)
     if not words.isdisjoint(_PREFIX_WORDS):
         patterns += [_ADDRESS_PREFIX, _ADDRESS_NUMBERED_STREET]
     if not words.isdisjoint(_VIETNAMESE_WORDS):
@@ -633,7 +652,8 @@ def _address_findings(text: str) -> list[Finding]:
             start = match.start("address")
             found.append(Finding(start, start + len(value), "ADDRESS", value))
     if _DIGIT.search(text):
-        for pattern in (_NAME_THEN_NUMBER, _NUMBER_THEN_NAME):
+        numbered = (_NAME_THEN_NUMBER,) if _MARKED_DIGIT.search(text) else ()
+        for pattern in (*numbered, _NUMBER_THEN_NAME):
             for match in pattern.finditer(text):
                 street = _street_words(match.group("street"))
                 if not street:
@@ -646,9 +666,11 @@ def _address_findings(text: str) -> list[Finding]:
     return [_with_unit(text, f) for f in found]
 
 
-def _street_words(phrase: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def _street_words(phrase: str) -> tuple[str, ...]:
     """The trailing words of ``phrase`` that can name a street (capitalised or of a script
-    without capitals), if one of them is no ordinary word; else []."""
+    without capitals), if one of them is no ordinary word; else (). Cached: the same phrases
+    ("Air travel", "Hotel") come before numbers in text after text."""
     words = phrase.split()
     kept: list[str] = []
     for word in reversed(words):
@@ -669,11 +691,11 @@ def _street_words(phrase: str) -> list[str]:
     while kept and (kept[0].strip(".,").islower() or kept[0].lower() in _NAME_PARTICLES):
         kept.pop(0)
     if any(w.strip(".,'’") in _NOT_NAMES for w in kept):
-        return []
+        return ()
     plausible = any(
         _is_uncased(w.strip(".,'’")) or _is_uncommon(w) or _is_uncommon(w.title()) for w in kept
     )
-    return kept if plausible else []
+    return tuple(kept) if plausible else ()
 
 
 def _with_unit(text: str, finding: Finding) -> Finding:
@@ -781,7 +803,7 @@ def _name_findings(text: str) -> list[Finding]:
             continue
         before = text[max(0, words[i].start() - 30) : words[i].start()]
         if uncased:
-            if latin or _PERSON_CUE.search(before) or _TITLES.search(before):
+            if latin or _ends_with(_PERSON_CUE, before) or _ends_with(_TITLES, before):
                 j = i
                 while (
                     j + 1 < len(words)
@@ -813,15 +835,16 @@ def _name_findings(text: str) -> list[Finding]:
         if len(run) >= 2 and (
             any(w.lower() in names and w not in _PLACES for w in run)
             or run[-1].lower().endswith(_SURNAME_ENDINGS)
-            or _TITLES.search(before)
-            or _INTRO.search(before)
+            or _ends_with(_TITLES, before)
+            or _ends_with(_INTRO, before)
             or _is_bold_name(run, sentence_start=_SENTENCE_START.search(before) is not None)
         ):
             found.append(Finding(words[i].start(), words[last].end(), "NAME", ""))
             i = last + 1
             continue
         if len(run) == 1 and (
-            _TITLES.search(before) or (_is_uncommon(run[0]) and _PERSON_CUE.search(before))
+            _ends_with(_TITLES, before)
+            or (_is_uncommon(run[0]) and _ends_with(_PERSON_CUE, before))
         ):
             found.append(Finding(words[i].start(), words[i].end(), "NAME", ""))
         i += 1
@@ -1048,6 +1071,28 @@ _CALENDAR = frozenset({"January", "April", "May", "June", "July", "August", "Mon
 # In lower-case chat a preposition is enough of a cue when the words after it are no words.
 _LOWER_CUE = re.compile(r"(?i:\b(?:with|for|and|by|from|to|met|cc|guest|colleague)\s+)$")
 
+# How many of the last whitespace-separated tokens of a text a match of these cue patterns (each
+# ends at "$") can reach into: _TITLES and _OCR_CUE say so in their look-aheads (two and five
+# tokens); a _PERSON_CUE or _INTRO cue is one or two words and "\W{0,3}" adds at most one
+# token; a _LOWER_CUE cue is one word and spaces. None looks further back than the "\b"
+# before its first word, which sees a space there or the start of the text alike.
+_CUE_TOKENS = {_TITLES: 2, _OCR_CUE: 5, _PERSON_CUE: 3, _INTRO: 3, _LOWER_CUE: 1}
+
+
+def _ends_with(cue: re.Pattern, before: str) -> bool:
+    """``cue.search(before) is not None``, decided on the last tokens of ``before`` that a match
+    can reach into (_CUE_TOKENS), once per distinct tail: "Dear ", "lunch with ", "; 2 " come
+    back text after text, and each search tries a long list of cue words at every word."""
+    tokens = _CUE_TOKENS[cue]
+    parts = before.rsplit(None, tokens)
+    tail = before[len(parts[0]) :] if len(parts) > tokens else before
+    return _cue_at_end(cue, tail.lstrip())
+
+
+@lru_cache(maxsize=65536)
+def _cue_at_end(cue: re.Pattern, tail: str) -> bool:
+    return cue.search(tail) is not None
+
 
 def _name_like(word: str) -> bool:
     """A first name that is rare as a lower-case word ("john", "priya"; not "mark", "rose")."""
@@ -1066,8 +1111,17 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
     ALL-CAPS receipt lines ("SERVED BY: MARIA GONZALEZ"), and a family name in capitals or
     before a comma followed by a first name ("KOWALSKI Jan", "Nakamura, Hiroshi")."""
     found = []
+    comma = ", " in text
     i = 0
     while i < len(words):
+        # Most words can open nothing here: skipped on their own text (cached) and the ", " after
+        # them, which is all _family_name_first and the checks below look at before the cues.
+        if not (
+            _may_open_any_case(words[i].group())
+            or (comma and text.startswith(", ", words[i].end()))
+        ):
+            i += 1
+            continue
         word = words[i].group().rstrip(".")
         family_first = _family_name_first(text, words, i)
         if family_first:
@@ -1084,7 +1138,8 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
             continue
         last = _same_case_run(text, words, i, caps)
         runs = [
-            [w.group().rstrip(".") for w in words[i : end + 1]] for end in range(last, i - 1, -1)
+            tuple(w.group().rstrip(".") for w in words[i : end + 1])
+            for end in range(last, i - 1, -1)
         ]
         # A cue only ever makes a run a name (``_reads_as_name`` is monotone in them), so the
         # cue patterns are searched only when some prefix would read as a name with every cue.
@@ -1092,9 +1147,9 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
             i += 1
             continue
         before = text[max(0, words[i].start() - 40) : words[i].start()]
-        cued = _OCR_CUE.search(before) is not None
-        chat = _PERSON_CUE.search(before) is not None or _TITLES.search(before) is not None
-        weak = not caps and _LOWER_CUE.search(before) is not None
+        cued = _ends_with(_OCR_CUE, before)
+        chat = _ends_with(_PERSON_CUE, before) or _ends_with(_TITLES, before)
+        weak = not caps and _ends_with(_LOWER_CUE, before)
         # The longest prefix of the run that reads as a name.
         for end, run in zip(range(last, i - 1, -1), runs, strict=True):
             if _reads_as_name(run, caps=caps, cued=cued, chat=chat, weak=weak):
@@ -1103,6 +1158,22 @@ def _names_in_any_case(text: str, words: list[re.Match]) -> list[Finding]:
                 break
         i += 1
     return found
+
+
+@lru_cache(maxsize=65536)
+def _may_open_any_case(word: str) -> bool:
+    """Whether ``_names_in_any_case`` could take word ``word`` further than its first checks,
+    whatever follows it: as a family name in capitals before a first name (``_family_name_first``
+    wants that or a ", " after the word), or as the start of a same-case run (an ALL-CAPS word,
+    or a lower-case one that is a first name or no frequent word)."""
+    if word.isupper() and len(word) >= 2:
+        return True
+    word = word.rstrip(".")
+    caps = word.isupper() and sum(ch.isalpha() for ch in word) >= 2
+    if not (caps or word.islower()):
+        return False
+    bare = word.lower()
+    return _name_like(word) or (len(bare) >= 3 and bare not in lower_ranks()) or caps
 
 
 def _same_case_run(text: str, words: list[re.Match], i: int, caps: bool) -> int:
@@ -1120,7 +1191,8 @@ def _same_case_run(text: str, words: list[re.Match], i: int, caps: bool) -> int:
     return last
 
 
-def _reads_as_name(run: list[str], *, caps: bool, cued: bool, chat: bool, weak: bool) -> bool:
+@lru_cache(maxsize=65536)
+def _reads_as_name(run: tuple[str, ...], *, caps: bool, cued: bool, chat: bool, weak: bool) -> bool:
     if run[-1].lower() in _NAME_PARTICLES or run[0].lower() in _NAME_PARTICLES:
         return False
     core = [w for w in run if w.lower() not in _NAME_PARTICLES]
@@ -1181,6 +1253,10 @@ _DETECTORS = {
     "NAME": _name_findings,
 }
 _NEEDS_DIGIT = frozenset({"IBAN", "CARD", "IP", "ID", "ACCOUNT", "DOB", "PLATE", "PHONE"})
+# The fewest digits a finding of these kinds holds, as their detectors count them: a card
+# number 12 (_CARD), a phone number and a cued account number 7, an id 4 (a national id and a
+# cued id 4, a NINO 6). A text with fewer digits is not searched for them.
+_MIN_DIGITS = {"CARD": 12, "PHONE": 7, "ACCOUNT": 7, "ID": 4}
 
 
 _PSEUDONYM = re.compile(r"<[A-Z_]+_[0-9a-f]{8}>")
@@ -1249,10 +1325,11 @@ def _detect(text: str, protected: frozenset[str]) -> list[Finding]:
     pattern = _protected_pattern(protected)
     masked = pattern.sub(_mask, visible) if pattern is not None else visible
     has_digit = _DIGIT.search(visible) is not None
+    digits = len(_DIGIT.findall(visible)) if has_digit else 0
     taken: list[Finding] = []
     people: list[Finding] | None = None  # the name findings, computed once for DOB and NAME
     for kind in KINDS:
-        if kind in _NEEDS_DIGIT and not has_digit:
+        if (kind in _NEEDS_DIGIT and not has_digit) or digits < _MIN_DIGITS.get(kind, 0):
             continue
         if kind == "EMAIL" and "@" not in text:
             continue
