@@ -1,6 +1,6 @@
 """Warm start vs full retraining, and adapter rank / targets, on the demo's world (CPU).
 
-    PYTHONPATH=. .venv/bin/python perf/bench_night.py [--home DIR] [--json OUT]
+    PYTHONPATH=. .venv/bin/python perf/bench_night.py [--home DIR] [--json OUT] [--tiny]
 
 The demo's pre-trained tiny base (``pria_ml/model/tiny.py``: it answers like the seeded agent,
 trap merchants wrong) and conversations drawn by the seeder's own generator
@@ -23,46 +23,70 @@ every projection is the demo profile's, the full retraining above).
 Training is the recipe's own pieces (``train.add_adapter``, ``PackingCollator``,
 ``train.completion_loss``) in a plain loop with the demo profile's learning rate (1e-3, linear
 warm-up 10 % and decay, batch 16): no registry or storage, so the numbers are the training's.
+
+``--tiny`` runs every row (both night kinds at both budgets, all three shapes) on a base
+pre-trained for one step, 2 old + 2 new conversations (one step a night) and 4 evaluation
+conversations, in a temporary home unless ``--home`` is given: the code path in seconds, not
+figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-OLD_DAYS, NEW_DAYS, PER_DAY = 14, 7, 16
+ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16
 
 
-def world(seed: int = 5):
-    """(rows with record_date, eval cases): conversations of 21 days and 96 fresh ones."""
+@dataclasses.dataclass(frozen=True)
+class Size:
+    old_days: int = 14
+    new_days: int = 7
+    per_day: int = 16
+    held: int = 96
+    pretrain_steps: int | None = None  # None: the demo's (tinymodel.PRETRAIN_STEPS)
+
+
+TINY = Size(old_days=1, new_days=1, per_day=2, held=4, pretrain_steps=1)
+
+
+def world(seed: int = 5, size: Size = Size()):
+    """(rows with record_date, eval cases, last old day): conversations of the old and new
+    days (21 x 16) and ``size.held`` (96) fresh ones."""
     from pria_ml.world import seed as seeder
 
     rng = random.Random(seed)
     population = seeder.Population(rng, 600)
     start = dt.date(2026, 10, 1)
     rows = []
-    for day in range(OLD_DAYS + NEW_DAYS):
+    for day in range(size.old_days + size.new_days):
         date = start + dt.timedelta(days=day)
         at = dt.datetime.combine(date, dt.time(12), tzinfo=dt.UTC)
-        for _ in range(PER_DAY):
+        for _ in range(size.per_day):
             case = seeder.draw_case(
                 rng, rng.choice(population.users), rng.choice(population.merchants), at
             )
             rows.append((date, case.prompt, case.correct_action, case.merchant))
     held = []
     at = dt.datetime.combine(start + dt.timedelta(days=40), dt.time(12), tzinfo=dt.UTC)
-    for _ in range(96):
+    for _ in range(size.held):
         case = seeder.draw_case(
             rng, rng.choice(population.users), rng.choice(population.merchants), at
         )
         held.append((case.prompt, case.correct_action, case.merchant in seeder.TRAP_MERCHANTS))
-    return rows, held, start + dt.timedelta(days=OLD_DAYS - 1)
+    return rows, held, start + dt.timedelta(days=size.old_days - 1)
 
 
 def train_adapter(base_dir, tokenizer, examples, config, start_from=None) -> tuple:
@@ -90,7 +114,7 @@ def train_adapter(base_dir, tokenizer, examples, config, start_from=None) -> tup
     collator = PackingCollator(tokenizer.pad_token_id, config.max_length, True, max_tokens=8192)
     order = list(range(len(examples)))
     random.Random(config.seed).shuffle(order)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for step in range(steps):
         chunk = [examples[i] for i in order[step * BATCH : (step + 1) * BATCH]]
         batch = collator([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk])
@@ -101,7 +125,9 @@ def train_adapter(base_dir, tokenizer, examples, config, start_from=None) -> tup
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - started
+    # Wall seconds, and the CPU seconds of this process (all its threads): on a shared machine
+    # the first swings with the other jobs, the second much less.
+    seconds = (time.perf_counter() - started, time.process_time() - cpu)
     state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     return model, state, steps, seconds
 
@@ -131,11 +157,81 @@ def accuracy(model, tokenizer, held) -> tuple[float, float]:
     return sum(right) / len(right), sum(traps) / max(len(traps), 1)
 
 
+def header() -> str:
+    """The first line: the commit and command that produced the figures, and the load."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "pria_ml", "perf"], capture_output=True, text=True
+    )
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    modified = " (modified)" if dirty.stdout.strip() else ""
+    return (
+        f"commit {commit.stdout.strip() or 'unknown'}{modified}; "
+        f"command: {' '.join(sys.argv)}; {os.cpu_count()} cores, load {load}"
+    )
+
+
+def ratios(results: dict, single: int, doubled: int) -> list[str]:
+    """Warm start against full retraining at each budget; each shape against rank 64 on every
+    projection (the full retraining at 2x)."""
+    runs = results["runs"]
+
+    def row(kind: str, budget: int) -> dict:
+        return next(r for r in runs if r["kind"] == kind and r["budget_tokens"] == budget)
+
+    def versus(a: dict, b: dict) -> str:
+        return (
+            f"exact match {a['accuracy']:.1%} / {b['accuracy']:.1%} "
+            f"({100 * (a['accuracy'] - b['accuracy']):+.1f} points), "
+            f"traps {a['trap_accuracy']:.1%} / {b['trap_accuracy']:.1%}, "
+            f"wall s x{a['seconds'] / max(b['seconds'], 0.1):.2f}, "
+            f"CPU s x{a['cpu_seconds'] / max(b['cpu_seconds'], 0.1):.2f}"
+        )
+
+    lines = []
+    for label, budget in (("1x", single), ("2x", doubled)):
+        warm, full = row("warm start", budget), row("full retraining", budget)
+        lines.append(f"warm/full at {label}: {versus(warm, full)}")
+    reference = row("full retraining", doubled)
+    for shaped in (r for r in runs if r["kind"].startswith("rank ")):
+        lines.append(
+            f"{shaped['kind']} / rank 64, all-linear at 2x: parameters "
+            f"x{shaped['tiny_params'] / reference['tiny_params']:.2f} on the tiny model, "
+            f"x{shaped['mistral_7b_params'] / reference['mistral_7b_params']:.2f} on "
+            f"Mistral-7B; {versus(shaped, reference)}"
+        )
+    lines.append(
+        f"{len(results['held'])} evaluation conversations ({results['trap_conversations']} on "
+        "trap merchants): one conversation is "
+        f"{100 / len(results['held']):.1f} points; single runs, not intervals"
+    )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=Path(".pria/bench-night"))
+    parser.add_argument("--home", type=Path, default=None, help="default .pria/bench-night")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--tiny", action="store_true", help="every row on 2 + 2 conversations, 4 to score"
+    )
     args = parser.parse_args()
+    size = TINY if args.tiny else Size()
+    args.header = header()
+    print(args.header, flush=True)
+    with contextlib.ExitStack() as stack:
+        if args.home is None:
+            args.home = (
+                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-night-")))
+                if args.tiny
+                else Path(".pria/bench-night")
+            )
+        run(args, size)
+
+
+def run(args, size: Size) -> None:
+    from transformers import AutoConfig, MistralConfig
 
     from pria_ml import train
     from pria_ml.model import chat, loading
@@ -143,23 +239,40 @@ def main() -> None:
     from pria_ml.training import selection
     from pria_ml.training.memory import ModelShape
 
+    steps_wanted = tinymodel.PRETRAIN_STEPS if size.pretrain_steps is None else size.pretrain_steps
     base_dir = args.home / "tiny-pretrained"
-    if tinymodel.built_recipe(base_dir) is None:
-        tinymodel.build(base_dir, pretrain_steps=tinymodel.PRETRAIN_STEPS)
+    recipe = tinymodel.built_recipe(base_dir)
+    # A base of another pre-training (a --tiny run's one step, in the same --home) is rebuilt.
+    if recipe is None or recipe.get("pretrain_steps") != steps_wanted:
+        started = time.perf_counter()
+        tinymodel.build(base_dir, pretrain_steps=steps_wanted)
+        print(f"built the base ({steps_wanted} pre-training steps) in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
     tokenizer = loading.load_tokenizer(str(base_dir))
-    rows, held, old_until = world()
+    rows, held, old_until = world(size=size)
     examples = [chat.tokenize_example(tokenizer, p, c) for _, p, c, _ in rows]
     lengths = [len(e.input_ids) for e in examples]
     dates = [d for d, _, _, _ in rows]
     config = train.PROFILES["demo"].with_overrides(lora_dropout=0.0)
-    results: dict = {"mean_tokens": sum(lengths) / len(lengths), "runs": []}
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(str(base_dir)))
+    mistral = ModelShape.from_config(MistralConfig())
+    results: dict = {
+        "header": args.header,
+        "size": dataclasses.asdict(size),
+        "mean_tokens": sum(lengths) / len(lengths),
+        "held": [want for _, want, _ in held],
+        "trap_conversations": sum(trap for _, _, trap in held),
+        "runs": [],
+    }
 
-    def record(kind: str, budget: int, chosen, model, steps: int, seconds: float, **extra):
+    def record(kind: str, budget: int, chosen, model, steps: int, seconds: tuple, **extra):
         acc, trap = accuracy(model, tokenizer, held)
         entry = {
             "kind": kind, "budget_tokens": budget, "tokens": chosen.tokens_per_epoch,
             "new": chosen.new_examples, "replay": chosen.replay_examples, "steps": steps,
-            "seconds": round(seconds, 1), "accuracy": acc, "trap_accuracy": trap, **extra,
+            "seconds": round(seconds[0], 1), "cpu_seconds": round(seconds[1], 1),
+            "accuracy": acc, "trap_accuracy": trap,
+            "load": round(os.getloadavg()[0], 1), **extra,
         }  # fmt: skip
         results["runs"].append(entry)
         print(json.dumps(entry), flush=True)
@@ -182,6 +295,12 @@ def main() -> None:
     )
     record("prod (night 1, old days)", prod_budget, first, model, steps, seconds)
 
+    def counts(r: int, targets: tuple[str, ...]) -> dict:
+        return {
+            "tiny_params": shape.lora_parameters(r, targets),
+            "mistral_7b_params": mistral.lora_parameters(r, targets),
+        }
+
     new_tokens = sum(n for n, d in zip(lengths, dates, strict=True) if d > old_until)
     for budget in (new_tokens, 2 * new_tokens):
         for warm in (True, False):
@@ -197,13 +316,10 @@ def main() -> None:
                 prod_state if warm else None,
             )
             record(
-                "warm start" if warm else "full retraining", budget, chosen, model, steps, seconds
-            )
+                "warm start" if warm else "full retraining", budget, chosen, model, steps,
+                seconds, **counts(config.lora_r, config.lora_target_modules),
+            )  # fmt: skip
 
-    shape = ModelShape.from_config(
-        __import__("transformers").AutoConfig.from_pretrained(str(base_dir))
-    )
-    mistral = ModelShape.from_config(__import__("transformers").MistralConfig())
     budget = 2 * new_tokens  # rank 64 on every projection is the full retraining above
     for r, targets in (
         (32, ("all-linear",)),
@@ -219,9 +335,10 @@ def main() -> None:
         )
         record(
             f"rank {r}, {'+'.join(targets)}", budget, chosen, model, steps, seconds,
-            tiny_params=shape.lora_parameters(r, targets),
-            mistral_7b_params=mistral.lora_parameters(r, targets),
+            **counts(r, targets),
         )  # fmt: skip
+    for line in ratios(results, new_tokens, 2 * new_tokens):
+        print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -21,8 +21,6 @@ OPT_OUT = {
     "gpu_train_bench.py": "needs a CUDA GPU and a random-init Mistral-7B (~15 GB) on disk",
     "gpu_checks.py": "the GPU check (perf/gpu_check.sh): needs a CUDA GPU and a random-init 7B",
     "gpu_attention_check.py": "checks every attention path compiled on a CUDA GPU",
-    # No tiny size yet: it pre-trains the demo's base (about 140 CPU s) before its nights.
-    "bench_night.py": "pre-trains the demo's tiny base before any night; no --tiny size yet",
 }
 
 
