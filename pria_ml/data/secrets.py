@@ -15,7 +15,8 @@ enough to be a key. What it misses in chat text, added here:
   the whole URL, with whatever personal data its other parameters hold;
 - PEM private-key blocks from BEGIN to END, not only the BEGIN line;
 - unquoted random tokens: 20+ characters mixing letters and digits whose entropy (by
-  detect-secrets' measure) is near the maximum for their length. UUIDs are not secrets.
+  detect-secrets' measure) is near the maximum for their length. UUIDs are not secrets, nor is
+  an address's user part (``christopher.weber158@...``): the EMAIL detector takes the address.
 """
 
 from __future__ import annotations
